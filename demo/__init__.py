@@ -1,0 +1,1 @@
+"""The demo app: a few workflows that show what Waymark does."""

@@ -1,0 +1,39 @@
+"""Waymark: durable workflows for Python. The public API (see API.md)."""
+
+from engine.client import Client
+from engine.context import WorkflowContext
+from engine.engine import Engine
+from engine.errors import (
+    ConflictingWorkflowError,
+    EngineError,
+    MaxRecoveryAttemptsExceededError,
+    NonDeterministicWorkflowError,
+    QueueDeduplicatedError,
+    SerializationError,
+    StepError,
+    WorkflowCancelledError,
+    WorkflowFailedError,
+    WorkflowNotFoundError,
+)
+from engine.handle import WorkflowHandle
+from engine.records import Status, StepInfo, WorkflowStatus
+
+__all__ = [
+    "Client",
+    "ConflictingWorkflowError",
+    "Engine",
+    "EngineError",
+    "MaxRecoveryAttemptsExceededError",
+    "NonDeterministicWorkflowError",
+    "QueueDeduplicatedError",
+    "SerializationError",
+    "Status",
+    "StepError",
+    "StepInfo",
+    "WorkflowCancelledError",
+    "WorkflowContext",
+    "WorkflowFailedError",
+    "WorkflowHandle",
+    "WorkflowNotFoundError",
+    "WorkflowStatus",
+]

@@ -1,0 +1,120 @@
+-- Named queries of the Postgres store. Each starts with a "-- name --" line; the SQLite file
+-- defines the same names (a test checks). Parameters are named: %(name)s.
+
+-- insert_workflow --
+-- Record a new workflow; returns nothing when the ID exists (the ID is an idempotency key).
+INSERT INTO workflow_status (workflow_uuid, status, name, inputs, executor_id,
+                             application_version, application_id, created_at, updated_at,
+                             started_at_epoch_ms, parent_workflow_id, forked_from, queue_name,
+                             workflow_timeout_ms, workflow_deadline_epoch_ms, priority,
+                             deduplication_id)
+VALUES (%(workflow_id)s, %(status)s, %(name)s, %(inputs)s, %(executor_id)s,
+        %(application_version)s, %(application_id)s, %(now)s, %(now)s,
+        %(started_at)s, %(parent_workflow_id)s, %(forked_from)s, %(queue_name)s,
+        %(timeout_ms)s, %(deadline_ms)s, %(priority)s, %(deduplication_id)s)
+ON CONFLICT (workflow_uuid) DO NOTHING
+RETURNING workflow_uuid;
+
+-- get_workflow --
+SELECT workflow_uuid, status, name, inputs, output, error, executor_id, application_version,
+       created_at, updated_at, recovery_attempts, queue_name, workflow_timeout_ms,
+       workflow_deadline_epoch_ms, started_at_epoch_ms, completed_at, parent_workflow_id,
+       forked_from
+FROM workflow_status
+WHERE workflow_uuid = %(workflow_id)s;
+
+-- get_workflow_outcome --
+-- What an awaiter polls: small, served by the primary key.
+SELECT status, output, error, recovery_attempts
+FROM workflow_status
+WHERE workflow_uuid = %(workflow_id)s;
+
+-- record_step --
+-- Store one step's outcome and report the workflow's status in the same round trip (a cancel
+-- shows up at the next step boundary at no extra cost). Returns nothing when another execution
+-- recorded this step first: the caller then adopts the recorded outcome.
+INSERT INTO operation_outputs (workflow_uuid, function_id, function_name, output, error,
+                               child_workflow_id, started_at_epoch_ms, completed_at_epoch_ms)
+VALUES (%(workflow_id)s, %(step_id)s, %(name)s, %(output)s, %(error)s, %(child_workflow_id)s,
+        %(started)s, %(completed)s)
+ON CONFLICT (workflow_uuid, function_id) DO NOTHING
+RETURNING function_id,
+          (SELECT status FROM workflow_status WHERE workflow_uuid = %(workflow_id)s) AS status;
+
+-- get_step --
+SELECT function_id, function_name, output, error, child_workflow_id, started_at_epoch_ms,
+       completed_at_epoch_ms
+FROM operation_outputs
+WHERE workflow_uuid = %(workflow_id)s AND function_id = %(step_id)s;
+
+-- list_steps --
+SELECT function_id, function_name, output, error, child_workflow_id, started_at_epoch_ms,
+       completed_at_epoch_ms
+FROM operation_outputs
+WHERE workflow_uuid = %(workflow_id)s
+ORDER BY function_id;
+
+-- finish_workflow --
+-- The final write succeeds only while the row is PENDING: a cancel that landed after the last
+-- step still wins.
+UPDATE workflow_status
+SET status = %(status)s, output = %(output)s, error = %(error)s, updated_at = %(now)s,
+    completed_at = %(now)s
+WHERE workflow_uuid = %(workflow_id)s AND status = 'PENDING'
+RETURNING workflow_uuid;
+
+-- recoverable_workflows --
+SELECT workflow_uuid
+FROM workflow_status
+WHERE status = 'PENDING' AND executor_id = %(executor_id)s
+  AND application_version = %(application_version)s
+ORDER BY created_at;
+
+-- claim_recovery --
+-- Count one more recovery; guarded by status and executor, so a duplicate recovery is a no-op.
+UPDATE workflow_status
+SET recovery_attempts = recovery_attempts + 1, updated_at = %(now)s
+WHERE workflow_uuid = %(workflow_id)s AND status = 'PENDING' AND executor_id = %(executor_id)s
+RETURNING workflow_uuid, status, name, inputs, output, error, executor_id, application_version,
+          created_at, updated_at, recovery_attempts, queue_name, workflow_timeout_ms,
+          workflow_deadline_epoch_ms, started_at_epoch_ms, completed_at, parent_workflow_id,
+          forked_from;
+
+-- set_status_if_pending --
+UPDATE workflow_status
+SET status = %(status)s, error = %(error)s, updated_at = %(now)s, completed_at = %(now)s
+WHERE workflow_uuid = %(workflow_id)s AND status = 'PENDING'
+RETURNING workflow_uuid;
+
+-- list_workflows_newest --
+-- Every filter is optional (NULL = any); the order matches the (created_at, workflow_uuid) index.
+SELECT workflow_uuid, status, name, inputs, output, error, executor_id, application_version,
+       created_at, updated_at, recovery_attempts, queue_name, workflow_timeout_ms,
+       workflow_deadline_epoch_ms, started_at_epoch_ms, completed_at, parent_workflow_id,
+       forked_from
+FROM workflow_status
+WHERE (%(statuses)s::text[] IS NULL OR status = ANY(%(statuses)s::text[]))
+  AND (%(name)s::text IS NULL OR name = %(name)s::text)
+  AND (%(id_prefix)s::text IS NULL OR starts_with(workflow_uuid, %(id_prefix)s::text))
+  AND (%(queue_name)s::text IS NULL OR queue_name = %(queue_name)s::text)
+  AND (%(application_version)s::text IS NULL OR application_version = %(application_version)s::text)
+  AND (%(created_after)s::bigint IS NULL OR created_at >= %(created_after)s::bigint)
+  AND (%(created_before)s::bigint IS NULL OR created_at < %(created_before)s::bigint)
+ORDER BY created_at DESC, workflow_uuid DESC
+LIMIT %(limit)s OFFSET %(offset)s;
+
+-- list_workflows_oldest --
+SELECT workflow_uuid, status, name, inputs, output, error, executor_id, application_version,
+       created_at, updated_at, recovery_attempts, queue_name, workflow_timeout_ms,
+       workflow_deadline_epoch_ms, started_at_epoch_ms, completed_at, parent_workflow_id,
+       forked_from
+FROM workflow_status
+WHERE (%(statuses)s::text[] IS NULL OR status = ANY(%(statuses)s::text[]))
+  AND (%(name)s::text IS NULL OR name = %(name)s::text)
+  AND (%(id_prefix)s::text IS NULL OR starts_with(workflow_uuid, %(id_prefix)s::text))
+  AND (%(queue_name)s::text IS NULL OR queue_name = %(queue_name)s::text)
+  AND (%(application_version)s::text IS NULL OR application_version = %(application_version)s::text)
+  AND (%(created_after)s::bigint IS NULL OR created_at >= %(created_after)s::bigint)
+  AND (%(created_before)s::bigint IS NULL OR created_at < %(created_before)s::bigint)
+ORDER BY created_at, workflow_uuid
+LIMIT %(limit)s OFFSET %(offset)s;

@@ -1,0 +1,120 @@
+-- Named queries of the SQLite store. Each starts with a "-- name --" line; the Postgres file
+-- defines the same names (a test checks). Parameters are named: :name.
+
+-- insert_workflow --
+-- Record a new workflow; returns nothing when the ID exists (the ID is an idempotency key).
+INSERT INTO workflow_status (workflow_uuid, status, name, inputs, executor_id,
+                             application_version, application_id, created_at, updated_at,
+                             started_at_epoch_ms, parent_workflow_id, forked_from, queue_name,
+                             workflow_timeout_ms, workflow_deadline_epoch_ms, priority,
+                             deduplication_id)
+VALUES (:workflow_id, :status, :name, :inputs, :executor_id,
+        :application_version, :application_id, :now, :now,
+        :started_at, :parent_workflow_id, :forked_from, :queue_name,
+        :timeout_ms, :deadline_ms, :priority, :deduplication_id)
+ON CONFLICT (workflow_uuid) DO NOTHING
+RETURNING workflow_uuid;
+
+-- get_workflow --
+SELECT workflow_uuid, status, name, inputs, output, error, executor_id, application_version,
+       created_at, updated_at, recovery_attempts, queue_name, workflow_timeout_ms,
+       workflow_deadline_epoch_ms, started_at_epoch_ms, completed_at, parent_workflow_id,
+       forked_from
+FROM workflow_status
+WHERE workflow_uuid = :workflow_id;
+
+-- get_workflow_outcome --
+-- What an awaiter polls: small, served by the primary key.
+SELECT status, output, error, recovery_attempts
+FROM workflow_status
+WHERE workflow_uuid = :workflow_id;
+
+-- record_step --
+-- Store one step's outcome and report the workflow's status in the same round trip (a cancel
+-- shows up at the next step boundary at no extra cost). Returns nothing when another execution
+-- recorded this step first: the caller then adopts the recorded outcome.
+INSERT INTO operation_outputs (workflow_uuid, function_id, function_name, output, error,
+                               child_workflow_id, started_at_epoch_ms, completed_at_epoch_ms)
+VALUES (:workflow_id, :step_id, :name, :output, :error, :child_workflow_id,
+        :started, :completed)
+ON CONFLICT (workflow_uuid, function_id) DO NOTHING
+RETURNING function_id,
+          (SELECT status FROM workflow_status WHERE workflow_uuid = :workflow_id) AS status;
+
+-- get_step --
+SELECT function_id, function_name, output, error, child_workflow_id, started_at_epoch_ms,
+       completed_at_epoch_ms
+FROM operation_outputs
+WHERE workflow_uuid = :workflow_id AND function_id = :step_id;
+
+-- list_steps --
+SELECT function_id, function_name, output, error, child_workflow_id, started_at_epoch_ms,
+       completed_at_epoch_ms
+FROM operation_outputs
+WHERE workflow_uuid = :workflow_id
+ORDER BY function_id;
+
+-- finish_workflow --
+-- The final write succeeds only while the row is PENDING: a cancel that landed after the last
+-- step still wins.
+UPDATE workflow_status
+SET status = :status, output = :output, error = :error, updated_at = :now,
+    completed_at = :now
+WHERE workflow_uuid = :workflow_id AND status = 'PENDING'
+RETURNING workflow_uuid;
+
+-- recoverable_workflows --
+SELECT workflow_uuid
+FROM workflow_status
+WHERE status = 'PENDING' AND executor_id = :executor_id
+  AND application_version = :application_version
+ORDER BY created_at;
+
+-- claim_recovery --
+-- Count one more recovery; guarded by status and executor, so a duplicate recovery is a no-op.
+UPDATE workflow_status
+SET recovery_attempts = recovery_attempts + 1, updated_at = :now
+WHERE workflow_uuid = :workflow_id AND status = 'PENDING' AND executor_id = :executor_id
+RETURNING workflow_uuid, status, name, inputs, output, error, executor_id, application_version,
+          created_at, updated_at, recovery_attempts, queue_name, workflow_timeout_ms,
+          workflow_deadline_epoch_ms, started_at_epoch_ms, completed_at, parent_workflow_id,
+          forked_from;
+
+-- set_status_if_pending --
+UPDATE workflow_status
+SET status = :status, error = :error, updated_at = :now, completed_at = :now
+WHERE workflow_uuid = :workflow_id AND status = 'PENDING'
+RETURNING workflow_uuid;
+
+-- list_workflows_newest --
+-- Every filter is optional (NULL = any); the order matches the (created_at, workflow_uuid) index.
+SELECT workflow_uuid, status, name, inputs, output, error, executor_id, application_version,
+       created_at, updated_at, recovery_attempts, queue_name, workflow_timeout_ms,
+       workflow_deadline_epoch_ms, started_at_epoch_ms, completed_at, parent_workflow_id,
+       forked_from
+FROM workflow_status
+WHERE (:statuses IS NULL OR status IN (SELECT value FROM json_each(:statuses)))
+  AND (:name IS NULL OR name = :name)
+  AND (:id_prefix IS NULL OR substr(workflow_uuid, 1, length(:id_prefix)) = :id_prefix)
+  AND (:queue_name IS NULL OR queue_name = :queue_name)
+  AND (:application_version IS NULL OR application_version = :application_version)
+  AND (:created_after IS NULL OR created_at >= :created_after)
+  AND (:created_before IS NULL OR created_at < :created_before)
+ORDER BY created_at DESC, workflow_uuid DESC
+LIMIT :limit OFFSET :offset;
+
+-- list_workflows_oldest --
+SELECT workflow_uuid, status, name, inputs, output, error, executor_id, application_version,
+       created_at, updated_at, recovery_attempts, queue_name, workflow_timeout_ms,
+       workflow_deadline_epoch_ms, started_at_epoch_ms, completed_at, parent_workflow_id,
+       forked_from
+FROM workflow_status
+WHERE (:statuses IS NULL OR status IN (SELECT value FROM json_each(:statuses)))
+  AND (:name IS NULL OR name = :name)
+  AND (:id_prefix IS NULL OR substr(workflow_uuid, 1, length(:id_prefix)) = :id_prefix)
+  AND (:queue_name IS NULL OR queue_name = :queue_name)
+  AND (:application_version IS NULL OR application_version = :application_version)
+  AND (:created_after IS NULL OR created_at >= :created_after)
+  AND (:created_before IS NULL OR created_at < :created_before)
+ORDER BY created_at, workflow_uuid
+LIMIT :limit OFFSET :offset;

@@ -1,0 +1,135 @@
+"""SQLite backend (stdlib sqlite3): WAL, synchronous=FULL, one writer connection.
+
+Durability matches Postgres defaults: in WAL mode with ``synchronous=FULL`` every commit is
+fsynced before it returns. Writes go through one connection (SQLite has one writer anyway);
+reads use one connection per thread, which WAL lets run beside the writer.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from engine.store import base, groupcommit
+
+_PRAGMAS = (
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA synchronous=FULL",
+    "PRAGMA foreign_keys=ON",
+)
+BUSY_TIMEOUT_S = 30.0
+
+
+def path_from_url(url: str) -> str:
+    """``sqlite:///relative.db`` or ``sqlite:////absolute/path.db`` → the file path."""
+    path = url.removeprefix("sqlite://")
+    path = path[1:] if path.startswith("/") else path
+    if not path or path == ":memory:" or path.startswith("file::memory:"):
+        raise ValueError(
+            f"database_url {url!r} names no file; Waymark needs a file that several "
+            "connections share, e.g. sqlite:///waymark.sqlite3"
+        )
+    return path
+
+
+class SQLiteStore(base.Store):
+    dialect = "sqlite"
+
+    def __init__(self, path: str) -> None:
+        super().__init__()
+        self.path = path
+        self._writer = self._connect()
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
+
+    def _connect(self) -> sqlite3.Connection:
+        # isolation_level=None: we issue BEGIN/COMMIT ourselves (a lone statement autocommits).
+        # check_same_thread=False: the group-commit leader changes threads, one at a time.
+        conn = sqlite3.connect(
+            self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+        )
+        conn.row_factory = sqlite3.Row
+        for pragma in _PRAGMAS:
+            conn.execute(pragma)
+        return conn
+
+    def _execute_batch(self, statements: Sequence[groupcommit.Statement]) -> list[list[Any]]:
+        conn = self._writer
+        if len(statements) == 1:
+            sql, params = statements[0]
+            return [conn.execute(sql, params).fetchall()]
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            results = [conn.execute(sql, params).fetchall() for sql, params in statements]
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return results
+
+    def _reader(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._connect()
+            self._local.conn = conn
+            with self._readers_lock:
+                self._readers.append(conn)
+        return conn
+
+    def _fetch(self, sql: str, params: Mapping[str, Any]) -> list[Any]:
+        return self._reader().execute(sql, params).fetchall()
+
+    def _list_param(self, values: Sequence[str] | None) -> Any:
+        return json.dumps(list(values)) if values is not None else None
+
+    def migrate(self) -> None:
+        conn = self._connect()
+        try:
+            # BEGIN IMMEDIATE takes the write lock first: two processes migrating at once
+            # serialize here, and the second finds the work done.
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS waymark_migrations (version INTEGER PRIMARY KEY, "
+                "name TEXT NOT NULL, applied_at INTEGER NOT NULL)"
+            )
+            applied = {row[0] for row in conn.execute("SELECT version FROM waymark_migrations")}
+            for version, name, sql in base.load_migrations(self.dialect):
+                if version in applied:
+                    continue
+                for statement in _split_statements(sql):
+                    conn.execute(statement)
+                conn.execute(
+                    "INSERT INTO waymark_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                    (version, name, base.now_ms()),
+                )
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        finally:
+            conn.close()
+
+    def close(self) -> None:
+        self._writer.close()
+        with self._readers_lock:
+            for conn in self._readers:
+                conn.close()
+            self._readers.clear()
+
+
+def _split_statements(script: str) -> list[str]:
+    # executescript() would COMMIT our transaction first, so run statement by statement;
+    # sqlite3.complete_statement knows where one ends (semicolons inside strings included).
+    statements, current = [], ""
+    for line in script.splitlines(keepends=True):
+        current += line
+        if sqlite3.complete_statement(current):
+            if current.strip():
+                statements.append(current.strip())
+            current = ""
+    return statements

@@ -1,0 +1,56 @@
+"""A real crash: a child process is SIGKILLed mid-step, a new one resumes the workflow."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+pytestmark = pytest.mark.slow
+
+
+def run_app(db, ledger: Path, mode: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.crashapp", db.url, db.schema, str(ledger), mode],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_for_line(ledger: Path, line: str, proc: subprocess.Popen[str], limit: float) -> None:
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if ledger.exists() and line in ledger.read_text().split():
+            return
+        if proc.poll() is not None:
+            pytest.fail(f"child exited early ({proc.returncode}): {proc.stderr.read()}")  # type: ignore[union-attr]
+        time.sleep(0.02)
+    pytest.fail(f"{line!r} never appeared in the ledger")
+
+
+def test_sigkill_mid_step_then_launch_resumes_from_last_completed_step(db, tmp_path) -> None:
+    ledger = tmp_path / "ledger.txt"
+    victim = run_app(db, ledger, "start")
+    try:
+        wait_for_line(ledger, "two-start", victim, limit=60)
+    finally:
+        os.kill(victim.pid, signal.SIGKILL)
+        victim.wait(timeout=10)
+    assert victim.returncode == -signal.SIGKILL
+
+    survivor = run_app(db, ledger, "recover")
+    out, err = survivor.communicate(timeout=90)
+    assert survivor.returncode == 0, err
+    assert json.loads(out.strip().splitlines()[-1]) == "result 20"
+    # Step one completed before the kill: never run again. Step two was in flight: run again.
+    assert ledger.read_text().split() == ["one", "two-start", "two-start", "two-done", "three"]

@@ -1,0 +1,155 @@
+"""The store contract: both dialects define the same queries and build the same schema."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from engine import store
+from engine.store import base, groupcommit, postgres
+
+SQL_DIR = Path(__file__).resolve().parent.parent / "engine" / "sql"
+TABLES = ("workflow_status", "operation_outputs", "notifications", "workflow_events")
+
+
+def test_both_dialects_define_the_same_queries_and_migrations() -> None:
+    sqlite_queries, pg_queries = base.load_queries("sqlite"), base.load_queries("postgres")
+    assert sorted(sqlite_queries) == sorted(pg_queries)
+    assert len(sqlite_queries) >= 10
+    for name, sql in sqlite_queries.items():
+        assert "%(" not in sql, f"sqlite query {name} uses Postgres parameters"
+        params_sqlite = set(re.findall(r":([a-z_]+)", sql))
+        params_pg = set(re.findall(r"%\(([a-z_]+)\)s", pg_queries[name]))
+        assert params_sqlite == params_pg, name
+    versions = lambda d: [(v, n) for v, n, _ in base.load_migrations(d)]  # noqa: E731
+    assert versions("sqlite") == versions("postgres")
+    assert versions("sqlite")[0] == (1, "0001_initial.sql")
+
+
+def columns(db, table: str) -> list[str]:
+    if db.backend == "sqlite":
+        return [row[1] for row in db.raw(f"PRAGMA table_info({table})")]
+    return [
+        row[0]
+        for row in db.raw(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_schema = %s AND table_name = %s ORDER BY ordinal_position",
+            (db.schema, table),
+        )
+    ]
+
+
+EXPECTED_COLUMNS: dict[str, list[str]] = {}
+
+
+def test_migrations_build_the_schema_and_are_idempotent(db) -> None:
+    st = store.connect(db.url, db.schema)
+    try:
+        st.migrate()
+        st.migrate()  # a second launch finds nothing to do
+    finally:
+        st.close()
+    assert db.raw("SELECT version, name FROM waymark_migrations") == [(1, "0001_initial.sql")]
+    found = {table: columns(db, table) for table in TABLES}
+    # The same column names, in the same order, on both dialects (DBOS names, see DESIGN.md).
+    for table, cols in found.items():
+        expected = EXPECTED_COLUMNS.setdefault(table, cols)
+        assert cols == expected, table
+    for required in (
+        "workflow_uuid",
+        "status",
+        "name",
+        "inputs",
+        "output",
+        "error",
+        "executor_id",
+        "created_at",
+        "updated_at",
+        "application_version",
+        "recovery_attempts",
+        "queue_name",
+        "workflow_timeout_ms",
+        "workflow_deadline_epoch_ms",
+        "started_at_epoch_ms",
+        "deduplication_id",
+        "priority",
+        "forked_from",
+        "parent_workflow_id",
+        "serialization",
+        "completed_at",
+    ):
+        assert required in found["workflow_status"]
+    assert found["operation_outputs"][:3] == ["workflow_uuid", "function_id", "function_name"]
+
+
+def test_concurrent_migrations_do_not_collide(db) -> None:
+    failures: list[BaseException] = []
+
+    def migrate() -> None:
+        st = store.connect(db.url, db.schema)
+        try:
+            st.migrate()
+        except BaseException as exc:
+            failures.append(exc)
+        finally:
+            st.close()
+
+    threads = [threading.Thread(target=migrate) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert failures == []
+    assert db.raw("SELECT count(*) FROM waymark_migrations") == [(1,)]
+
+
+def test_bad_urls_and_schema_names_are_refused_with_the_fix() -> None:
+    with pytest.raises(ValueError, match="unsupported database_url"):
+        store.connect("mysql://localhost/db")
+    with pytest.raises(ValueError, match="names no file"):
+        store.connect("sqlite:///:memory:")
+    with pytest.raises(ValueError, match="not a valid schema name"):
+        postgres.check_schema_name('bad"; DROP TABLE x; --')
+
+
+def test_group_commit_batches_concurrent_writes_and_isolates_a_failing_one() -> None:
+    batches: list[int] = []
+    gate = threading.Event()
+
+    def execute(statements):
+        batches.append(len(statements))
+        if len(batches) == 1:
+            gate.wait(5)  # hold the first commit so the others queue up behind it
+        if any(sql == "bad" for sql, _ in statements):
+            raise RuntimeError("bad statement")
+        return [[sql] for sql, _ in statements]
+
+    committer = groupcommit.GroupCommitter(execute)
+    results: dict[str, object] = {}
+
+    def submit(sql: str) -> None:
+        try:
+            results[sql] = committer.submit(sql, {})
+        except RuntimeError as exc:
+            results[sql] = exc
+
+    first = threading.Thread(target=submit, args=("first",))
+    first.start()
+    while not batches:
+        time.sleep(0.001)
+    others = [threading.Thread(target=submit, args=(s,)) for s in ("a", "b", "bad", "c")]
+    for t in others:
+        t.start()
+    while len(committer._queue) < 4:  # all four are waiting behind the held commit
+        time.sleep(0.001)
+    gate.set()
+    for t in [first, *others]:
+        t.join()
+    assert batches[0] == 1
+    assert batches[1] == 4  # the four waiters went in one batch...
+    assert results["a"] == ["a"] and results["c"] == ["c"]  # ...and the bad one failed alone
+    assert isinstance(results["bad"], RuntimeError)
