@@ -20,7 +20,7 @@ DEBUG = os.environ.get("DEBUG", "1" if not SECRET_KEY else "0") == "1"
 if not SECRET_KEY:
     if not DEBUG:
         raise RuntimeError("SECRET_KEY must be set when DEBUG is off")
-    SECRET_KEY = "insecure-local-development-key"  # noqa: S105 - DEBUG only
+    SECRET_KEY = "insecure-local-development-key"
 ALLOWED_HOSTS = [
     h.strip() for h in os.environ.get("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",")
 ]

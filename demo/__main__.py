@@ -16,9 +16,9 @@ def main() -> None:
     engine.launch()
     print(f"Waymark demo on {url} (application version {engine.application_version})\n")
 
-    orders = [
-        {"id": f"A{n}", "sku": "lamp", "quantity": n, "card": "ok"} for n in range(1, 4)
-    ] + [{"id": "B1", "sku": "desk", "quantity": 1, "card": "declined"}]
+    orders = [{"id": f"A{n}", "sku": "lamp", "quantity": n, "card": "ok"} for n in range(1, 4)] + [
+        {"id": "B1", "sku": "desk", "quantity": 1, "card": "declined"}
+    ]
     handles = [
         engine.start_workflow(workflows["order_saga"], order, workflow_id=f"order-{uuid.uuid4()}")
         for order in orders

@@ -1,0 +1,1 @@
+"""Benchmarks of BENCH.md: ``python -m bench --db sqlite|postgres [--quick]``."""

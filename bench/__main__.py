@@ -1,0 +1,55 @@
+"""python -m bench --db sqlite|postgres [--quick] [--only W1,W2] [--repeat N]
+
+Prints one JSON line per workload run, then a table of medians. Durability is the same as in
+production: every checkpoint is committed and fsynced before the workflow moves on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from typing import Any
+
+from bench import setup, workloads
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--db", choices=["sqlite", "postgres"], required=True)
+    parser.add_argument("--quick", action="store_true", help="smaller counts, for a smoke run")
+    parser.add_argument("--only", default="", help="comma-separated workload ids")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per workload (median shown)")
+    args = parser.parse_args()
+    chosen = [w for w in workloads.WORKLOADS if not args.only or w in args.only.split(",")]
+    table: list[dict[str, Any]] = []
+    for workload in chosen:
+        runs = []
+        for _ in range(args.repeat):
+            with setup.fresh_database(args.db) as target:
+                figures = {"db": args.db, **workloads.WORKLOADS[workload](target, args.quick)}
+            print(json.dumps(figures), flush=True)
+            runs.append(figures)
+        median = dict(runs[0])
+        for key in ("seconds", "per_sec", "ms_each", "ms_per_step"):
+            if key in median:
+                median[key] = round(statistics.median(r[key] for r in runs), 4)
+        table.append(median)
+    print()
+    print(
+        f"{'workload':<13} {'db':<9} {'n':>6} {'seconds':>9} {'per_sec':>9} {'ms_each':>9}  extra"
+    )
+    for row in table:
+        extra = {
+            k: v
+            for k, v in row.items()
+            if k not in ("workload", "db", "n", "seconds", "per_sec", "ms_each")
+        }
+        print(
+            f"{row['workload']:<13} {row['db']:<9} {row['n']:>6} {row['seconds']:>9.3f} "
+            f"{row['per_sec']:>9.1f} {row['ms_each']:>9.3f}  {extra or ''}"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,151 @@
+"""The workloads W1-W3 of BENCH.md, each returning its figures as a dict."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from bench import setup
+from engine import Engine
+
+
+class Progress:
+    """A one-line progress bar on stderr for runs that take a while."""
+
+    def __init__(self, label: str, total: int) -> None:
+        self.label, self.total, self.done = label, total, 0
+        self._lock = threading.Lock()
+        self._shown = 0.0
+        self.enabled = sys.stderr.isatty()
+
+    def tick(self, n: int = 1) -> None:
+        with self._lock:
+            self.done += n
+            now = time.monotonic()
+            if self.enabled and (now - self._shown > 0.2 or self.done == self.total):
+                self._shown = now
+                width = 30
+                filled = int(width * self.done / self.total)
+                sys.stderr.write(
+                    f"\r{self.label:<4} [{'#' * filled}{'.' * (width - filled)}] "
+                    f"{self.done}/{self.total}"
+                )
+                if self.done == self.total:
+                    sys.stderr.write("\r" + " " * (width + 30) + "\r")
+                sys.stderr.flush()
+
+
+def _engine(target: setup.Target, name: str, threads: int = 16) -> tuple[Engine, Any]:
+    engine = Engine(name, target.url, schema=target.schema, max_workflow_threads=threads)
+
+    @engine.step(name="noop")
+    def noop(x: int) -> int:
+        return x + 1
+
+    @engine.workflow(name="three_steps")
+    def three_steps(ctx, x):
+        return noop(noop(noop(x)))
+
+    @engine.workflow(name="many_steps")
+    def many_steps(ctx, n):
+        value = 0
+        for _ in range(n):
+            value = noop(value)
+        return value
+
+    engine.launch()
+    return engine, {"three": three_steps, "many": many_steps}
+
+
+def _figures(workload: str, n: int, seconds: float, **extra: Any) -> dict[str, Any]:
+    return {
+        "workload": workload,
+        "n": n,
+        "seconds": round(seconds, 4),
+        "per_sec": round(n / seconds, 1),
+        "ms_each": round(seconds / n * 1000, 4),
+        **extra,
+    }
+
+
+def w1_serial_latency(target: setup.Target, quick: bool) -> dict[str, Any]:
+    n = 100 if quick else 300
+    engine, wf = _engine(target, "bench-w1")
+    try:
+        for i in range(20):  # warm up connections and prepared statements
+            engine.start_workflow(wf["three"], i).get_result()
+        progress = Progress("W1", n)
+        started = time.perf_counter()
+        for i in range(n):
+            assert engine.start_workflow(wf["three"], i).get_result() == i + 3
+            progress.tick()
+        elapsed = time.perf_counter() - started
+    finally:
+        engine.shutdown()
+    return _figures("W1", n, elapsed)
+
+
+def w2_throughput(target: setup.Target, quick: bool) -> dict[str, Any]:
+    n, clients = (500 if quick else 2000), 16
+    engine, wf = _engine(target, "bench-w2", threads=clients)
+    try:
+        for i in range(20):
+            engine.start_workflow(wf["three"], i).get_result()
+        progress = Progress("W2", n)
+        per_client = n // clients
+
+        def client(c: int) -> None:
+            for i in range(per_client):
+                engine.start_workflow(wf["three"], c * per_client + i).get_result()
+                progress.tick()
+
+        threads = [threading.Thread(target=client, args=(c,)) for c in range(clients)]
+        started = time.perf_counter()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        elapsed = time.perf_counter() - started
+    finally:
+        engine.shutdown()
+    return _figures("W2", per_client * clients, elapsed, clients=clients)
+
+
+def w3_step_overhead(target: setup.Target, quick: bool) -> dict[str, Any]:
+    workflows, steps = (10 if quick else 20), 50
+    engine, wf = _engine(target, "bench-w3")
+    try:
+        engine.start_workflow(wf["many"], steps).get_result()
+        progress = Progress("W3", workflows)
+        started = time.perf_counter()
+        for _ in range(workflows):
+            assert engine.start_workflow(wf["many"], steps).get_result() == steps
+            progress.tick()
+        elapsed = time.perf_counter() - started
+    finally:
+        engine.shutdown()
+    figures = _figures("W3", workflows, elapsed, steps_each=steps)
+    figures["ms_per_step"] = round(elapsed / (workflows * steps) * 1000, 4)
+    return figures
+
+
+def floor_serial(target: setup.Target, quick: bool) -> dict[str, Any]:
+    n = 100 if quick else 300
+    return _figures("floor-serial", n, setup.floor(target.backend, n, 1))
+
+
+def floor_concurrent(target: setup.Target, quick: bool) -> dict[str, Any]:
+    n = 480 if quick else 2000
+    return _figures("floor-16", n, setup.floor(target.backend, n, 16), clients=16)
+
+
+WORKLOADS: dict[str, Callable[[setup.Target, bool], dict[str, Any]]] = {
+    "floor-serial": floor_serial,
+    "floor-16": floor_concurrent,
+    "W1": w1_serial_latency,
+    "W2": w2_throughput,
+    "W3": w3_step_overhead,
+}
