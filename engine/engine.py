@@ -14,7 +14,7 @@ from engine.client import BaseClient
 from engine.handle import WorkflowHandle
 from engine.records import Status
 from engine.store import base
-from engine.threads import ThreadPool
+from engine.threads import Latch, ThreadPool
 
 log = logging.getLogger("waymark.engine")
 
@@ -29,7 +29,7 @@ class _Run:
     __slots__ = ("done", "row")
 
     def __init__(self) -> None:
-        self.done = threading.Event()
+        self.done = Latch()
         # The final (status, output, error, recovery_attempts), or None when the execution
         # stopped without a final status (shutdown, database lost): awaiters then ask the DB.
         self.row: Mapping[str, Any] | None = None
@@ -295,7 +295,7 @@ class Engine(BaseClient):
         finally:
             with self._runs_lock:
                 self._runs.pop(workflow_id, None)
-            run.done.set()
+            run.done.open()
 
     def _run_body(
         self,

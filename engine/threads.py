@@ -61,3 +61,33 @@ class ThreadPool:
     @property
     def size(self) -> int:
         return len(self._threads)
+
+
+class Latch:
+    """A one-shot gate, cheaper than ``threading.Event`` (one C lock, no Condition).
+
+    Closed when made; ``open()`` lets every present and future ``wait()`` through: each waiter
+    that gets the lock releases it again for the next one.
+    """
+
+    __slots__ = ("_lock",)
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._lock.acquire()
+
+    def open(self) -> None:
+        if self._lock.locked():
+            try:
+                self._lock.release()
+            except RuntimeError:  # opened twice concurrently: already open
+                pass
+
+    def wait(self, timeout: float | None = None) -> bool:
+        if not self._lock.acquire(timeout=-1 if timeout is None else max(timeout, 0.0)):
+            return False
+        try:
+            self._lock.release()
+        except RuntimeError:  # a concurrent open() released it for us
+            pass
+        return True

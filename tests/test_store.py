@@ -18,7 +18,16 @@ TABLES = ("workflow_status", "operation_outputs", "notifications", "workflow_eve
 
 def test_both_dialects_define_the_same_queries_and_migrations() -> None:
     sqlite_queries, pg_queries = base.load_queries("sqlite"), base.load_queries("postgres")
-    assert sorted(sqlite_queries) == sorted(pg_queries)
+    # Postgres alone has the merged batch write (arrays via unnest); its parameters are those
+    # of the writes it merges, prefixed.
+    assert sorted(sqlite_queries) == sorted(set(pg_queries) - {"write_batch"})
+    merged = set(re.findall(r"%\(([a-z_]+)\)s", pg_queries["write_batch"]))
+    for name, (prefix, keys) in postgres._MERGEABLE.items():
+        params = set(re.findall(r"%\(([a-z_]+)\)s", pg_queries[name]))
+        assert {
+            p.removeprefix(f"{prefix}_") for p in merged if p.startswith(f"{prefix}_")
+        } == params
+        assert set(keys) <= params | {"name"}
     assert len(sqlite_queries) >= 10
     for name, sql in sqlite_queries.items():
         assert "%(" not in sql, f"sqlite query {name} uses Postgres parameters"
@@ -153,3 +162,63 @@ def test_group_commit_batches_concurrent_writes_and_isolates_a_failing_one() -> 
     assert batches[1] == 4  # the four waiters went in one batch...
     assert results["a"] == ["a"] and results["c"] == ["c"]  # ...and the bad one failed alone
     assert isinstance(results["bad"], RuntimeError)
+
+
+def test_a_batch_of_writes_maps_each_outcome_to_its_write(db) -> None:
+    """One batch (one transaction) with colliding keys: each write learns its own outcome."""
+    st = store.connect(db.url, db.schema)
+    try:
+        st.migrate()
+        common = {
+            "status": "PENDING",
+            "inputs": "{}",
+            "executor_id": "x",
+            "application_version": "v",
+            "application_id": "a",
+            "now": 1,
+            "started_at": 1,
+            "parent_workflow_id": None,
+            "forked_from": None,
+            "queue_name": None,
+            "timeout_ms": None,
+            "deadline_ms": None,
+            "priority": 0,
+            "deduplication_id": None,
+        }
+        inserts = [
+            ("insert_workflow", {**common, "workflow_id": "w1", "name": "first"}),
+            ("insert_workflow", {**common, "workflow_id": "w1", "name": "second"}),
+            ("insert_workflow", {**common, "workflow_id": "w2", "name": "first"}),
+        ]
+        outcome = [bool(rows) for rows in st._execute_batch(inserts)]
+        assert outcome.count(True) == 2 and outcome[2] is True
+        step = {
+            "output": "1",
+            "error": None,
+            "child_workflow_id": None,
+            "started": 1,
+            "completed": 2,
+            "name": "s",
+        }
+        steps = [
+            ("record_step", {**step, "workflow_id": "w1", "step_id": 1}),
+            ("record_step", {**step, "workflow_id": "w1", "step_id": 1}),
+            ("record_step", {**step, "workflow_id": "w2", "step_id": 1}),
+            (
+                "finish_workflow",
+                {"workflow_id": "w1", "status": "SUCCESS", "output": "1", "error": None, "now": 3},
+            ),
+            (
+                "finish_workflow",
+                {"workflow_id": "w2", "status": "ERROR", "output": None, "error": "{}", "now": 3},
+            ),
+        ]
+        results = st._execute_batch(steps)
+        assert [bool(r) for r in results] == [True, False, True, True, True]
+        assert results[0][0]["status"] == "PENDING"
+        assert db.raw("SELECT workflow_uuid, status FROM workflow_status ORDER BY 1") == [
+            ("w1", "SUCCESS"),
+            ("w2", "ERROR"),
+        ]
+    finally:
+        st.close()

@@ -51,15 +51,15 @@ def load_migrations(dialect: str) -> list[tuple[int, str, str]]:
 class Store(abc.ABC):
     dialect: ClassVar[str]
 
-    def __init__(self) -> None:
+    def __init__(self, max_leaders: int = 1) -> None:
         self.queries = load_queries(self.dialect)
-        self._committer = groupcommit.GroupCommitter(self._execute_batch)
+        self._committer = groupcommit.GroupCommitter(self._execute_batch, max_leaders)
 
     # -- what a backend provides -------------------------------------------------------------
 
     @abc.abstractmethod
     def _execute_batch(self, statements: Sequence[groupcommit.Statement]) -> list[list[Any]]:
-        """Run the statements in one transaction, commit, and return each one's rows."""
+        """Run the named queries in one transaction, commit, and return each one's rows."""
 
     @abc.abstractmethod
     def _fetch(self, sql: str, params: Mapping[str, Any]) -> list[Any]:
@@ -78,7 +78,7 @@ class Store(abc.ABC):
     # -- primitives ----------------------------------------------------------------------------
 
     def write(self, query: str, **params: Any) -> list[Any]:
-        return self._committer.submit(self.queries[query], params)
+        return self._committer.submit(query, params)
 
     def fetch(self, query: str, **params: Any) -> list[Any]:
         return self._fetch(self.queries[query], params)

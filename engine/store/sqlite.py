@@ -58,13 +58,15 @@ class SQLiteStore(base.Store):
         return conn
 
     def _execute_batch(self, statements: Sequence[groupcommit.Statement]) -> list[list[Any]]:
-        conn = self._writer
+        conn, queries = self._writer, self.queries
         if len(statements) == 1:
-            sql, params = statements[0]
-            return [conn.execute(sql, params).fetchall()]
+            name, params = statements[0]
+            return [conn.execute(queries[name], params).fetchall()]
         conn.execute("BEGIN IMMEDIATE")
         try:
-            results = [conn.execute(sql, params).fetchall() for sql, params in statements]
+            results = [
+                conn.execute(queries[name], params).fetchall() for name, params in statements
+            ]
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")

@@ -118,3 +118,60 @@ WHERE (%(statuses)s::text[] IS NULL OR status = ANY(%(statuses)s::text[]))
   AND (%(created_before)s::bigint IS NULL OR created_at < %(created_before)s::bigint)
 ORDER BY created_at, workflow_uuid
 LIMIT %(limit)s OFFSET %(offset)s;
+
+
+-- write_batch --
+-- Postgres only: the group committer's merged write. All the workflow inserts, step records
+-- and final updates of one batch, as arrays, in ONE statement (one round trip, one commit)
+-- instead of one statement each. Every write finds its outcome by its key in the result.
+-- All parts see the snapshot from before the statement, so a step's status is the one before
+-- this batch's final updates (never the same workflow: a workflow waits for each write).
+WITH new_workflows AS (
+    INSERT INTO workflow_status (workflow_uuid, status, name, inputs, executor_id,
+                                 application_version, application_id, created_at, updated_at,
+                                 started_at_epoch_ms, parent_workflow_id, forked_from,
+                                 queue_name, workflow_timeout_ms, workflow_deadline_epoch_ms,
+                                 priority, deduplication_id)
+    SELECT w_id, w_status, w_name, w_inputs, w_executor, w_version, w_app, w_now, w_now,
+           w_started, w_parent, w_forked, w_queue, w_timeout, w_deadline, w_priority, w_dedup
+    FROM unnest(%(wf_workflow_id)s::text[], %(wf_status)s::text[], %(wf_name)s::text[],
+                %(wf_inputs)s::text[], %(wf_executor_id)s::text[],
+                %(wf_application_version)s::text[], %(wf_application_id)s::text[],
+                %(wf_now)s::bigint[], %(wf_started_at)s::bigint[],
+                %(wf_parent_workflow_id)s::text[], %(wf_forked_from)s::text[],
+                %(wf_queue_name)s::text[], %(wf_timeout_ms)s::bigint[],
+                %(wf_deadline_ms)s::bigint[], %(wf_priority)s::int[],
+                %(wf_deduplication_id)s::text[])
+         AS v(w_id, w_status, w_name, w_inputs, w_executor, w_version, w_app, w_now, w_started,
+              w_parent, w_forked, w_queue, w_timeout, w_deadline, w_priority, w_dedup)
+    ON CONFLICT (workflow_uuid) DO NOTHING
+    RETURNING workflow_uuid, name
+), new_steps AS (
+    INSERT INTO operation_outputs (workflow_uuid, function_id, function_name, output, error,
+                                   child_workflow_id, started_at_epoch_ms,
+                                   completed_at_epoch_ms)
+    SELECT * FROM unnest(%(st_workflow_id)s::text[], %(st_step_id)s::int[],
+                         %(st_name)s::text[], %(st_output)s::text[], %(st_error)s::text[],
+                         %(st_child_workflow_id)s::text[], %(st_started)s::bigint[],
+                         %(st_completed)s::bigint[])
+    ON CONFLICT (workflow_uuid, function_id) DO NOTHING
+    RETURNING workflow_uuid, function_id
+), finished AS (
+    UPDATE workflow_status AS w
+    SET status = v.f_status, output = v.f_output, error = v.f_error, updated_at = v.f_now,
+        completed_at = v.f_now
+    FROM unnest(%(fin_workflow_id)s::text[], %(fin_status)s::text[], %(fin_output)s::text[],
+                %(fin_error)s::text[], %(fin_now)s::bigint[])
+         AS v(f_id, f_status, f_output, f_error, f_now)
+    WHERE w.workflow_uuid = v.f_id AND w.status = 'PENDING'
+    RETURNING w.workflow_uuid
+)
+SELECT 'insert_workflow' AS kind, workflow_uuid AS workflow_id, name, NULL::int AS step_id,
+       NULL::text AS status
+FROM new_workflows
+UNION ALL
+SELECT 'record_step', s.workflow_uuid, NULL, s.function_id, w.status
+FROM new_steps AS s LEFT JOIN workflow_status AS w ON w.workflow_uuid = s.workflow_uuid
+UNION ALL
+SELECT 'finish_workflow', workflow_uuid, NULL, NULL, NULL
+FROM finished;
