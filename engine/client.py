@@ -1,23 +1,26 @@
 """Inspection and control of workflows without executing any: what the console and scripts use.
 
-``BaseClient`` holds what ``Client`` and ``Engine`` share; an engine adds execution on top.
+``BaseClient`` holds what ``Client`` and ``Engine`` share; an engine adds execution on top
+(and runs resumed and forked workflows itself where a client hands them to a worker).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import threading
+import time
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from engine import errors, handle, rows, store
+from engine import errors, handle, rows, serialization, store
 from engine.records import Status, StepInfo, WorkflowStatus
+from engine.signals import Signals
+from engine.store import base
 
-
-def _not_yet(feature: str) -> NotImplementedError:
-    return NotImplementedError(
-        f"{feature} is not implemented in this version of Waymark yet; nothing was changed"
-    )
+# Resumed and forked workflows that a Client hands over wait here for any worker of their
+# application version (DBOS has the same: an internal queue).
+INTERNAL_QUEUE = "_waymark"
 
 
 class BaseClient:
@@ -25,6 +28,12 @@ class BaseClient:
         self._store = store.connect(database_url, schema)
         self._migrated = False
         self._migrate_lock = threading.Lock()
+        self._signals = Signals()
+        self._closing = threading.Event()
+        self._listener: threading.Thread | None = None
+        # How often a waiter re-reads the database for changes made by other processes.
+        # Postgres pushes them (LISTEN/NOTIFY), so polling there is only a safety net.
+        self._poll_interval = 0.1 if self._store.dialect == "sqlite" else 1.0
 
     def _ready(self) -> store.Store:
         """The store, with the system tables created (once, on first use)."""
@@ -34,6 +43,36 @@ class BaseClient:
                     self._store.migrate()
                     self._migrated = True
         return self._store
+
+    def _ensure_listener(self) -> None:
+        if self._listener is None and self._store.dialect == "postgres":
+            with self._migrate_lock:
+                if self._listener is None:
+                    self._listener = threading.Thread(
+                        target=self._store.listen,
+                        args=(self._signals.fire, self._closing),
+                        name="waymark-listen",
+                        daemon=True,
+                    )
+                    self._listener.start()
+
+    def _wait_for(self, timeout: float | None, keys: Sequence[str], check: Any) -> Any:
+        """Call ``check()`` until it returns non-None, waking on ``keys``; None on timeout."""
+        self._ensure_listener()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._signals.watch(*keys) as woken:
+            while True:
+                found = check()
+                if found is not None:
+                    return found
+                wait = self._poll_interval
+                if deadline is not None:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        return None
+                    wait = min(wait, remaining)
+                woken.wait(wait)
+                woken.clear()
 
     # -- inspection ----------------------------------------------------------------------------
 
@@ -88,13 +127,46 @@ class BaseClient:
     def _await_final(self, workflow_id: str, timeout: float | None) -> Any:
         return handle.poll_until_final(self._ready().get_workflow_outcome, workflow_id, timeout)
 
-    # -- control (the control-and-time part of the roadmap) -------------------------------------
+    # -- control -------------------------------------------------------------------------------
 
     def cancel_workflow(self, workflow_id: str) -> None:
-        raise _not_yet("cancel_workflow")
+        """Cancel an unfinished workflow; it stops at its next step boundary.
+
+        Cancelling a finished workflow does nothing; an unknown ID raises.
+        """
+        st = self._ready()
+        if st.cancel_workflow(workflow_id):
+            self._stopped(workflow_id, Status.CANCELLED)
+        elif st.get_workflow_outcome(workflow_id) is None:
+            raise errors.WorkflowNotFoundError(workflow_id)
+
+    def _stopped(self, workflow_id: str, status: str) -> None:
+        self._signals.fire(f"stop:{workflow_id}")
+
+    def _runs_version(self, version: str | None) -> bool:
+        """Whether this process executes workflows of ``version`` itself (a Client never)."""
+        return False
 
     def resume_workflow(self, workflow_id: str) -> handle.WorkflowHandle:
-        raise _not_yet("resume_workflow")
+        """Continue a CANCELLED, MAX_RECOVERY_ATTEMPTS_EXCEEDED or ENQUEUED workflow from its
+        last completed step; a second resume (or one of a running workflow) does nothing."""
+        st = self._ready()
+        current = st.get_workflow(workflow_id)
+        if current is None:
+            raise errors.WorkflowNotFoundError(workflow_id)
+        here = self._runs_version(current["application_version"])
+        row = st.resume_workflow(
+            workflow_id,
+            status=Status.PENDING if here else Status.ENQUEUED,
+            executor_id=self._executor() if here else None,
+            queue_name=None if here else INTERNAL_QUEUE,
+            started_at=base.now_ms() if here else None,
+        )
+        if row is not None and here:
+            self._run_row(row)
+        elif row is not None:
+            self._signals.fire("enq")
+        return handle.WorkflowHandle(workflow_id, self)
 
     def fork_workflow(
         self,
@@ -104,13 +176,83 @@ class BaseClient:
         new_workflow_id: str | None = None,
         application_version: str | None = None,
     ) -> handle.WorkflowHandle:
-        raise _not_yet("fork_workflow")
+        """A new workflow with the steps before ``start_step`` copied (not re-run); it runs
+        from there. ``start_step=1`` restarts from scratch."""
+        if isinstance(start_step, bool) or not isinstance(start_step, int) or start_step < 1:
+            raise ValueError(f"start_step must be a step number >= 1, got {start_step!r}")
+        st = self._ready()
+        original = st.get_workflow(workflow_id)
+        if original is None:
+            raise errors.WorkflowNotFoundError(workflow_id)
+        new_id = new_workflow_id if new_workflow_id is not None else str(uuid.uuid4())
+        if not isinstance(new_id, str) or not new_id.strip():
+            raise ValueError(f"new_workflow_id must be a non-empty string, got {new_id!r}")
+        version = application_version or original["application_version"]
+        here = self._runs_version(version)
+        timeout_ms = original["workflow_timeout_ms"]
+        now = base.now_ms()
+        new_row = st.workflow_row(
+            workflow_id=new_id,
+            status=Status.PENDING if here else Status.ENQUEUED,
+            name=original["name"],
+            inputs=original["inputs"],
+            executor_id=self._executor() if here else None,
+            application_version=version,
+            application_id=None,
+            started_at=now if here else None,
+            forked_from=workflow_id,
+            queue_name=None if here else INTERNAL_QUEUE,
+            timeout_ms=timeout_ms,
+            deadline_ms=now + timeout_ms if here and timeout_ms is not None else None,
+        )
+        if not st.fork_workflow(new_row, workflow_id, start_step, enqueued=not here):
+            raise errors.EngineError(
+                f"cannot fork into workflow ID {new_id!r}: it is already taken; pass another "
+                "new_workflow_id"
+            )
+        if here:
+            forked = st.get_workflow(new_id)
+            assert forked is not None
+            self._run_row(forked)
+        else:
+            self._signals.fire("enq")
+        return handle.WorkflowHandle(new_id, self)
+
+    def _executor(self) -> str | None:
+        return None
+
+    def _run_row(self, row: Any, run: Any = None) -> bool:
+        """Execute a workflow row claimed by this process (only an Engine does)."""
+        return False
+
+    # -- messages and events -------------------------------------------------------------------
 
     def send(self, destination_id: str, message: Any, topic: str | None = None) -> None:
-        raise _not_yet("send (messages)")
+        """Send ``message`` to a workflow; it receives it with ``ctx.recv(topic)``."""
+        _check_topic(topic)
+        text = serialization.dumps(message, f"the message to workflow {destination_id!r}")
+        if not self._ready().send_message(destination_id, text, topic, str(uuid.uuid4())):
+            raise errors.WorkflowNotFoundError(destination_id)
+        self._signals.fire(f"msg:{destination_id}")
 
     def get_event(self, workflow_id: str, key: str, timeout: float = 60.0) -> Any:
-        raise _not_yet("get_event (events)")
+        """The value a workflow published under ``key``, waiting up to ``timeout`` seconds for
+        it; None on timeout."""
+        st = self._ready()
+
+        def check() -> tuple[Any] | None:
+            row = st.get_event(workflow_id, key)
+            if row is None:
+                return None
+            return (serialization.loads(row["value"], f"event {key!r} of {workflow_id!r}"),)
+
+        found = self._wait_for(timeout, (f"evt:{workflow_id}",), check)
+        return found[0] if found is not None else None
+
+
+def _check_topic(topic: str | None) -> None:
+    if topic is not None and not isinstance(topic, str):
+        raise TypeError(f"topic must be a string or None, got {type(topic).__name__}")
 
 
 class Client(BaseClient):
@@ -120,9 +262,13 @@ class Client(BaseClient):
         super().__init__(database_url, schema)
 
     def start_workflow(self, name: str, input: Any = None, **options: Any) -> handle.WorkflowHandle:
-        raise _not_yet("Client.start_workflow (enqueue by name; arrives with queues)")
+        raise NotImplementedError(
+            "Client.start_workflow (enqueue by name) is not implemented in this version of "
+            "Waymark yet; it arrives with queues. Nothing was recorded."
+        )
 
     def close(self) -> None:
+        self._closing.set()
         self._store.close()
 
     def __enter__(self) -> Client:

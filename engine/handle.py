@@ -30,7 +30,14 @@ class WorkflowHandle:
         return status
 
     def get_result(self, timeout: float | None = None) -> Any:
-        """The workflow's result; raises if it failed, was cancelled, or ``timeout`` passed."""
+        """The workflow's result; raises if it failed, was cancelled, or ``timeout`` passed.
+
+        Inside a workflow of the same engine the wait is durable (recorded as a step)."""
+        from engine import context
+
+        ctx = context.current()
+        if ctx is not None and ctx._engine is self._owner and not ctx._in_step:
+            return ctx.await_workflow(self.workflow_id, timeout)
         row = self._owner._await_final(self.workflow_id, timeout)
         return outcome(self.workflow_id, row)
 
@@ -59,7 +66,7 @@ def poll_until_final(read: Any, workflow_id: str, timeout: float | None) -> Any:
         row = read(workflow_id)
         if row is None:
             raise errors.WorkflowNotFoundError(workflow_id)
-        if row["status"] in _FINAL:
+        if row["status"] in FINAL:
             return row
         if deadline is not None:
             remaining = deadline - time.monotonic()
@@ -73,4 +80,4 @@ def poll_until_final(read: Any, workflow_id: str, timeout: float | None) -> Any:
         delay = min(delay * 1.5, POLL_MAX_S)
 
 
-_FINAL = frozenset(s.value for s in Status if s.is_final)
+FINAL = frozenset(s.value for s in Status if s.is_final)

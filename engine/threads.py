@@ -7,10 +7,11 @@ shutdown stays PENDING in the database and is recovered, so abandoning its threa
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 log = logging.getLogger("waymark.threads")
 
@@ -25,14 +26,17 @@ class ThreadPool:
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._idle = 0
+        self._blocked = 0
 
     def submit(self, task: Callable[[], None]) -> None:
         with self._lock:
             # Grow lazily: a new thread only when none is idle and the bound allows it;
-            # past the bound, tasks wait in the queue for the next free thread.
+            # past the bound, tasks wait in the queue for the next free thread. Threads blocked
+            # in a wait (a parent awaiting its child, a recv) do not count: otherwise parents
+            # could fill the pool and starve the children they wait for.
             if self._idle > 0:
                 self._idle -= 1
-            elif len(self._threads) < self.max_threads:
+            elif len(self._threads) - self._blocked < self.max_threads:
                 thread = threading.Thread(
                     target=self._work, name=f"{self._name}-{len(self._threads)}", daemon=True
                 )
@@ -51,6 +55,20 @@ class ThreadPool:
                 log.exception("workflow task crashed", extra={"action": "threads.task_crashed"})
             with self._lock:
                 self._idle += 1
+
+    @contextlib.contextmanager
+    def blocking(self) -> Iterator[None]:
+        """Mark the current pool thread as blocked in a wait for the duration."""
+        with self._lock:
+            self._blocked += 1
+            pending = not self._tasks.empty()
+        if pending:  # work queued behind us may now get a thread of its own
+            self.submit(lambda: None)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._blocked -= 1
 
     def stop(self) -> None:
         with self._lock:

@@ -51,15 +51,17 @@ def load_migrations(dialect: str) -> list[tuple[int, str, str]]:
 class Store(abc.ABC):
     dialect: ClassVar[str]
 
-    def __init__(self, max_leaders: int = 1) -> None:
+    def __init__(self) -> None:
         self.queries = load_queries(self.dialect)
-        self._committer = groupcommit.GroupCommitter(self._execute_batch, max_leaders)
+        self._committer = groupcommit.GroupCommitter(self._execute_batch)
 
     # -- what a backend provides -------------------------------------------------------------
 
     @abc.abstractmethod
-    def _execute_batch(self, statements: Sequence[groupcommit.Statement]) -> list[list[Any]]:
-        """Run the named queries in one transaction, commit, and return each one's rows."""
+    def _execute_batch(
+        self, writes: Sequence[Sequence[groupcommit.Statement]]
+    ) -> list[list[list[Any]]]:
+        """Run the writes' named queries in one transaction, commit, return all their rows."""
 
     @abc.abstractmethod
     def _fetch(self, sql: str, params: Mapping[str, Any]) -> list[Any]:
@@ -78,7 +80,15 @@ class Store(abc.ABC):
     # -- primitives ----------------------------------------------------------------------------
 
     def write(self, query: str, **params: Any) -> list[Any]:
-        return self._committer.submit(query, params)
+        return self._committer.submit([(query, params)])[0]
+
+    def write_together(self, *statements: groupcommit.Statement) -> list[list[Any]]:
+        """Commit several statements atomically (one transaction); each one's rows."""
+        return self._committer.submit(statements)
+
+    def notify_statements(self, payload: str) -> list[groupcommit.Statement]:
+        """Statements that wake waiters in other processes at commit (Postgres NOTIFY)."""
+        return []
 
     def fetch(self, query: str, **params: Any) -> list[Any]:
         return self._fetch(self.queries[query], params)
@@ -89,8 +99,8 @@ class Store(abc.ABC):
 
     # -- named operations ----------------------------------------------------------------------
 
-    def insert_workflow(
-        self,
+    @staticmethod
+    def workflow_row(
         *,
         workflow_id: str,
         status: str,
@@ -107,28 +117,33 @@ class Store(abc.ABC):
         deadline_ms: int | None = None,
         priority: int = 0,
         deduplication_id: str | None = None,
-    ) -> bool:
-        """True when this call created the row, False when the ID already existed."""
-        rows = self.write(
+    ) -> groupcommit.Statement:
+        """The insert_workflow statement for a new row (also used inside compound writes)."""
+        return (
             "insert_workflow",
-            workflow_id=workflow_id,
-            status=status,
-            name=name,
-            inputs=inputs,
-            executor_id=executor_id,
-            application_version=application_version,
-            application_id=application_id,
-            now=now_ms(),
-            started_at=started_at,
-            parent_workflow_id=parent_workflow_id,
-            forked_from=forked_from,
-            queue_name=queue_name,
-            timeout_ms=timeout_ms,
-            deadline_ms=deadline_ms,
-            priority=priority,
-            deduplication_id=deduplication_id,
+            {
+                "workflow_id": workflow_id,
+                "status": status,
+                "name": name,
+                "inputs": inputs,
+                "executor_id": executor_id,
+                "application_version": application_version,
+                "application_id": application_id,
+                "now": now_ms(),
+                "started_at": started_at,
+                "parent_workflow_id": parent_workflow_id,
+                "forked_from": forked_from,
+                "queue_name": queue_name,
+                "timeout_ms": timeout_ms,
+                "deadline_ms": deadline_ms,
+                "priority": priority,
+                "deduplication_id": deduplication_id,
+            },
         )
-        return bool(rows)
+
+    def insert_workflow(self, **fields: Any) -> bool:
+        """True when this call created the row, False when the ID already existed."""
+        return bool(self._committer.submit([self.workflow_row(**fields)])[0])
 
     def get_workflow(self, workflow_id: str) -> Row | None:
         return self.fetch_one("get_workflow", workflow_id=workflow_id)
@@ -136,8 +151,8 @@ class Store(abc.ABC):
     def get_workflow_outcome(self, workflow_id: str) -> Row | None:
         return self.fetch_one("get_workflow_outcome", workflow_id=workflow_id)
 
-    def record_step(
-        self,
+    @staticmethod
+    def step_row(
         *,
         workflow_id: str,
         step_id: int,
@@ -146,19 +161,27 @@ class Store(abc.ABC):
         error: str | None,
         started: int,
         child_workflow_id: str | None = None,
-    ) -> tuple[bool, str | None]:
-        """Record a step's outcome: (recorded by us?, the workflow's status right now)."""
-        rows = self.write(
+    ) -> groupcommit.Statement:
+        return (
             "record_step",
-            workflow_id=workflow_id,
-            step_id=step_id,
-            name=name,
-            output=output,
-            error=error,
-            child_workflow_id=child_workflow_id,
-            started=started,
-            completed=now_ms(),
+            {
+                "workflow_id": workflow_id,
+                "step_id": step_id,
+                "name": name,
+                "output": output,
+                "error": error,
+                "child_workflow_id": child_workflow_id,
+                "started": started,
+                "completed": now_ms(),
+            },
         )
+
+    def record_step(self, **fields: Any) -> tuple[bool, str | None]:
+        """Record a step's outcome: (recorded by us?, the workflow's status right now)."""
+        return self.step_outcome(self._committer.submit([self.step_row(**fields)])[0])
+
+    @staticmethod
+    def step_outcome(rows: list[Any]) -> tuple[bool, str | None]:
         if rows:
             return True, rows[0]["status"]
         return False, None
@@ -234,3 +257,137 @@ class Store(abc.ABC):
             limit=limit,
             offset=offset,
         )
+
+    # -- control ------------------------------------------------------------------------------
+
+    def cancel_workflow(self, workflow_id: str) -> bool:
+        """CANCELLED if unfinished; False when there was nothing to cancel."""
+        rows, *_ = self.write_together(
+            ("cancel_workflow", {"workflow_id": workflow_id, "now": now_ms()}),
+            *self.notify_statements(f"stop:{workflow_id}"),
+        )
+        return bool(rows)
+
+    def cancel_past_deadline(self, workflow_id: str, error: str) -> bool:
+        rows, *_ = self.write_together(
+            ("cancel_past_deadline", {"workflow_id": workflow_id, "error": error, "now": now_ms()}),
+            *self.notify_statements(f"stop:{workflow_id}"),
+        )
+        return bool(rows)
+
+    def resume_workflow(
+        self,
+        workflow_id: str,
+        *,
+        status: str,
+        executor_id: str | None,
+        queue_name: str | None,
+        started_at: int | None,
+    ) -> Row | None:
+        rows, *_ = self.write_together(
+            (
+                "resume_workflow",
+                {
+                    "workflow_id": workflow_id,
+                    "status": status,
+                    "executor_id": executor_id,
+                    "queue_name": queue_name,
+                    "started_at": started_at,
+                    "now": now_ms(),
+                },
+            ),
+            *(self.notify_statements("enq") if started_at is None else []),
+        )
+        return rows[0] if rows else None
+
+    def claim_enqueued(
+        self, queue_name: str, application_version: str, executor_id: str, limit: int
+    ) -> list[Row]:
+        return self.write(
+            "claim_enqueued",
+            queue_name=queue_name,
+            application_version=application_version,
+            executor_id=executor_id,
+            limit=limit,
+            now=now_ms(),
+        )
+
+    def fork_workflow(
+        self, new_row: groupcommit.Statement, workflow_id: str, start_step: int, enqueued: bool
+    ) -> bool:
+        """Insert the fork's row and copy the steps before ``start_step``, atomically."""
+        new_id = new_row[1]["workflow_id"]
+        inserted, *_ = self.write_together(
+            new_row,
+            (
+                "copy_steps",
+                {"new_workflow_id": new_id, "workflow_id": workflow_id, "start_step": start_step},
+            ),
+            *(self.notify_statements("enq") if enqueued else []),
+        )
+        return bool(inserted)
+
+    # -- messages and events ----------------------------------------------------------------------
+
+    def send_message(
+        self, destination_id: str, message: str, topic: str | None, message_id: str
+    ) -> bool:
+        """False when the destination does not exist (or this message_id was sent before)."""
+        rows, *_ = self.write_together(
+            (
+                "send_message",
+                {
+                    "destination_id": destination_id,
+                    "topic": topic,
+                    "message": message,
+                    "message_id": message_id,
+                    "now": now_ms(),
+                },
+            ),
+            *self.notify_statements(f"msg:{destination_id}"),
+        )
+        return bool(rows)
+
+    def oldest_message(self, workflow_id: str, topic: str | None) -> Row | None:
+        return self.fetch_one("oldest_message", workflow_id=workflow_id, topic=topic)
+
+    def consume_message(
+        self, step: groupcommit.Statement, message_id: str
+    ) -> tuple[bool, str | None]:
+        """Record the recv step and delete the message it holds, in one transaction."""
+        params = step[1]
+        step_rows, _ = self.write_together(
+            step,
+            (
+                "delete_message",
+                {
+                    "message_id": message_id,
+                    "workflow_id": params["workflow_id"],
+                    "step_id": params["step_id"],
+                    "output": params["output"],
+                },
+            ),
+        )
+        return self.step_outcome(step_rows)
+
+    def set_event(
+        self, step: groupcommit.Statement, key: str, value: str
+    ) -> tuple[bool, str | None]:
+        """Publish an event and record the step that did, in one transaction."""
+        workflow_id = step[1]["workflow_id"]
+        _, step_rows, *_ = self.write_together(
+            ("set_event", {"workflow_id": workflow_id, "key": key, "value": value}),
+            step,
+            *self.notify_statements(f"evt:{workflow_id}"),
+        )
+        return self.step_outcome(step_rows)
+
+    def get_event(self, workflow_id: str, key: str) -> Row | None:
+        return self.fetch_one("get_event", workflow_id=workflow_id, key=key)
+
+    def listen(self, on_payload: Any, stop: Any) -> None:
+        """Deliver other processes' wake-ups to ``on_payload`` until ``stop`` is set.
+
+        Returns at once where the database cannot push (SQLite): waiters poll instead.
+        """
+        return None

@@ -2,15 +2,13 @@
 
 Each write is its own durable commit from the caller's point of view (``submit`` returns only
 after the transaction holding it committed), but concurrent writers share one commit (one
-fsync). There is no background thread: a caller that finds a free leader slot becomes a leader
-and executes the whole queue; callers arriving while every slot is busy wait, and a leader that
-is done hands its slot to the oldest waiter. A lone writer (the serial case) thus commits
-directly on its own thread with no hand-off at all.
+fsync). There is no background thread: a caller that finds no commit in progress becomes the
+leader and executes the whole queue; callers arriving meanwhile wait, and the leader, when done,
+hands the lead to the oldest waiter. A lone writer (the serial case) thus commits directly on
+its own thread with no hand-off at all.
 
-With ``max_leaders > 1`` (one connection each) a new batch can execute while an earlier one is
-still waiting for its fsync; Postgres flushes concurrent commits together anyway. Two writes of
-one workflow are never in flight at once (a workflow waits for each write), so batches need no
-ordering between them.
+A write is one or more statements that must commit together (e.g. record a step and delete
+the message it consumed); its statements run in order, inside the batch's transaction.
 """
 
 from __future__ import annotations
@@ -24,49 +22,49 @@ from engine.threads import Latch
 # (query name, parameters)
 Statement = tuple[str, Mapping[str, Any]]
 Rows = list[Any]
-# Executes statements in one transaction and returns each one's rows, or raises.
-BatchExecutor = Callable[[Sequence[Statement]], list[Rows]]
+# Executes writes in one transaction and returns, per write, each statement's rows; or raises.
+BatchExecutor = Callable[[Sequence[Sequence[Statement]]], list[list[Rows]]]
 
 MAX_BATCH = 512
 
 
 class _Write:
-    __slots__ = ("done", "error", "rows", "statement", "woken")
+    __slots__ = ("done", "error", "results", "statements", "woken")
 
-    def __init__(self, statement: Statement) -> None:
-        self.statement = statement
+    def __init__(self, statements: Sequence[Statement]) -> None:
+        self.statements = statements
         self.woken = Latch()
-        self.rows: Rows = []
+        self.results: list[Rows] = []
         self.error: BaseException | None = None
         self.done = False
 
-    def outcome(self) -> Rows:
+    def outcome(self) -> list[Rows]:
         if self.error is not None:
             raise self.error
-        return self.rows
+        return self.results
 
 
 class GroupCommitter:
-    def __init__(self, execute: BatchExecutor, max_leaders: int = 1) -> None:
+    def __init__(self, execute: BatchExecutor) -> None:
         self._execute = execute
         self._mutex = threading.Lock()
         self._queue: list[_Write] = []
-        self._max_leaders = max_leaders
-        self._leaders = 0
+        self._leading = False
 
-    def submit(self, query: str, params: Mapping[str, Any]) -> Rows:
-        write = _Write((query, params))
+    def submit(self, statements: Sequence[Statement]) -> list[Rows]:
+        """Commit the statements (together, in order); returns each one's rows."""
+        write = _Write(statements)
         with self._mutex:
-            lead = self._leaders < self._max_leaders
+            lead = not self._leading
             if lead:
-                self._leaders += 1  # a leader's own write never enters the queue
+                self._leading = True  # a leader's own write never enters the queue
             else:
                 self._queue.append(write)
         if not lead:
             write.woken.wait()
             if write.done:
                 return write.outcome()
-            # Woken but not done: a leader took us off the queue and handed us its slot.
+            # Woken but not done: the leader took us off the queue and handed us the lead.
         self._lead(write)
         return write.outcome()
 
@@ -84,22 +82,22 @@ class GroupCommitter:
                 if self._queue:
                     self._queue.pop(0).woken.open()  # the oldest waiter leads the next batch
                 else:
-                    self._leaders -= 1
+                    self._leading = False
 
     def _run(self, batch: list[_Write]) -> None:
         try:
-            results = self._execute([w.statement for w in batch])
+            results = self._execute([w.statements for w in batch])
         except BaseException as exc:
             if len(batch) == 1:
                 batch[0].error = exc
                 return
-            # One bad statement must not fail its neighbours: retry each in its own transaction
+            # One bad write must not fail its neighbours: retry each in its own transaction
             # so the error lands on the write that caused it.
             for write in batch:
                 try:
-                    write.rows = self._execute([write.statement])[0]
+                    write.results = self._execute([write.statements])[0]
                 except BaseException as single_exc:
                     write.error = single_exc
             return
-        for write, rows in zip(batch, results, strict=True):
-            write.rows = rows
+        for write, result in zip(batch, results, strict=True):
+            write.results = result

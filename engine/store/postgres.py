@@ -50,6 +50,7 @@ class PostgresStore(base.Store):
         super().__init__()
         self.url = url
         self.schema = check_schema_name(schema)
+        self.channel = f"waymark_{schema}"
         self._merged_params = re.findall(r"%\((\w+)\)s", self.queries["write_batch"])
         self._search_path = pgsql.SQL("SET search_path TO {}").format(pgsql.Identifier(schema))
         # Only the group-commit leader (one at a time) touches these: no lock needed.
@@ -77,8 +78,12 @@ class PostgresStore(base.Store):
         self._configure(conn)
         return conn
 
-    def _execute_batch(self, statements: Sequence[groupcommit.Statement]) -> list[list[Any]]:
-        if len(statements) == 1:
+    def _execute_batch(
+        self, writes: Sequence[Sequence[groupcommit.Statement]]
+    ) -> list[list[list[Any]]]:
+        single = len(writes) == 1 and len(writes[0]) == 1
+        merged = not single and all(len(w) == 1 and w[0][0] in _MERGEABLE for w in writes)
+        if not merged:
             if self._single is None or self._single.closed:
                 self._single = self._connect()
             conn = self._single
@@ -95,28 +100,25 @@ class PostgresStore(base.Store):
                     self._batch.execute(f"SET {setting} = off")
             conn = self._batch
         try:
-            return self._execute_on(conn, statements)
+            if single:
+                name, params = writes[0][0]
+                cur = conn.execute(self.queries[name], params)  # autocommit: one round trip
+                return [[cur.fetchall() if cur.description else []]]
+            if merged:
+                return [[rows] for rows in self._write_merged(conn, [w[0] for w in writes])]
+            # Other kinds in the mix: one transaction, pipelined (BEGIN..COMMIT in one sync).
+            with conn.pipeline():
+                conn.execute("BEGIN")
+                cursors = [
+                    [conn.execute(self.queries[name], params) for name, params in write]
+                    for write in writes
+                ]
+                conn.execute("COMMIT")
+            return [[c.fetchall() if c.description else [] for c in cs] for cs in cursors]
         except BaseException:
             if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE or conn.broken:
                 conn.close()  # unknown state (failed mid-pipeline, lost): start afresh
             raise
-
-    def _execute_on(
-        self, conn: psycopg.Connection[Any], statements: Sequence[groupcommit.Statement]
-    ) -> list[list[Any]]:
-        queries = self.queries
-        if len(statements) == 1:
-            name, params = statements[0]
-            cur = conn.execute(queries[name], params)  # autocommit: one round trip
-            return [cur.fetchall() if cur.description else []]
-        if all(name in _MERGEABLE for name, _ in statements):
-            return self._write_merged(conn, statements)
-        # Rare kinds in the mix: one transaction, pipelined (BEGIN..COMMIT in one sync).
-        with conn.pipeline():
-            conn.execute("BEGIN")
-            cursors = [conn.execute(queries[name], params) for name, params in statements]
-            conn.execute("COMMIT")
-        return [cur.fetchall() if cur.description else [] for cur in cursors]
 
     def _write_merged(
         self, conn: psycopg.Connection[Any], statements: Sequence[groupcommit.Statement]
@@ -137,6 +139,9 @@ class PostgresStore(base.Store):
             row = by_key.pop((name, *(params[k] for k in _MERGEABLE[name][1])), None)
             results.append([row] if row is not None else [])
         return results
+
+    def notify_statements(self, payload: str) -> list[groupcommit.Statement]:
+        return [("notify", {"channel": self.channel, "payload": payload})]
 
     def _fetch(self, sql: str, params: Mapping[str, Any]) -> list[Any]:
         with self._pool.connection() as conn:
@@ -170,6 +175,23 @@ class PostgresStore(base.Store):
                     "VALUES (%s, %s, %s)",
                     (version, name, base.now_ms()),
                 )
+
+    def listen(self, on_payload: Any, stop: Any) -> None:
+        """LISTEN on this schema's channel and pass each payload on, reconnecting with backoff."""
+        backoff = 0.5
+        while not stop.is_set():
+            try:
+                with psycopg.connect(
+                    self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S
+                ) as conn:
+                    conn.execute(pgsql.SQL("LISTEN {}").format(pgsql.Identifier(self.channel)))
+                    backoff = 0.5
+                    while not stop.is_set():
+                        for notify in conn.notifies(timeout=1.0):
+                            on_payload(notify.payload)
+            except psycopg.Error:
+                stop.wait(backoff)
+                backoff = min(backoff * 2, 10.0)
 
     def close(self) -> None:
         for conn in (self._single, self._batch):

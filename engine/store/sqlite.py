@@ -57,15 +57,18 @@ class SQLiteStore(base.Store):
             conn.execute(pragma)
         return conn
 
-    def _execute_batch(self, statements: Sequence[groupcommit.Statement]) -> list[list[Any]]:
+    def _execute_batch(
+        self, writes: Sequence[Sequence[groupcommit.Statement]]
+    ) -> list[list[list[Any]]]:
         conn, queries = self._writer, self.queries
-        if len(statements) == 1:
-            name, params = statements[0]
-            return [conn.execute(queries[name], params).fetchall()]
+        if len(writes) == 1 and len(writes[0]) == 1:
+            name, params = writes[0][0]  # a lone statement autocommits
+            return [[conn.execute(queries[name], params).fetchall()]]
         conn.execute("BEGIN IMMEDIATE")
         try:
             results = [
-                conn.execute(queries[name], params).fetchall() for name, params in statements
+                [conn.execute(queries[name], params).fetchall() for name, params in write]
+                for write in writes
             ]
             conn.execute("COMMIT")
         except BaseException:

@@ -120,6 +120,100 @@ ORDER BY created_at, workflow_uuid
 LIMIT %(limit)s OFFSET %(offset)s;
 
 
+-- cancel_workflow --
+-- Only unfinished workflows; the running execution sees it at its next step boundary.
+UPDATE workflow_status
+SET status = 'CANCELLED', updated_at = %(now)s, completed_at = %(now)s
+WHERE workflow_uuid = %(workflow_id)s AND status IN ('PENDING', 'ENQUEUED', 'DELAYED')
+RETURNING workflow_uuid;
+
+-- cancel_past_deadline --
+UPDATE workflow_status
+SET status = 'CANCELLED', error = %(error)s, updated_at = %(now)s, completed_at = %(now)s
+WHERE workflow_uuid = %(workflow_id)s AND status IN ('PENDING', 'ENQUEUED', 'DELAYED')
+  AND workflow_deadline_epoch_ms IS NOT NULL AND workflow_deadline_epoch_ms <= %(now)s
+RETURNING workflow_uuid;
+
+-- resume_workflow --
+-- Back to work from the last completed step: PENDING here (started_at given: the timeout
+-- counts afresh from now), or ENQUEUED for any worker of its version (started_at NULL).
+UPDATE workflow_status
+SET status = %(status)s, executor_id = %(executor_id)s,
+    queue_name = COALESCE(%(queue_name)s, queue_name), recovery_attempts = 0, output = NULL,
+    error = NULL, completed_at = NULL, updated_at = %(now)s,
+    started_at_epoch_ms = %(started_at)s::bigint,
+    workflow_deadline_epoch_ms = %(started_at)s::bigint + workflow_timeout_ms
+WHERE workflow_uuid = %(workflow_id)s
+  AND status IN ('CANCELLED', 'MAX_RECOVERY_ATTEMPTS_EXCEEDED', 'ENQUEUED')
+RETURNING workflow_uuid, status, name, inputs, output, error, executor_id, application_version,
+          created_at, updated_at, recovery_attempts, queue_name, workflow_timeout_ms,
+          workflow_deadline_epoch_ms, started_at_epoch_ms, completed_at, parent_workflow_id,
+          forked_from;
+
+-- claim_enqueued --
+-- Take up to %(limit)s waiting workflows of one queue and version, best priority first; the
+-- timeout of a queued workflow counts from here. SKIP LOCKED: concurrent claimers never block
+-- on or take the same rows.
+UPDATE workflow_status
+SET status = 'PENDING', executor_id = %(executor_id)s, started_at_epoch_ms = %(now)s,
+    updated_at = %(now)s,
+    workflow_deadline_epoch_ms = COALESCE(%(now)s + workflow_timeout_ms,
+                                          workflow_deadline_epoch_ms)
+WHERE workflow_uuid IN (
+    SELECT workflow_uuid FROM workflow_status
+    WHERE status = 'ENQUEUED' AND queue_name = %(queue_name)s
+      AND application_version = %(application_version)s
+    ORDER BY priority, created_at
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+) AND status = 'ENQUEUED'
+RETURNING workflow_uuid, status, name, inputs, output, error, executor_id, application_version,
+          created_at, updated_at, recovery_attempts, queue_name, workflow_timeout_ms,
+          workflow_deadline_epoch_ms, started_at_epoch_ms, completed_at, parent_workflow_id,
+          forked_from;
+
+-- copy_steps --
+-- A fork starts with the steps before start_step of the original, not re-run.
+INSERT INTO operation_outputs (workflow_uuid, function_id, function_name, output, error,
+                               child_workflow_id, started_at_epoch_ms, completed_at_epoch_ms)
+SELECT %(new_workflow_id)s, function_id, function_name, output, error, child_workflow_id,
+       started_at_epoch_ms, completed_at_epoch_ms
+FROM operation_outputs
+WHERE workflow_uuid = %(workflow_id)s AND function_id < %(start_step)s;
+
+-- send_message --
+-- Idempotent by message_uuid (a workflow's send uses one derived from its step); refused
+-- (no row) when the destination does not exist.
+INSERT INTO notifications (destination_uuid, topic, message, created_at_epoch_ms, message_uuid)
+SELECT %(destination_id)s, %(topic)s, %(message)s, %(now)s, %(message_id)s
+WHERE EXISTS (SELECT 1 FROM workflow_status WHERE workflow_uuid = %(destination_id)s)
+ON CONFLICT (message_uuid) DO NOTHING
+RETURNING message_uuid;
+
+-- oldest_message --
+SELECT message_uuid, message
+FROM notifications
+WHERE destination_uuid = %(workflow_id)s AND topic IS NOT DISTINCT FROM %(topic)s
+ORDER BY seq
+LIMIT 1;
+
+-- delete_message --
+-- Committed together with the recv step that recorded the message; deletes only if that step
+-- holds this very message (a duplicate execution that lost the race deletes nothing).
+DELETE FROM notifications
+WHERE message_uuid = %(message_id)s
+  AND EXISTS (SELECT 1 FROM operation_outputs
+              WHERE workflow_uuid = %(workflow_id)s AND function_id = %(step_id)s
+                AND output = %(output)s);
+
+-- set_event --
+INSERT INTO workflow_events (workflow_uuid, key, value)
+VALUES (%(workflow_id)s, %(key)s, %(value)s)
+ON CONFLICT (workflow_uuid, key) DO UPDATE SET value = EXCLUDED.value;
+
+-- get_event --
+SELECT value FROM workflow_events WHERE workflow_uuid = %(workflow_id)s AND key = %(key)s;
+
 -- write_batch --
 -- Postgres only: the group committer's merged write. All the workflow inserts, step records
 -- and final updates of one batch, as arrays, in ONE statement (one round trip, one commit)
@@ -175,3 +269,7 @@ FROM new_steps AS s LEFT JOIN workflow_status AS w ON w.workflow_uuid = s.workfl
 UNION ALL
 SELECT 'finish_workflow', workflow_uuid, NULL, NULL, NULL
 FROM finished;
+
+-- notify --
+-- Postgres only: wake waiters in other processes (messages, events, cancels) at commit.
+SELECT pg_notify(%(channel)s, %(payload)s);

@@ -118,3 +118,98 @@ WHERE (:statuses IS NULL OR status IN (SELECT value FROM json_each(:statuses)))
   AND (:created_before IS NULL OR created_at < :created_before)
 ORDER BY created_at, workflow_uuid
 LIMIT :limit OFFSET :offset;
+
+-- cancel_workflow --
+-- Only unfinished workflows; the running execution sees it at its next step boundary.
+UPDATE workflow_status
+SET status = 'CANCELLED', updated_at = :now, completed_at = :now
+WHERE workflow_uuid = :workflow_id AND status IN ('PENDING', 'ENQUEUED', 'DELAYED')
+RETURNING workflow_uuid;
+
+-- cancel_past_deadline --
+UPDATE workflow_status
+SET status = 'CANCELLED', error = :error, updated_at = :now, completed_at = :now
+WHERE workflow_uuid = :workflow_id AND status IN ('PENDING', 'ENQUEUED', 'DELAYED')
+  AND workflow_deadline_epoch_ms IS NOT NULL AND workflow_deadline_epoch_ms <= :now
+RETURNING workflow_uuid;
+
+-- resume_workflow --
+-- Back to work from the last completed step: PENDING here (started_at given: the timeout
+-- counts afresh from now), or ENQUEUED for any worker of its version (started_at NULL).
+UPDATE workflow_status
+SET status = :status, executor_id = :executor_id,
+    queue_name = COALESCE(:queue_name, queue_name), recovery_attempts = 0, output = NULL,
+    error = NULL, completed_at = NULL, updated_at = :now,
+    started_at_epoch_ms = :started_at,
+    workflow_deadline_epoch_ms = :started_at + workflow_timeout_ms
+WHERE workflow_uuid = :workflow_id
+  AND status IN ('CANCELLED', 'MAX_RECOVERY_ATTEMPTS_EXCEEDED', 'ENQUEUED')
+RETURNING workflow_uuid, status, name, inputs, output, error, executor_id, application_version,
+          created_at, updated_at, recovery_attempts, queue_name, workflow_timeout_ms,
+          workflow_deadline_epoch_ms, started_at_epoch_ms, completed_at, parent_workflow_id,
+          forked_from;
+
+-- claim_enqueued --
+-- Take up to :limit waiting workflows of one queue and version, best priority first; the
+-- timeout of a queued workflow counts from here. SQLite has one writer: claims never
+-- overlap.
+UPDATE workflow_status
+SET status = 'PENDING', executor_id = :executor_id, started_at_epoch_ms = :now,
+    updated_at = :now,
+    workflow_deadline_epoch_ms = COALESCE(:now + workflow_timeout_ms,
+                                          workflow_deadline_epoch_ms)
+WHERE workflow_uuid IN (
+    SELECT workflow_uuid FROM workflow_status
+    WHERE status = 'ENQUEUED' AND queue_name = :queue_name
+      AND application_version = :application_version
+    ORDER BY priority, created_at
+    LIMIT :limit
+) AND status = 'ENQUEUED'
+RETURNING workflow_uuid, status, name, inputs, output, error, executor_id, application_version,
+          created_at, updated_at, recovery_attempts, queue_name, workflow_timeout_ms,
+          workflow_deadline_epoch_ms, started_at_epoch_ms, completed_at, parent_workflow_id,
+          forked_from;
+
+-- copy_steps --
+-- A fork starts with the steps before start_step of the original, not re-run.
+INSERT INTO operation_outputs (workflow_uuid, function_id, function_name, output, error,
+                               child_workflow_id, started_at_epoch_ms, completed_at_epoch_ms)
+SELECT :new_workflow_id, function_id, function_name, output, error, child_workflow_id,
+       started_at_epoch_ms, completed_at_epoch_ms
+FROM operation_outputs
+WHERE workflow_uuid = :workflow_id AND function_id < :start_step;
+
+-- send_message --
+-- Idempotent by message_uuid (a workflow's send uses one derived from its step); refused
+-- (no row) when the destination does not exist.
+INSERT INTO notifications (destination_uuid, topic, message, created_at_epoch_ms, message_uuid,
+                           seq)
+SELECT :destination_id, :topic, :message, :now, :message_id,
+       (SELECT COALESCE(MAX(seq), 0) + 1 FROM notifications)
+WHERE EXISTS (SELECT 1 FROM workflow_status WHERE workflow_uuid = :destination_id)
+ON CONFLICT (message_uuid) DO NOTHING
+RETURNING message_uuid;
+
+-- oldest_message --
+SELECT message_uuid, message
+FROM notifications
+WHERE destination_uuid = :workflow_id AND topic IS :topic
+ORDER BY seq
+LIMIT 1;
+
+-- delete_message --
+-- Committed together with the recv step that recorded the message; deletes only if that step
+-- holds this very message (a duplicate execution that lost the race deletes nothing).
+DELETE FROM notifications
+WHERE message_uuid = :message_id
+  AND EXISTS (SELECT 1 FROM operation_outputs
+              WHERE workflow_uuid = :workflow_id AND function_id = :step_id
+                AND output = :output);
+
+-- set_event --
+INSERT INTO workflow_events (workflow_uuid, key, value)
+VALUES (:workflow_id, :key, :value)
+ON CONFLICT (workflow_uuid, key) DO UPDATE SET value = excluded.value;
+
+-- get_event --
+SELECT value FROM workflow_events WHERE workflow_uuid = :workflow_id AND key = :key;

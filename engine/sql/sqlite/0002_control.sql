@@ -1,0 +1,11 @@
+-- Control and time: FIFO order for messages, and the index the internal queue claims from.
+
+-- Messages are received oldest first; created_at_epoch_ms alone ties within a millisecond.
+-- (SQLite cannot add an identity column; send_message numbers messages itself, safely, as
+-- SQLite has one writer at a time.)
+ALTER TABLE notifications ADD COLUMN seq INTEGER;
+DROP INDEX notifications_destination_idx;
+CREATE INDEX notifications_destination_idx ON notifications (destination_uuid, topic, seq);
+
+CREATE INDEX workflow_status_enqueued_idx ON workflow_status (queue_name, priority, created_at)
+    WHERE status = 'ENQUEUED';
