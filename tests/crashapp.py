@@ -1,6 +1,7 @@
 """A small app that the crash tests run in a child process and SIGKILL.
 
-Usage: python -m tests.crashapp DATABASE_URL SCHEMA LEDGER start|recover
+Usage: python -m tests.crashapp DATABASE_URL SCHEMA LEDGER MODE
+MODE: start | recover (workflow "crashy"), sleep-start | sleep-recover (workflow "sleepy").
 Each step appends a line to the LEDGER file (fsynced), so the test can count executions.
 In "start" mode step "two" hangs after its ledger line, waiting for the kill.
 """
@@ -53,10 +54,20 @@ def crashy(ctx, x):
     return three(two(one(x)))
 
 
+@engine.workflow(name="sleepy")
+def sleepy(ctx, seconds):
+    ctx.sleep(seconds)
+    return three(0)
+
+
 engine.launch()
 if mode == "start":
     engine.start_workflow(crashy, 1, workflow_id="crash-1")
     time.sleep(600)
+elif mode == "sleep-start":
+    engine.start_workflow(sleepy, 3, workflow_id="sleep-1")
+    time.sleep(600)
 else:
-    print(json.dumps(engine.retrieve_workflow("crash-1").get_result(timeout=60)), flush=True)
+    wid = "crash-1" if mode == "recover" else "sleep-1"
+    print(json.dumps(engine.retrieve_workflow(wid).get_result(timeout=60)), flush=True)
     engine.shutdown()

@@ -54,3 +54,35 @@ def test_sigkill_mid_step_then_launch_resumes_from_last_completed_step(db, tmp_p
     assert json.loads(out.strip().splitlines()[-1]) == "result 20"
     # Step one completed before the kill: never run again. Step two was in flight: run again.
     assert ledger.read_text().split() == ["one", "two-start", "two-start", "two-done", "three"]
+
+
+def test_sigkill_during_a_durable_sleep_then_only_the_rest_is_slept(db, tmp_path) -> None:
+    from engine import Client
+
+    ledger = tmp_path / "ledger.txt"
+    victim = run_app(db, ledger, "sleep-start")
+    with Client(db.url, schema=db.schema) as client:
+        try:
+            deadline = time.monotonic() + 60
+            while not client.list_steps("sleep-1"):
+                assert time.monotonic() < deadline, "the sleep was never recorded"
+                assert victim.poll() is None, victim.stderr.read()  # type: ignore[union-attr]
+                time.sleep(0.02)
+        finally:
+            os.kill(victim.pid, signal.SIGKILL)
+            victim.wait(timeout=10)
+        (sleep_step,) = client.list_steps("sleep-1")
+        wake_at_ms = sleep_step.output
+
+        survivor = run_app(db, ledger, "sleep-recover")
+        out, err = survivor.communicate(timeout=90)
+        assert survivor.returncode == 0, err
+        assert json.loads(out.strip().splitlines()[-1]) == "result 0"
+        steps = client.list_steps("sleep-1")
+        status = client.get_workflow_status("sleep-1")
+    assert steps[0].name == "waymark.sleep" and steps[0].output == wake_at_ms  # not re-recorded
+    assert status is not None and status.status == "SUCCESS"
+    finished_ms = status.updated_at.timestamp() * 1000
+    assert finished_ms >= wake_at_ms  # the sleep was honoured...
+    assert finished_ms - wake_at_ms < 3000  # ...but not started over (it lasts 3 s)
+    assert ledger.read_text().split() == ["three"]
