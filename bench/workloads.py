@@ -132,6 +132,35 @@ def w3_step_overhead(target: setup.Target, quick: bool) -> dict[str, Any]:
     return figures
 
 
+def w6_parked_sleepers(target: setup.Target, quick: bool) -> dict[str, Any]:
+    """10,000 workflows each in a 60 s durable sleep: the worker's threads and peak RSS."""
+    import resource
+
+    n = 2000 if quick else 10_000
+    engine = Engine("bench-w6", target.url, schema=target.schema)
+
+    @engine.workflow(name="sleeper")
+    def sleeper(ctx, i):
+        ctx.sleep(60)
+        return i
+
+    engine.launch()
+    progress = Progress("W6", n)
+    try:
+        started = time.perf_counter()
+        for i in range(n):
+            engine.start_workflow(sleeper, i)
+            progress.tick()
+        while sum(1 for run in list(engine._runs.values()) if run.parked) < n:
+            time.sleep(0.05)
+        elapsed = time.perf_counter() - started
+        threads = threading.active_count()
+        rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    finally:
+        engine.shutdown(timeout=1)  # the sleepers stay PENDING: recovery would resume them
+    return _figures("W6", n, elapsed, threads=threads, peak_rss_mb=round(rss_mb, 1))
+
+
 def floor_serial(target: setup.Target, quick: bool) -> dict[str, Any]:
     n = 100 if quick else 300
     return _figures("floor-serial", n, setup.floor(target.backend, n, 1))
@@ -148,4 +177,5 @@ WORKLOADS: dict[str, Callable[[setup.Target, bool], dict[str, Any]]] = {
     "W1": w1_serial_latency,
     "W2": w2_throughput,
     "W3": w3_step_overhead,
+    "W6": w6_parked_sleepers,
 }

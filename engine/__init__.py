@@ -15,6 +15,7 @@ from engine.errors import (
     WorkflowFailedError,
     WorkflowNotFoundError,
 )
+from engine.futures import StepFuture
 from engine.handle import WorkflowHandle
 from engine.records import Status, StepInfo, WorkflowStatus
 
@@ -29,6 +30,7 @@ __all__ = [
     "SerializationError",
     "Status",
     "StepError",
+    "StepFuture",
     "StepInfo",
     "WorkflowCancelledError",
     "WorkflowContext",
