@@ -14,13 +14,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from engine import errors, handle, rows, serialization, store
+from engine.queues import INTERNAL_QUEUE
 from engine.records import Status, StepInfo, WorkflowStatus
 from engine.signals import Signals
 from engine.store import base
-
-# Resumed and forked workflows that a Client hands over wait here for any worker of their
-# application version (DBOS has the same: an internal queue).
-INTERNAL_QUEUE = "_waymark"
 
 
 class BaseClient:
@@ -261,11 +258,36 @@ class Client(BaseClient):
     def __init__(self, database_url: str, *, schema: str = "waymark") -> None:
         super().__init__(database_url, schema)
 
-    def start_workflow(self, name: str, input: Any = None, **options: Any) -> handle.WorkflowHandle:
-        raise NotImplementedError(
-            "Client.start_workflow (enqueue by name) is not implemented in this version of "
-            "Waymark yet; it arrives with queues. Nothing was recorded."
-        )
+    def start_workflow(
+        self,
+        name: str,
+        input: Any = None,
+        *,
+        queue: str = "default",
+        workflow_id: str | None = None,
+        timeout: float | dt.timedelta | None = None,
+        priority: int = 0,
+        deduplication_id: str | None = None,
+        delay: float | dt.timedelta | None = None,
+        application_version: str | None = None,
+    ) -> handle.WorkflowHandle:
+        """Enqueue the workflow registered as ``name`` on ``queue``; a worker serving that queue
+        (of ``application_version``, or of any version when None) runs it."""
+        from engine import engine as engine_module
+        from engine.context import seconds
+        from engine.queues import delay_ms
+
+        if not isinstance(name, str) or not name:
+            raise ValueError("name must be the registered name of a workflow")
+        workflow_id = workflow_id if workflow_id is not None else str(uuid.uuid4())
+        if not isinstance(workflow_id, str) or not workflow_id.strip():
+            raise ValueError(f"workflow_id must be a non-empty string, got {workflow_id!r}")
+        inputs = serialization.encode_inputs(input, f"the input of workflow {name!r}")
+        timeout_ms = int(seconds(timeout, "timeout") * 1000) if timeout is not None else None
+        engine_module.enqueue(self._ready(), workflow_id, name, inputs, queue, timeout_ms,
+                              priority, deduplication_id, delay_ms(delay), application_version,
+                              None)
+        return handle.WorkflowHandle(workflow_id, self)
 
     def close(self) -> None:
         self._closing.set()

@@ -18,7 +18,8 @@ from engine.records import Status
 from engine.store import base
 
 if TYPE_CHECKING:
-    from engine.engine import Engine, _Run
+    from engine.engine import Engine
+    from engine.execution import Run as _Run
 
 _current: contextvars.ContextVar[WorkflowContext | None] = contextvars.ContextVar(
     "waymark_workflow_context", default=None

@@ -1,4 +1,8 @@
-"""Engine: registers workflows and steps, starts them, executes them, recovers them."""
+"""Engine: registers workflows, steps and queues; starts, awaits and schedules workflows.
+
+Execution itself (runs, parking, deadlines, recovery) lives in ``execution.py``; the
+background loop of a launched engine (heartbeats, dead executors, queues) in ``worker.py``.
+"""
 
 from __future__ import annotations
 
@@ -7,16 +11,19 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from engine import context, errors, handle, registry, serialization
-from engine.client import INTERNAL_QUEUE, BaseClient
+from engine import context, errors, queues, registry, scheduler, serialization
+from engine.client import BaseClient
+from engine.execution import Execution, Run
 from engine.handle import WorkflowHandle
+from engine.queues import Queue
 from engine.records import Status
 from engine.store import base
-from engine.threads import Latch, ThreadPool
+from engine.threads import ThreadPool
 from engine.timers import Timers
+from engine.worker import Worker
 
 log = logging.getLogger("waymark.engine")
 
@@ -25,22 +32,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 DEFAULT_WORKFLOW_THREADS = 16
 
 
-class _Run:
-    """A workflow this process is executing (or has parked): in-process awaiters wait here."""
-
-    __slots__ = ("deadline_armed", "done", "parked", "row", "stopped")
-
-    def __init__(self) -> None:
-        self.done = Latch()
-        # The final (status, output, error, recovery_attempts), or None when the execution
-        # stopped without a final status (shutdown, database lost): awaiters then ask the DB.
-        self.row: Mapping[str, Any] | None = None
-        self.stopped: str | None = None  # set by a cancel or a timeout seen in this process
-        self.parked = False  # in a long durable sleep: no thread, a timer will resume it
-        self.deadline_armed = False
-
-
-class Engine(BaseClient):
+class Engine(Execution, BaseClient):
     def __init__(
         self,
         app_name: str,
@@ -50,22 +42,36 @@ class Engine(BaseClient):
         executor_id: str | None = None,
         schema: str = "waymark",
         max_workflow_threads: int = DEFAULT_WORKFLOW_THREADS,
+        queues: Sequence[str] | None = None,
+        heartbeat_timeout: float = 30.0,
     ) -> None:
+        """``queues``: names of the declared queues this engine takes work from (None: all);
+        ``heartbeat_timeout``: seconds without a heartbeat after which an executor's
+        unfinished workflows are handed to the live ones."""
         if not app_name or not isinstance(app_name, str):
             raise ValueError("app_name must be a non-empty string")
+        if heartbeat_timeout <= 0:
+            raise ValueError(f"heartbeat_timeout must be > 0 seconds, got {heartbeat_timeout!r}")
         super().__init__(database_url or f"sqlite:///{app_name}.sqlite3", schema)
         self.app_name = app_name
         self._explicit_version = application_version
         self._executor_id = executor_id or "local"
         self._registry = registry.Registry()
         self._version: str | None = None
-        self._runs: dict[str, _Run] = {}
+        self._runs: dict[str, Run] = {}
         self._runs_lock = threading.Lock()
         self._pool = ThreadPool(max_workflow_threads, f"waymark-{app_name}")
         self._timers = Timers(f"waymark-timers-{app_name}")
         self._stopping = threading.Event()
         self._launched = False
-        self._dispatcher: threading.Thread | None = None
+        self._queues: dict[str, Queue] = {}
+        self._served = list(queues) if queues is not None else None
+        self._heartbeat_timeout = heartbeat_timeout
+        self._worker: Worker | None = None
+        self._scheduler: scheduler.Scheduler | None = None
+        # What the worker loop does with a claimed workflow: run it here, or (Celery
+        # dispatch) hand it to another process.
+        self.dispatch: Callable[[Any], object] = self._run_row
 
     # -- registration ----------------------------------------------------------------------
 
@@ -92,12 +98,15 @@ class Engine(BaseClient):
         schedule: str | None = None,
         max_recovery_attempts: int = 100,
     ) -> None:
+        label = name or registry.default_name(fn)
         if schedule is not None:
-            raise NotImplementedError(
-                "scheduled workflows (schedule=) are not implemented in this version of "
-                "Waymark yet; register the workflow without a schedule"
+            scheduler.validate(schedule, label)
+        definition = self._registry.add(fn, name, schedule, max_recovery_attempts)
+        if schedule is not None and not definition.takes_input:
+            del self._registry.workflows[definition.name]
+            raise errors.EngineError(
+                f"scheduled workflow {label!r} must accept the tick time: def wf(ctx, tick)"
             )
-        self._registry.add(fn, name, schedule, max_recovery_attempts)
 
     def step(
         self,
@@ -143,10 +152,16 @@ class Engine(BaseClient):
         concurrency: int | None = None,
         worker_concurrency: int | None = None,
         rate_limit: tuple[int, float] | None = None,
-    ) -> Any:
-        raise NotImplementedError(
-            "queues (engine.queue) are not implemented in this version of Waymark yet"
-        )
+    ) -> Queue:
+        """Declare a queue (before ``launch()``); pass it, or its name, as ``queue=``."""
+        if self._launched:
+            raise errors.EngineError(f"declare queue {name!r} before launch()")
+        if name in self._queues:
+            raise errors.EngineError(f"queue {name!r} is already declared")
+        limit = (int(rate_limit[0]), float(rate_limit[1])) if rate_limit is not None else None
+        declared = Queue(name, concurrency, worker_concurrency, limit)
+        self._queues[name] = declared
+        return declared
 
     @property
     def application_version(self) -> str:
@@ -169,10 +184,15 @@ class Engine(BaseClient):
     # -- lifecycle -------------------------------------------------------------------------
 
     def launch(self) -> None:
-        """Create/migrate the system tables, recover this executor's PENDING workflows, and
-        start taking resumed and forked workflows handed over by clients."""
+        """Create/migrate the system tables, recover this executor's PENDING workflows, then
+        start the worker loop (heartbeat, dead executors, queues) and the scheduler."""
         if self._launched:
             return
+        unknown = set(self._served or ()) - set(self._queues)
+        if unknown:
+            raise errors.EngineError(
+                f"queues {sorted(unknown)} were never declared with engine.queue()"
+            )
         self._freeze("the engine has launched")
         store = self._ready()
         recovered = 0
@@ -180,10 +200,17 @@ class Engine(BaseClient):
             recovered += self._recover(workflow_id)
         self._launched = True
         self._ensure_listener()
-        self._dispatcher = threading.Thread(
-            target=self._dispatch_loop, name=f"waymark-dispatch-{self.app_name}", daemon=True
+        served = [
+            q for q in self._queues.values() if self._served is None or q.name in self._served
+        ]
+        self._worker = Worker(self, served, self._heartbeat_timeout, self._dispatch_row)
+        self._worker.start()
+        self._scheduler = scheduler.Scheduler(
+            {d.name: d.schedule for d in self._registry.workflows.values() if d.schedule},
+            self._start_tick,
+            self._stopping,
         )
-        self._dispatcher.start()
+        self._scheduler.launch()
         log.info(
             "engine launched",
             extra={
@@ -195,16 +222,29 @@ class Engine(BaseClient):
             },
         )
 
+    def _dispatch_row(self, row: Any) -> None:
+        self.dispatch(row)
+
+    def run_forever(self, stop: threading.Event | None = None, grace: float = 10.0) -> None:
+        """Launch, serve until ``stop`` is set, then drain: take no new work, let running
+        steps finish for up to ``grace`` seconds, and leave what is unfinished PENDING for
+        recovery. Wire ``stop`` to SIGTERM/SIGINT (``manage.py runworker`` does)."""
+        self.launch()
+        (stop or threading.Event()).wait()
+        log.info("draining", extra={"action": "engine.drain", "executor_id": self.executor_id})
+        self.shutdown(timeout=grace)
+
     def shutdown(self, timeout: float = 10.0) -> None:
         """Stop at the next step boundary; what has not finished stays PENDING for recovery."""
         self._stopping.set()
         self._closing.set()
         self._timers.stop()
-        self._signals.fire("enq")  # the dispatcher: stop waiting now
-        if self._dispatcher is not None:
-            self._dispatcher.join(timeout)
-        for key in [f"stop:{wid}" for wid in list(self._runs)]:
-            self._signals.fire(key)  # waiting workflows: stop waiting now
+        self._signals.fire("enq")  # the worker loop: stop waiting now
+        for part in (self._worker, self._scheduler):
+            if part is not None:
+                part.join(timeout)
+        for workflow_id in list(self._runs):
+            self._signals.fire(f"stop:{workflow_id}")  # waiting workflows: stop waiting now
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with self._runs_lock:
@@ -229,14 +269,18 @@ class Engine(BaseClient):
         *,
         workflow_id: str | None = None,
         timeout: float | dt.timedelta | None = None,
-        queue: Any = None,
+        queue: Queue | str | None = None,
         priority: int = 0,
         deduplication_id: str | None = None,
+        delay: float | dt.timedelta | None = None,
     ) -> WorkflowHandle:
-        if queue is not None or priority or deduplication_id is not None:
-            raise NotImplementedError("queues are not implemented in this version of Waymark yet")
+        """Start a workflow; returns once it is durably recorded. With ``queue`` it waits on
+        that queue (``priority``: lower first; ``deduplication_id``: refused while another
+        workflow holding it waits or runs; ``delay``: not before that many seconds)."""
+        if queue is None and (priority or deduplication_id is not None or delay is not None):
+            raise ValueError("priority, deduplication_id and delay need a queue=")
         ctx = context.current()
-        if ctx is not None and ctx._engine is self and not ctx._in_step:
+        if ctx is not None and ctx._engine is self and not ctx._in_step and queue is None:
             # Started from inside a workflow: a checkpointed child.
             return ctx.start_workflow(fn_or_name, input, workflow_id=workflow_id, timeout=timeout)
         definition = self._registry.resolve(fn_or_name)
@@ -247,6 +291,11 @@ class Engine(BaseClient):
         timeout_ms = (
             int(context.seconds(timeout, "timeout") * 1000) if timeout is not None else None
         )
+        queue_name = queues.queue_name(queue) if queue is not None else None
+        if queue_name is not None and queue_name not in self._queues:
+            raise errors.EngineError(
+                f"unknown queue {queue_name!r}; declare it with engine.queue()"
+            )
         # Serialize before anything is written: a bad input leaves no trace.
         inputs = serialization.encode_inputs(input, f"the input of workflow {definition.name!r}")
         if self._stopping.is_set():
@@ -255,6 +304,22 @@ class Engine(BaseClient):
             )
         self._freeze("a workflow was already started")
         store = self._ready()
+        if queue_name is not None:
+            enqueue(
+                store,
+                workflow_id,
+                definition.name,
+                inputs,
+                queue_name,
+                timeout_ms,
+                priority,
+                deduplication_id,
+                queues.delay_ms(delay),
+                self.application_version,
+                self.app_name,
+            )
+            self._signals.fire("enq")
+            return WorkflowHandle(workflow_id, self)
         now = base.now_ms()
         deadline = now + timeout_ms if timeout_ms is not None else None
         created = store.insert_workflow(
@@ -286,6 +351,24 @@ class Engine(BaseClient):
                 )
         return WorkflowHandle(workflow_id, self)
 
+    def backfill(self, name: str, start: dt.datetime, end: dt.datetime) -> list[WorkflowHandle]:
+        """Start the scheduled workflow ``name`` for every tick in [start, end); ticks that
+        already ran are not run again (each tick has one workflow ID)."""
+        definition = self._registry.resolve(name)
+        if definition.schedule is None:
+            raise errors.EngineError(f"workflow {definition.name!r} has no schedule to backfill")
+        if start.tzinfo is None or end.tzinfo is None:
+            raise ValueError("start and end must be timezone-aware datetimes")
+        handles = []
+        for tick in scheduler.ticks(definition.schedule, start - dt.timedelta(microseconds=1)):
+            if tick >= end:
+                break
+            handles.append(self._start_tick(definition.name, tick))
+        return handles
+
+    def _start_tick(self, name: str, tick: dt.datetime) -> WorkflowHandle:
+        return self.start_workflow(name, tick, workflow_id=scheduler.tick_workflow_id(name, tick))
+
     def _await_final(self, workflow_id: str, timeout: float | None) -> Any:
         run = self._runs.get(workflow_id)
         if run is not None:
@@ -311,148 +394,7 @@ class Engine(BaseClient):
             return ctx.get_event(workflow_id, key, timeout)
         return super().get_event(workflow_id, key, timeout)
 
-    # -- execution -------------------------------------------------------------------------
-
-    def _submit(
-        self,
-        definition: registry.WorkflowDef,
-        workflow_id: str,
-        input: Any,
-        recorded: dict[int, Any] | None,
-        deadline_ms: int | None,
-        run: _Run | None = None,
-    ) -> None:
-        if run is None:
-            run = _Run()
-            with self._runs_lock:
-                self._runs[workflow_id] = run
-        if deadline_ms is not None and not run.deadline_armed:
-            run.deadline_armed = True
-            self._timers.at(deadline_ms, lambda: self._enforce_deadline(workflow_id))
-        self._pool.submit(
-            lambda: self._execute(definition, workflow_id, input, recorded, deadline_ms, run)
-        )
-
-    def _execute(
-        self,
-        definition: registry.WorkflowDef,
-        workflow_id: str,
-        input: Any,
-        recorded: dict[int, Any] | None,
-        deadline_ms: int | None,
-        run: _Run,
-    ) -> None:
-        row: Mapping[str, Any] | None = None
-        try:
-            row = self._run_body(definition, workflow_id, input, recorded, deadline_ms, run)
-        except context.Parked as parked:
-            run.parked = True
-            self._timers.at(
-                parked.wake_at, lambda: self._pool.submit(lambda: self._wake(workflow_id))
-            )
-            return
-        except Exception:
-            # The final write itself failed (database lost): the row stays PENDING and will
-            # be recovered; awaiters fall back to reading the database.
-            log.exception(
-                "could not record the end of workflow %s",
-                workflow_id,
-                extra={"action": "workflow.finish_failed", "workflow_id": workflow_id},
-            )
-        self._end_run(workflow_id, run, row)
-
-    def _end_run(self, workflow_id: str, run: _Run, row: Mapping[str, Any] | None) -> None:
-        with self._runs_lock:
-            if self._runs.get(workflow_id) is run:
-                del self._runs[workflow_id]
-        run.row = row
-        run.done.open()
-        self._signals.fire(f"done:{workflow_id}")
-
-    def _run_body(
-        self,
-        definition: registry.WorkflowDef,
-        workflow_id: str,
-        input: Any,
-        recorded: dict[int, Any] | None,
-        deadline_ms: int | None,
-        run: _Run,
-    ) -> Mapping[str, Any] | None:
-        ctx = context.WorkflowContext(self, run, workflow_id, recorded, deadline_ms)
-        try:
-            with ctx:
-                result = definition.fn(ctx, input) if definition.takes_input else definition.fn(ctx)
-        except context.Interrupted as stop:
-            if stop.status is None:
-                return None  # shutdown: left PENDING for recovery
-            return self._store.get_workflow_outcome(workflow_id)
-        except Exception as exc:
-            return self._finish(
-                workflow_id, Status.ERROR, error=serialization.encode_error(ctx.fatal or exc)
-            )
-        if ctx.fatal is not None:  # the body swallowed a determinism error: still ERROR
-            return self._finish(
-                workflow_id, Status.ERROR, error=serialization.encode_error(ctx.fatal)
-            )
-        try:
-            output = serialization.dumps(
-                result, f"the result of workflow {definition.name!r} ({workflow_id!r})"
-            )
-        except errors.SerializationError as exc:
-            return self._finish(workflow_id, Status.ERROR, error=serialization.encode_error(exc))
-        return self._finish(workflow_id, Status.SUCCESS, output=output)
-
-    def _finish(
-        self,
-        workflow_id: str,
-        status: Status,
-        *,
-        output: str | None = None,
-        error: str | None = None,
-    ) -> Mapping[str, Any] | None:
-        if self._store.finish_workflow(workflow_id, status.value, output=output, error=error):
-            return {
-                "status": status.value,
-                "output": output,
-                "error": error,
-                "recovery_attempts": 0,
-            }
-        # No longer PENDING: a cancel landed first, and it wins.
-        return self._store.get_workflow_outcome(workflow_id)
-
-    def _wake(self, workflow_id: str) -> None:
-        """A parked workflow's sleep is over: replay it from its checkpoints."""
-        run = self._runs.get(workflow_id)
-        if run is None or self._stopping.is_set():
-            return  # ended meanwhile (cancelled), or shutting down: recovery takes it later
-        run.parked = False
-        row = self._store.get_workflow(workflow_id)
-        if row is None or row["status"] != Status.PENDING:
-            self._end_run(workflow_id, run, self._store.get_workflow_outcome(workflow_id))
-            return
-        self._run_row(row, run)
-
-    # -- cancellation and deadlines --------------------------------------------------------
-
-    def _enforce_deadline(self, workflow_id: str) -> None:
-        error = serialization.encode_error(errors.WorkflowCancelledError(workflow_id))
-        if self._store.cancel_past_deadline(workflow_id, error):
-            log.info(
-                "workflow %s timed out",
-                workflow_id,
-                extra={"action": "workflow.timeout", "workflow_id": workflow_id},
-            )
-            self._stopped(workflow_id, Status.CANCELLED)
-
-    def _stopped(self, workflow_id: str, status: str) -> None:
-        run = self._runs.get(workflow_id)
-        if run is not None:
-            run.stopped = status
-            if run.parked:  # no thread to notice it: end the run here
-                self._end_run(workflow_id, run, self._store.get_workflow_outcome(workflow_id))
-        super()._stopped(workflow_id, status)
-
-    # -- recovery, resume, fork, hand-over -------------------------------------------------
+    # -- what BaseClient leaves to an executing process ------------------------------------
 
     def _runs_version(self, version: str | None) -> bool:
         return version == self.application_version
@@ -460,93 +402,40 @@ class Engine(BaseClient):
     def _executor(self) -> str | None:
         return self.executor_id
 
-    def _recover(self, workflow_id: str) -> int:
-        """Resume one PENDING workflow of this executor from its checkpoints; 1 if resumed."""
-        with self._runs_lock:
-            if workflow_id in self._runs:
-                return 0  # already executing here
-        row = self._store.claim_recovery(workflow_id, self.executor_id)
-        if row is None:
-            return 0  # finished or taken meanwhile
-        definition = self._registry.workflows.get(row["name"])
-        if definition is not None and row["recovery_attempts"] > definition.max_recovery_attempts:
-            self._store.set_status_if_pending(
-                workflow_id,
-                Status.MAX_RECOVERY_ATTEMPTS_EXCEEDED.value,
-                serialization.encode_error(
-                    errors.MaxRecoveryAttemptsExceededError(
-                        workflow_id, row["recovery_attempts"] - 1
-                    )
-                ),
-            )
-            return 0
-        return 1 if self._run_row(row) else 0
 
-    def _run_row(self, row: Any, run: _Run | None = None) -> bool:
-        """Execute a PENDING row claimed by this process, replaying its recorded steps."""
-        workflow_id, name = row["workflow_uuid"], row["name"]
-        definition = self._registry.workflows.get(name)
-        if definition is None:
-            self._fail(
-                workflow_id,
-                errors.EngineError(
-                    f"unknown workflow {name!r} in this application version "
-                    f"({self.application_version}); register it, or run a worker of the version "
-                    "that started it"
-                ),
-                run,
-            )
-            return False
-        deadline = row["workflow_deadline_epoch_ms"]
-        if deadline is not None and deadline <= base.now_ms():
-            self._enforce_deadline(workflow_id)  # it timed out while nobody ran it
-            if run is not None:
-                self._end_run(workflow_id, run, self._store.get_workflow_outcome(workflow_id))
-            return False
-        try:
-            input = serialization.decode_inputs(
-                row["inputs"], f"the input of workflow {workflow_id!r}"
-            )
-        except errors.SerializationError as exc:
-            self._fail(workflow_id, exc, run)
-            return False
-        recorded = {step["function_id"]: step for step in self._store.list_steps(workflow_id)}
-        self._submit(definition, workflow_id, input, recorded, deadline, run)
-        return True
-
-    def _fail(self, workflow_id: str, exc: Exception, run: _Run | None = None) -> None:
-        self._store.set_status_if_pending(
-            workflow_id, Status.ERROR.value, serialization.encode_error(exc)
-        )
-        log.error(
-            "workflow %s cannot run: %s",
-            workflow_id,
-            exc,
-            extra={"action": "workflow.unrunnable", "workflow_id": workflow_id},
-        )
-        if run is not None:
-            self._end_run(workflow_id, run, self._store.get_workflow_outcome(workflow_id))
-
-    def _dispatch_loop(self) -> None:
-        """Take workflows that clients resumed or forked for this application version."""
-        while not self._stopping.is_set():
-            with self._signals.watch("enq") as woken:
-                try:
-                    claimed = self._store.claim_enqueued(
-                        INTERNAL_QUEUE,
-                        self.application_version,
-                        self.executor_id,
-                        self._pool.max_threads,
-                    )
-                    for row in claimed:
-                        self._run_row(row)
-                except Exception:
-                    if self._stopping.is_set():
-                        return
-                    log.exception("dispatch failed", extra={"action": "dispatch.failed"})
-                    claimed = []
-                if not claimed:
-                    woken.wait(max(self._poll_interval, 0.5))
-
-
-__all__ = ["Engine", "handle"]
+def enqueue(
+    store: base.Store,
+    workflow_id: str,
+    name: str,
+    inputs: str,
+    queue_name: str,
+    timeout_ms: int | None,
+    priority: int,
+    deduplication_id: str | None,
+    delay_ms: int | None,
+    version: str | None,
+    app_name: str | None,
+) -> None:
+    """Record a workflow waiting on a queue (DELAYED first if ``delay_ms``)."""
+    if isinstance(priority, bool) or not isinstance(priority, int):
+        raise TypeError(f"priority must be an int, got {priority!r}")
+    now = base.now_ms()
+    created = store.enqueue_workflow(
+        workflow_id=workflow_id,
+        name=name,
+        inputs=inputs,
+        queue_name=queue_name,
+        status=Status.DELAYED if delay_ms else Status.ENQUEUED,
+        application_version=version,
+        application_id=app_name,
+        timeout_ms=timeout_ms,
+        priority=priority,
+        deduplication_id=deduplication_id,
+        delay_until=now + delay_ms if delay_ms else None,
+        parent_workflow_id=None,
+        deadline_ms=None,
+    )
+    if not created:
+        existing = store.get_workflow(workflow_id)
+        if existing is not None and existing["name"] != name:
+            raise errors.ConflictingWorkflowError(workflow_id, existing["name"], name)

@@ -8,12 +8,14 @@ Every write goes through the group committer, so concurrent workflows share comm
 from __future__ import annotations
 
 import abc
+import contextlib
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from importlib import resources
 from typing import Any, ClassVar
 
+from engine import errors
 from engine.store import groupcommit
 
 Row = Mapping[str, Any]
@@ -300,17 +302,128 @@ class Store(abc.ABC):
         )
         return rows[0] if rows else None
 
-    def claim_enqueued(
-        self, queue_name: str, application_version: str, executor_id: str, limit: int
+    # -- queues ---------------------------------------------------------------------------------
+
+    def enqueue_workflow(self, **fields: Any) -> bool:
+        """Insert an ENQUEUED (or DELAYED) workflow; False when the ID exists. A deduplication
+        ID held by an unfinished workflow of the queue raises ``QueueDeduplicatedError``."""
+        try:
+            rows = self.write("enqueue_workflow", now=now_ms(), **fields)
+        except Exception as exc:
+            if self._is_unique_violation(exc, "deduplication_id"):
+                raise errors.QueueDeduplicatedError(
+                    fields["workflow_id"], fields["queue_name"], fields["deduplication_id"]
+                ) from None
+            raise
+        return bool(rows)
+
+    @abc.abstractmethod
+    def _is_unique_violation(self, exc: Exception, column: str) -> bool: ...
+
+    @abc.abstractmethod
+    def _exclusive(self) -> contextlib.AbstractContextManager[Callable[..., list[Any]]]:
+        """A transaction on a connection of its own; yields ``run(query, **params) -> rows``."""
+
+    def dequeue(
+        self,
+        queue_name: str,
+        application_version: str,
+        executor_id: str,
+        limit: int,
+        concurrency: int | None = None,
+        rate_limit: tuple[int, float] | None = None,
     ) -> list[Row]:
-        return self.write(
-            "claim_enqueued",
-            queue_name=queue_name,
-            application_version=application_version,
+        """Claim up to ``limit`` workflows of a queue within its global concurrency and rate
+        limit, counted across all workers in one transaction (under a per-queue lock)."""
+        if limit <= 0:
+            return []
+        now = now_ms()
+        with self._exclusive() as run:
+            if not run("try_lock_queue", lock_name=f"waymark-queue:{queue_name}")[0]["locked"]:
+                return []  # another worker is dequeuing this queue right now
+            if concurrency is not None:
+                running = run("queue_running", queue_name=queue_name)[0]["running"]
+                limit = min(limit, concurrency - running)
+            if rate_limit is not None:
+                max_starts, period = rate_limit
+                started = run(
+                    "queue_started_since", queue_name=queue_name, since=now - int(period * 1000)
+                )[0]["started"]
+                limit = min(limit, max_starts - started)
+            if limit <= 0:
+                return []
+            return run(
+                "claim_queued",
+                queue_name=queue_name,
+                application_version=application_version,
+                executor_id=executor_id,
+                limit=limit,
+                now=now,
+            )
+
+    def promote_delayed(self) -> None:
+        self.write("promote_delayed", now=now_ms())
+
+    def take_over(self, workflow_id: str, executor_id: str, dispatcher_id: str) -> Row | None:
+        rows = self.write(
+            "take_over",
+            workflow_id=workflow_id,
             executor_id=executor_id,
-            limit=limit,
+            dispatcher_id=dispatcher_id,
             now=now_ms(),
         )
+        return rows[0] if rows else None
+
+    def handed_over_unclaimed(self, executor_id: str, older_than_ms: int) -> list[str]:
+        rows = self.fetch(
+            "handed_over_unclaimed", executor_id=executor_id, cutoff=now_ms() - older_than_ms
+        )
+        return [row["workflow_uuid"] for row in rows]
+
+    # -- executors ------------------------------------------------------------------------------
+
+    def heartbeat(
+        self,
+        executor_id: str,
+        application_version: str,
+        hostname: str,
+        pid: int,
+        queues: str | None,
+    ) -> None:
+        self.write(
+            "heartbeat",
+            executor_id=executor_id,
+            application_version=application_version,
+            hostname=hostname,
+            pid=pid,
+            queues=queues,
+            now=now_ms(),
+        )
+
+    def remove_executor(self, executor_id: str) -> None:
+        self.write("remove_executor", executor_id=executor_id)
+
+    def list_executors(self) -> list[Row]:
+        return self.fetch("list_executors")
+
+    def requeue_dead_executors(
+        self, executor_id: str, expiry_ms: int, internal_queue: str
+    ) -> dict[str, list[str]]:
+        """Re-enqueue the PENDING workflows of executors whose heartbeat expired."""
+        cutoff = now_ms() - expiry_ms
+        requeued: dict[str, list[str]] = {}
+        for row in self.fetch("dead_executors", cutoff=cutoff, executor_id=executor_id):
+            dead = row["executor_id"]
+            params = {"dead_executor_id": dead, "cutoff": cutoff}
+            moved, _ = self.write_together(
+                (
+                    "requeue_dead_executor",
+                    {**params, "internal_queue": internal_queue, "now": now_ms()},
+                ),
+                ("forget_dead_executor", params),
+            )
+            requeued[dead] = [r["workflow_uuid"] for r in moved]
+        return requeued
 
     def fork_workflow(
         self, new_row: groupcommit.Statement, workflow_id: str, start_step: int, enqueued: bool

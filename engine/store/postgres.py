@@ -10,9 +10,10 @@ at once. Tables live in a schema of their own (``search_path`` set per connectio
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import psycopg
@@ -139,6 +140,14 @@ class PostgresStore(base.Store):
             row = by_key.pop((name, *(params[k] for k in _MERGEABLE[name][1])), None)
             results.append([row] if row is not None else [])
         return results
+
+    def _is_unique_violation(self, exc: Exception, column: str) -> bool:
+        return isinstance(exc, psycopg.errors.UniqueViolation) and column in str(exc)
+
+    @contextlib.contextmanager
+    def _exclusive(self) -> Iterator[Callable[..., list[Any]]]:
+        with self._pool.connection() as conn, conn.transaction():
+            yield lambda query, **params: conn.execute(self.queries[query], params).fetchall()
 
     def notify_statements(self, payload: str) -> list[groupcommit.Statement]:
         return [("notify", {"channel": self.channel, "payload": payload})]

@@ -7,10 +7,11 @@ reads use one connection per thread, which WAL lets run beside the writer.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from engine.store import base, groupcommit
@@ -45,6 +46,8 @@ class SQLiteStore(base.Store):
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
+        self._exclusive_conn: sqlite3.Connection | None = None
+        self._exclusive_lock = threading.Lock()
 
     def _connect(self) -> sqlite3.Connection:
         # isolation_level=None: we issue BEGIN/COMMIT ourselves (a lone statement autocommits).
@@ -91,6 +94,25 @@ class SQLiteStore(base.Store):
     def _list_param(self, values: Sequence[str] | None) -> Any:
         return json.dumps(list(values)) if values is not None else None
 
+    def _is_unique_violation(self, exc: Exception, column: str) -> bool:
+        return isinstance(exc, sqlite3.IntegrityError) and column in str(exc)
+
+    @contextlib.contextmanager
+    def _exclusive(self) -> Iterator[Callable[..., list[Any]]]:
+        # A connection of its own: BEGIN IMMEDIATE takes SQLite's one write lock, so what the
+        # transaction counts cannot change under it (other writers wait, busy_timeout).
+        with self._exclusive_lock:
+            if self._exclusive_conn is None:
+                self._exclusive_conn = self._connect()
+            conn = self._exclusive_conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield lambda query, **params: conn.execute(self.queries[query], params).fetchall()
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
     def migrate(self) -> None:
         conn = self._connect()
         try:
@@ -121,6 +143,9 @@ class SQLiteStore(base.Store):
 
     def close(self) -> None:
         self._writer.close()
+        with self._exclusive_lock:
+            if self._exclusive_conn is not None:
+                self._exclusive_conn.close()
         with self._readers_lock:
             for conn in self._readers:
                 conn.close()

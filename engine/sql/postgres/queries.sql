@@ -150,28 +150,6 @@ RETURNING workflow_uuid, status, name, inputs, output, error, executor_id, appli
           workflow_deadline_epoch_ms, started_at_epoch_ms, completed_at, parent_workflow_id,
           forked_from;
 
--- claim_enqueued --
--- Take up to %(limit)s waiting workflows of one queue and version, best priority first; the
--- timeout of a queued workflow counts from here. SKIP LOCKED: concurrent claimers never block
--- on or take the same rows.
-UPDATE workflow_status
-SET status = 'PENDING', executor_id = %(executor_id)s, started_at_epoch_ms = %(now)s,
-    updated_at = %(now)s,
-    workflow_deadline_epoch_ms = COALESCE(%(now)s + workflow_timeout_ms,
-                                          workflow_deadline_epoch_ms)
-WHERE workflow_uuid IN (
-    SELECT workflow_uuid FROM workflow_status
-    WHERE status = 'ENQUEUED' AND queue_name = %(queue_name)s
-      AND application_version = %(application_version)s
-    ORDER BY priority, created_at
-    LIMIT %(limit)s
-    FOR UPDATE SKIP LOCKED
-) AND status = 'ENQUEUED'
-RETURNING workflow_uuid, status, name, inputs, output, error, executor_id, application_version,
-          created_at, updated_at, recovery_attempts, queue_name, workflow_timeout_ms,
-          workflow_deadline_epoch_ms, started_at_epoch_ms, completed_at, parent_workflow_id,
-          forked_from;
-
 -- copy_steps --
 -- A fork starts with the steps before start_step of the original, not re-run.
 INSERT INTO operation_outputs (workflow_uuid, function_id, function_name, output, error,
@@ -213,6 +191,111 @@ ON CONFLICT (workflow_uuid, key) DO UPDATE SET value = EXCLUDED.value;
 
 -- get_event --
 SELECT value FROM workflow_events WHERE workflow_uuid = %(workflow_id)s AND key = %(key)s;
+
+-- heartbeat --
+INSERT INTO executors (executor_id, application_version, hostname, pid, queues, started_at,
+                       last_heartbeat)
+VALUES (%(executor_id)s, %(application_version)s, %(hostname)s, %(pid)s, %(queues)s, %(now)s,
+        %(now)s)
+ON CONFLICT (executor_id) DO UPDATE
+SET last_heartbeat = EXCLUDED.last_heartbeat, application_version = EXCLUDED.application_version,
+    hostname = EXCLUDED.hostname, pid = EXCLUDED.pid, queues = EXCLUDED.queues;
+
+-- remove_executor --
+DELETE FROM executors WHERE executor_id = %(executor_id)s;
+
+-- dead_executors --
+SELECT executor_id FROM executors
+WHERE last_heartbeat < %(cutoff)s AND executor_id <> %(executor_id)s;
+
+-- requeue_dead_executor --
+-- Hand a dead executor's unfinished workflows to any live one (as a recovery). Guarded twice:
+-- by its ID (a duplicate sweep finds nothing) and by its heartbeat still being expired (an
+-- executor that came back keeps its work).
+UPDATE workflow_status
+SET status = 'ENQUEUED', queue_name = COALESCE(queue_name, %(internal_queue)s),
+    executor_id = NULL, recovery_attempts = recovery_attempts + 1, updated_at = %(now)s
+WHERE status = 'PENDING' AND executor_id = %(dead_executor_id)s
+  AND EXISTS (SELECT 1 FROM executors
+              WHERE executor_id = %(dead_executor_id)s AND last_heartbeat < %(cutoff)s)
+RETURNING workflow_uuid;
+
+-- forget_dead_executor --
+DELETE FROM executors WHERE executor_id = %(dead_executor_id)s AND last_heartbeat < %(cutoff)s;
+
+-- list_executors --
+SELECT executor_id, application_version, hostname, pid, queues, started_at, last_heartbeat
+FROM executors
+ORDER BY executor_id;
+
+-- enqueue_workflow --
+-- A workflow that waits on a queue (ENQUEUED) or for its start time (DELAYED). Returns
+-- nothing when the ID exists; a held deduplication ID raises a unique violation.
+INSERT INTO workflow_status (workflow_uuid, status, name, inputs, application_version,
+                             application_id, created_at, updated_at, queue_name,
+                             workflow_timeout_ms, priority, deduplication_id,
+                             delay_until_epoch_ms, parent_workflow_id,
+                             workflow_deadline_epoch_ms)
+VALUES (%(workflow_id)s, %(status)s, %(name)s, %(inputs)s, %(application_version)s,
+        %(application_id)s, %(now)s, %(now)s, %(queue_name)s, %(timeout_ms)s, %(priority)s,
+        %(deduplication_id)s, %(delay_until)s, %(parent_workflow_id)s, %(deadline_ms)s)
+ON CONFLICT (workflow_uuid) DO NOTHING
+RETURNING workflow_uuid;
+
+-- promote_delayed --
+UPDATE workflow_status SET status = 'ENQUEUED', updated_at = %(now)s
+WHERE status = 'DELAYED' AND delay_until_epoch_ms <= %(now)s;
+
+-- queue_running --
+SELECT count(*) AS running FROM workflow_status
+WHERE queue_name = %(queue_name)s AND status = 'PENDING';
+
+-- queue_started_since --
+SELECT count(*) AS started FROM workflow_status
+WHERE queue_name = %(queue_name)s AND started_at_epoch_ms >= %(since)s;
+
+-- try_lock_queue --
+-- One dequeuer per queue at a time, so the global budget is counted consistently; the others
+-- skip this round instead of waiting (NOWAIT semantics). Released at commit.
+SELECT pg_try_advisory_xact_lock(hashtextextended(%(lock_name)s, 0)) AS locked;
+
+-- claim_queued --
+-- Take up to %(limit)s waiting workflows of one queue (this version, or enqueued by name
+-- without one), best priority first, then oldest; the timeout counts from here.
+UPDATE workflow_status
+SET status = 'PENDING', executor_id = %(executor_id)s, started_at_epoch_ms = %(now)s,
+    updated_at = %(now)s, application_version = %(application_version)s,
+    workflow_deadline_epoch_ms = COALESCE(%(now)s + workflow_timeout_ms,
+                                          workflow_deadline_epoch_ms)
+WHERE workflow_uuid IN (
+    SELECT workflow_uuid FROM workflow_status
+    WHERE status = 'ENQUEUED' AND queue_name = %(queue_name)s
+      AND (application_version = %(application_version)s OR application_version IS NULL)
+    ORDER BY priority, created_at
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+) AND status = 'ENQUEUED'
+RETURNING workflow_uuid, status, name, inputs, output, error, executor_id, application_version,
+          created_at, updated_at, recovery_attempts, queue_name, workflow_timeout_ms,
+          workflow_deadline_epoch_ms, started_at_epoch_ms, completed_at, parent_workflow_id,
+          forked_from;
+
+-- take_over --
+-- A Celery worker takes a workflow the dispatcher claimed and handed to it; a duplicated or
+-- late task finds it taken and runs nothing.
+UPDATE workflow_status
+SET executor_id = %(executor_id)s, updated_at = %(now)s
+WHERE workflow_uuid = %(workflow_id)s AND status = 'PENDING'
+  AND executor_id = %(dispatcher_id)s
+RETURNING workflow_uuid, status, name, inputs, output, error, executor_id, application_version,
+          created_at, updated_at, recovery_attempts, queue_name, workflow_timeout_ms,
+          workflow_deadline_epoch_ms, started_at_epoch_ms, completed_at, parent_workflow_id,
+          forked_from;
+
+-- handed_over_unclaimed --
+-- Workflows this dispatcher handed to Celery that no worker took in time (a lost task).
+SELECT workflow_uuid FROM workflow_status
+WHERE status = 'PENDING' AND executor_id = %(executor_id)s AND updated_at < %(cutoff)s;
 
 -- write_batch --
 -- Postgres only: the group committer's merged write. All the workflow inserts, step records

@@ -149,27 +149,6 @@ RETURNING workflow_uuid, status, name, inputs, output, error, executor_id, appli
           workflow_deadline_epoch_ms, started_at_epoch_ms, completed_at, parent_workflow_id,
           forked_from;
 
--- claim_enqueued --
--- Take up to :limit waiting workflows of one queue and version, best priority first; the
--- timeout of a queued workflow counts from here. SQLite has one writer: claims never
--- overlap.
-UPDATE workflow_status
-SET status = 'PENDING', executor_id = :executor_id, started_at_epoch_ms = :now,
-    updated_at = :now,
-    workflow_deadline_epoch_ms = COALESCE(:now + workflow_timeout_ms,
-                                          workflow_deadline_epoch_ms)
-WHERE workflow_uuid IN (
-    SELECT workflow_uuid FROM workflow_status
-    WHERE status = 'ENQUEUED' AND queue_name = :queue_name
-      AND application_version = :application_version
-    ORDER BY priority, created_at
-    LIMIT :limit
-) AND status = 'ENQUEUED'
-RETURNING workflow_uuid, status, name, inputs, output, error, executor_id, application_version,
-          created_at, updated_at, recovery_attempts, queue_name, workflow_timeout_ms,
-          workflow_deadline_epoch_ms, started_at_epoch_ms, completed_at, parent_workflow_id,
-          forked_from;
-
 -- copy_steps --
 -- A fork starts with the steps before start_step of the original, not re-run.
 INSERT INTO operation_outputs (workflow_uuid, function_id, function_name, output, error,
@@ -213,3 +192,107 @@ ON CONFLICT (workflow_uuid, key) DO UPDATE SET value = excluded.value;
 
 -- get_event --
 SELECT value FROM workflow_events WHERE workflow_uuid = :workflow_id AND key = :key;
+
+-- heartbeat --
+INSERT INTO executors (executor_id, application_version, hostname, pid, queues, started_at,
+                       last_heartbeat)
+VALUES (:executor_id, :application_version, :hostname, :pid, :queues, :now,
+        :now)
+ON CONFLICT (executor_id) DO UPDATE
+SET last_heartbeat = excluded.last_heartbeat, application_version = excluded.application_version,
+    hostname = excluded.hostname, pid = excluded.pid, queues = excluded.queues;
+
+-- remove_executor --
+DELETE FROM executors WHERE executor_id = :executor_id;
+
+-- dead_executors --
+SELECT executor_id FROM executors
+WHERE last_heartbeat < :cutoff AND executor_id <> :executor_id;
+
+-- requeue_dead_executor --
+-- Hand a dead executor's unfinished workflows to any live one (as a recovery). Guarded twice:
+-- by its ID (a duplicate sweep finds nothing) and by its heartbeat still being expired (an
+-- executor that came back keeps its work).
+UPDATE workflow_status
+SET status = 'ENQUEUED', queue_name = COALESCE(queue_name, :internal_queue),
+    executor_id = NULL, recovery_attempts = recovery_attempts + 1, updated_at = :now
+WHERE status = 'PENDING' AND executor_id = :dead_executor_id
+  AND EXISTS (SELECT 1 FROM executors
+              WHERE executor_id = :dead_executor_id AND last_heartbeat < :cutoff)
+RETURNING workflow_uuid;
+
+-- forget_dead_executor --
+DELETE FROM executors WHERE executor_id = :dead_executor_id AND last_heartbeat < :cutoff;
+
+-- list_executors --
+SELECT executor_id, application_version, hostname, pid, queues, started_at, last_heartbeat
+FROM executors
+ORDER BY executor_id;
+
+-- enqueue_workflow --
+-- A workflow that waits on a queue (ENQUEUED) or for its start time (DELAYED). Returns
+-- nothing when the ID exists; a held deduplication ID raises a unique violation.
+INSERT INTO workflow_status (workflow_uuid, status, name, inputs, application_version,
+                             application_id, created_at, updated_at, queue_name,
+                             workflow_timeout_ms, priority, deduplication_id,
+                             delay_until_epoch_ms, parent_workflow_id,
+                             workflow_deadline_epoch_ms)
+VALUES (:workflow_id, :status, :name, :inputs, :application_version,
+        :application_id, :now, :now, :queue_name, :timeout_ms, :priority,
+        :deduplication_id, :delay_until, :parent_workflow_id, :deadline_ms)
+ON CONFLICT (workflow_uuid) DO NOTHING
+RETURNING workflow_uuid;
+
+-- promote_delayed --
+UPDATE workflow_status SET status = 'ENQUEUED', updated_at = :now
+WHERE status = 'DELAYED' AND delay_until_epoch_ms <= :now;
+
+-- queue_running --
+SELECT count(*) AS running FROM workflow_status
+WHERE queue_name = :queue_name AND status = 'PENDING';
+
+-- queue_started_since --
+SELECT count(*) AS started FROM workflow_status
+WHERE queue_name = :queue_name AND started_at_epoch_ms >= :since;
+
+-- try_lock_queue --
+-- SQLite: the dequeue transaction holds the database's one write lock (BEGIN IMMEDIATE), so
+-- the budget is already counted consistently.
+SELECT 1 AS locked WHERE :lock_name IS NOT NULL;
+
+-- claim_queued --
+-- Take up to :limit waiting workflows of one queue (this version, or enqueued by name
+-- without one), best priority first, then oldest; the timeout counts from here.
+UPDATE workflow_status
+SET status = 'PENDING', executor_id = :executor_id, started_at_epoch_ms = :now,
+    updated_at = :now, application_version = :application_version,
+    workflow_deadline_epoch_ms = COALESCE(:now + workflow_timeout_ms,
+                                          workflow_deadline_epoch_ms)
+WHERE workflow_uuid IN (
+    SELECT workflow_uuid FROM workflow_status
+    WHERE status = 'ENQUEUED' AND queue_name = :queue_name
+      AND (application_version = :application_version OR application_version IS NULL)
+    ORDER BY priority, created_at
+    LIMIT :limit
+) AND status = 'ENQUEUED'
+RETURNING workflow_uuid, status, name, inputs, output, error, executor_id, application_version,
+          created_at, updated_at, recovery_attempts, queue_name, workflow_timeout_ms,
+          workflow_deadline_epoch_ms, started_at_epoch_ms, completed_at, parent_workflow_id,
+          forked_from;
+
+-- take_over --
+-- A Celery worker takes a workflow the dispatcher claimed and handed to it; a duplicated or
+-- late task finds it taken and runs nothing.
+UPDATE workflow_status
+SET executor_id = :executor_id, updated_at = :now
+WHERE workflow_uuid = :workflow_id AND status = 'PENDING'
+  AND executor_id = :dispatcher_id
+RETURNING workflow_uuid, status, name, inputs, output, error, executor_id, application_version,
+          created_at, updated_at, recovery_attempts, queue_name, workflow_timeout_ms,
+          workflow_deadline_epoch_ms, started_at_epoch_ms, completed_at, parent_workflow_id,
+          forked_from;
+
+-- handed_over_unclaimed --
+-- Workflows this dispatcher handed to Celery that no worker took in time (a lost task).
+SELECT workflow_uuid FROM workflow_status
+WHERE status = 'PENDING' AND executor_id = :executor_id AND updated_at < :cutoff;
