@@ -1,6 +1,7 @@
 """Console settings, from the environment.
 
 DATABASE_URL  sqlite:///path or postgresql://user@host:port/db (default: waymark.sqlite3 here)
+WAYMARK_APP   module:function that registers the workflows on an Engine (default: the demo)
 SECRET_KEY    required when DEBUG is off
 DEBUG         "1" to enable (default on for local runs without SECRET_KEY)
 ALLOWED_HOSTS comma-separated (default: localhost names)
@@ -84,6 +85,14 @@ def _database(url: str) -> dict[str, object]:
 
 
 DATABASES = {"default": _database(DATABASE_URL)}
+
+# The engine: same database by default (its tables live in their own schema on Postgres).
+WAYMARK_DATABASE_URL = os.environ.get("WAYMARK_DATABASE_URL", DATABASE_URL)
+WAYMARK_SCHEMA = os.environ.get("WAYMARK_SCHEMA", "waymark")
+WAYMARK_APP = os.environ.get("WAYMARK_APP", "demo.app:build")
+WAYMARK_APP_NAME = os.environ.get("WAYMARK_APP_NAME", "waymark-demo")
+WAYMARK_HEARTBEAT_TIMEOUT = float(os.environ.get("WAYMARK_HEARTBEAT_TIMEOUT", "30"))
+WAYMARK_CELERY_BROKER_URL = os.environ.get("WAYMARK_CELERY_BROKER_URL", "")
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},

@@ -263,7 +263,7 @@ class Client(BaseClient):
         name: str,
         input: Any = None,
         *,
-        queue: str = "default",
+        queue: str | None = None,
         workflow_id: str | None = None,
         timeout: float | dt.timedelta | None = None,
         priority: int = 0,
@@ -271,8 +271,9 @@ class Client(BaseClient):
         delay: float | dt.timedelta | None = None,
         application_version: str | None = None,
     ) -> handle.WorkflowHandle:
-        """Enqueue the workflow registered as ``name`` on ``queue``; a worker serving that queue
-        (of ``application_version``, or of any version when None) runs it."""
+        """Enqueue the workflow registered as ``name`` on ``queue`` (None: the internal queue
+        every worker serves); a worker of ``application_version`` (any version when None)
+        runs it."""
         from engine import engine as engine_module
         from engine.context import seconds
         from engine.queues import delay_ms
@@ -284,9 +285,11 @@ class Client(BaseClient):
             raise ValueError(f"workflow_id must be a non-empty string, got {workflow_id!r}")
         inputs = serialization.encode_inputs(input, f"the input of workflow {name!r}")
         timeout_ms = int(seconds(timeout, "timeout") * 1000) if timeout is not None else None
-        engine_module.enqueue(self._ready(), workflow_id, name, inputs, queue, timeout_ms,
+        engine_module.enqueue(self._ready(), workflow_id, name, inputs, queue or INTERNAL_QUEUE,
+                              timeout_ms,
                               priority, deduplication_id, delay_ms(delay), application_version,
                               None)
+        self._signals.fire("enq")
         return handle.WorkflowHandle(workflow_id, self)
 
     def close(self) -> None:

@@ -72,6 +72,9 @@ class Engine(Execution, BaseClient):
         # What the worker loop does with a claimed workflow: run it here, or (Celery
         # dispatch) hand it to another process.
         self.dispatch: Callable[[Any], object] = self._run_row
+        # False: heartbeat and recover dead executors, but claim nothing from queues (a
+        # Celery worker process runs only what its tasks hand it).
+        self.serve_queues = True
 
     # -- registration ----------------------------------------------------------------------
 
@@ -393,6 +396,17 @@ class Engine(Execution, BaseClient):
         if ctx is not None and ctx._engine is self and not ctx._in_step:
             return ctx.get_event(workflow_id, key, timeout)
         return super().get_event(workflow_id, key, timeout)
+
+    def take_over(self, workflow_id: str, dispatcher_id: str) -> None:
+        """Run a workflow that the dispatcher ``dispatcher_id`` claimed and handed to this
+        process, and wait until it ends or parks. Does nothing when it was taken already."""
+        self.launch()
+        row = self._store.take_over(workflow_id, self.executor_id, dispatcher_id)
+        if row is None or not self._run_row(row):
+            return
+        run = self._runs.get(workflow_id)
+        while run is not None and not run.parked and not run.done.wait(0.5):
+            pass
 
     # -- what BaseClient leaves to an executing process ------------------------------------
 

@@ -74,6 +74,8 @@ class Worker:
         if now >= self._next_sweep:
             self._next_sweep = now + self.heartbeat_timeout / 3
             self.sweep()
+        if not self._engine.serve_queues:
+            return 0
         self._store.promote_delayed()
         return sum(self._claim(queue) for queue in self._queues)
 

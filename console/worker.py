@@ -1,0 +1,46 @@
+"""Building the engine of this deployment from settings (used by runworker and the console).
+
+WAYMARK_APP names a callable ``module:function`` that registers the application's workflows,
+steps and queues on an Engine it is given (the demo's is ``demo.app:build``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from django.conf import settings
+
+from engine import Engine
+
+
+def load_app(path: str) -> Any:
+    module_name, _, attribute = path.partition(":")
+    if not attribute:
+        raise ValueError(f"WAYMARK_APP {path!r} must look like 'package.module:function'")
+    return getattr(importlib.import_module(module_name), attribute)
+
+
+def build_engine(*, executor_id: str | None = None, concurrency: int | None = None,
+                 queues: Sequence[str] | None = None) -> Engine:
+    options: dict[str, Any] = {"executor_id": executor_id, "queues": queues,
+                               "heartbeat_timeout": settings.WAYMARK_HEARTBEAT_TIMEOUT}
+    if concurrency is not None:
+        options["max_workflow_threads"] = concurrency
+    engine = Engine(settings.WAYMARK_APP_NAME, settings.WAYMARK_DATABASE_URL,
+                    schema=settings.WAYMARK_SCHEMA, **options)
+    load_app(settings.WAYMARK_APP)(engine)
+    return engine
+
+
+class ActionFormatter(logging.Formatter):
+    """One line per event: time, level, the stable ``action`` key, then the message."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        action = getattr(record, "action", "-")
+        line = f"{self.formatTime(record)} {record.levelname:<7} action={action} {record.getMessage()}"
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
