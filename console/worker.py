@@ -23,14 +23,25 @@ def load_app(path: str) -> Any:
     return getattr(importlib.import_module(module_name), attribute)
 
 
-def build_engine(*, executor_id: str | None = None, concurrency: int | None = None,
-                 queues: Sequence[str] | None = None) -> Engine:
-    options: dict[str, Any] = {"executor_id": executor_id, "queues": queues,
-                               "heartbeat_timeout": settings.WAYMARK_HEARTBEAT_TIMEOUT}
+def build_engine(
+    *,
+    executor_id: str | None = None,
+    concurrency: int | None = None,
+    queues: Sequence[str] | None = None,
+) -> Engine:
+    options: dict[str, Any] = {
+        "executor_id": executor_id,
+        "queues": queues,
+        "heartbeat_timeout": settings.WAYMARK_HEARTBEAT_TIMEOUT,
+    }
     if concurrency is not None:
         options["max_workflow_threads"] = concurrency
-    engine = Engine(settings.WAYMARK_APP_NAME, settings.WAYMARK_DATABASE_URL,
-                    schema=settings.WAYMARK_SCHEMA, **options)
+    engine = Engine(
+        settings.WAYMARK_APP_NAME,
+        settings.WAYMARK_DATABASE_URL,
+        schema=settings.WAYMARK_SCHEMA,
+        **options,
+    )
     load_app(settings.WAYMARK_APP)(engine)
     return engine
 
@@ -40,7 +51,9 @@ class ActionFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         action = getattr(record, "action", "-")
-        line = f"{self.formatTime(record)} {record.levelname:<7} action={action} {record.getMessage()}"
+        line = (
+            f"{self.formatTime(record)} {record.levelname:<7} action={action} {record.getMessage()}"
+        )
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
         return line

@@ -285,10 +285,19 @@ class Client(BaseClient):
             raise ValueError(f"workflow_id must be a non-empty string, got {workflow_id!r}")
         inputs = serialization.encode_inputs(input, f"the input of workflow {name!r}")
         timeout_ms = int(seconds(timeout, "timeout") * 1000) if timeout is not None else None
-        engine_module.enqueue(self._ready(), workflow_id, name, inputs, queue or INTERNAL_QUEUE,
-                              timeout_ms,
-                              priority, deduplication_id, delay_ms(delay), application_version,
-                              None)
+        engine_module.enqueue(
+            self._ready(),
+            workflow_id,
+            name,
+            inputs,
+            queue or INTERNAL_QUEUE,
+            timeout_ms,
+            priority,
+            deduplication_id,
+            delay_ms(delay),
+            application_version,
+            None,
+        )
         self._signals.fire("enq")
         return handle.WorkflowHandle(workflow_id, self)
 

@@ -64,8 +64,11 @@ def dispatch_to_celery(engine: Engine, celery_app: Any) -> None:
                 for workflow_id in engine._store.handed_over_unclaimed(
                     engine.executor_id, int(RESEND_AFTER_S * 1000)
                 ):
-                    log.warning("re-sending workflow %s: no Celery worker took it", workflow_id,
-                                extra={"action": "celery.resend", "workflow_id": workflow_id})
+                    log.warning(
+                        "re-sending workflow %s: no Celery worker took it",
+                        workflow_id,
+                        extra={"action": "celery.resend", "workflow_id": workflow_id},
+                    )
                     celery_app.send_task(TASK_NAME, args=[workflow_id, engine.executor_id])
             except Exception:
                 log.exception("re-send check failed", extra={"action": "celery.resend_failed"})

@@ -23,16 +23,31 @@ class Command(BaseCommand):
     help = "Run a Waymark worker: workflows, queues, recovery of dead executors, schedules."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--executor-id", default=f"{socket.gethostname()}-{os.getpid()}",
-                            help="this worker's executor ID (default: host-pid)")
-        parser.add_argument("--queues", default=None,
-                            help="comma-separated queue names to take work from (default: all)")
-        parser.add_argument("--concurrency", type=int, default=None,
-                            help="workflow threads (default: 16)")
-        parser.add_argument("--grace", type=float, default=10.0,
-                            help="seconds running steps may finish in after SIGTERM")
-        parser.add_argument("--dispatch", choices=["local", "celery"], default="local",
-                            help="run claimed workflows here, or hand them to Celery workers")
+        parser.add_argument(
+            "--executor-id",
+            default=f"{socket.gethostname()}-{os.getpid()}",
+            help="this worker's executor ID (default: host-pid)",
+        )
+        parser.add_argument(
+            "--queues",
+            default=None,
+            help="comma-separated queue names to take work from (default: all)",
+        )
+        parser.add_argument(
+            "--concurrency", type=int, default=None, help="workflow threads (default: 16)"
+        )
+        parser.add_argument(
+            "--grace",
+            type=float,
+            default=10.0,
+            help="seconds running steps may finish in after SIGTERM",
+        )
+        parser.add_argument(
+            "--dispatch",
+            choices=["local", "celery"],
+            default="local",
+            help="run claimed workflows here, or hand them to Celery workers",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         handler = logging.StreamHandler(sys.stdout)
@@ -42,20 +57,26 @@ class Command(BaseCommand):
         root.setLevel(logging.INFO)
 
         queues = options["queues"].split(",") if options["queues"] else None
-        engine = worker.build_engine(executor_id=options["executor_id"],
-                                     concurrency=options["concurrency"], queues=queues)
+        engine = worker.build_engine(
+            executor_id=options["executor_id"], concurrency=options["concurrency"], queues=queues
+        )
         if options["dispatch"] == "celery":
-            from engine.contrib import celery as celery_contrib
-
             from console.celery import app as celery_app
+            from engine.contrib import celery as celery_contrib
 
             celery_contrib.dispatch_to_celery(engine, celery_app)
 
         stop = threading.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
-        root.info("worker %s starting", engine.executor_id,
-                  extra={"action": "worker.start", "executor_id": engine.executor_id})
+        root.info(
+            "worker %s starting",
+            engine.executor_id,
+            extra={"action": "worker.start", "executor_id": engine.executor_id},
+        )
         engine.run_forever(stop, grace=options["grace"])
-        root.info("worker %s stopped", engine.executor_id,
-                  extra={"action": "worker.stop", "executor_id": engine.executor_id})
+        root.info(
+            "worker %s stopped",
+            engine.executor_id,
+            extra={"action": "worker.stop", "executor_id": engine.executor_id},
+        )

@@ -261,24 +261,28 @@ SELECT pg_try_advisory_xact_lock(hashtextextended(%(lock_name)s, 0)) AS locked;
 
 -- claim_queued --
 -- Take up to %(limit)s waiting workflows of one queue (this version, or enqueued by name
--- without one), best priority first, then oldest; the timeout counts from here.
-UPDATE workflow_status
-SET status = 'PENDING', executor_id = %(executor_id)s, started_at_epoch_ms = %(now)s,
-    updated_at = %(now)s, application_version = %(application_version)s,
-    workflow_deadline_epoch_ms = COALESCE(%(now)s + workflow_timeout_ms,
-                                          workflow_deadline_epoch_ms)
-WHERE workflow_uuid IN (
+-- without one), best priority first, then oldest; the timeout counts from here. The pick is
+-- a MATERIALIZED CTE: as a plain IN (subquery) Postgres may re-run it per row, and with
+-- SKIP LOCKED each run picks other rows, so far more than %(limit)s were claimed.
+WITH picked AS MATERIALIZED (
     SELECT workflow_uuid FROM workflow_status
     WHERE status = 'ENQUEUED' AND queue_name = %(queue_name)s
       AND (application_version = %(application_version)s OR application_version IS NULL)
     ORDER BY priority, created_at
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
-) AND status = 'ENQUEUED'
-RETURNING workflow_uuid, status, name, inputs, output, error, executor_id, application_version,
-          created_at, updated_at, recovery_attempts, queue_name, workflow_timeout_ms,
-          workflow_deadline_epoch_ms, started_at_epoch_ms, completed_at, parent_workflow_id,
-          forked_from;
+)
+UPDATE workflow_status AS w
+SET status = 'PENDING', executor_id = %(executor_id)s, started_at_epoch_ms = %(now)s,
+    updated_at = %(now)s, application_version = %(application_version)s,
+    workflow_deadline_epoch_ms = COALESCE(%(now)s + w.workflow_timeout_ms,
+                                          w.workflow_deadline_epoch_ms)
+FROM picked
+WHERE w.workflow_uuid = picked.workflow_uuid AND w.status = 'ENQUEUED'
+RETURNING w.workflow_uuid, w.status, w.name, w.inputs, w.output, w.error, w.executor_id,
+          w.application_version, w.created_at, w.updated_at, w.recovery_attempts,
+          w.queue_name, w.workflow_timeout_ms, w.workflow_deadline_epoch_ms,
+          w.started_at_epoch_ms, w.completed_at, w.parent_workflow_id, w.forked_from;
 
 -- take_over --
 -- A Celery worker takes a workflow the dispatcher claimed and handed to it; a duplicated or

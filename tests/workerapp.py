@@ -1,0 +1,79 @@
+"""A worker application for the multi-process tests.
+
+As a module: ``build(engine)`` registers its workflows and queues (WAYMARK_APP for runworker).
+As a program: ``python -m tests.workerapp URL SCHEMA LEDGER EXECUTOR_ID [HEARTBEAT_S]`` runs a
+worker until SIGTERM. Steps append lines to the LEDGER file (WAYMARK_TEST_LEDGER for
+runworker) so tests can see who ran what, and when.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+
+from engine import Engine
+
+LEDGER = os.environ.get("WAYMARK_TEST_LEDGER", "")
+
+
+def ledger(*fields: object) -> None:
+    line = " ".join(str(f) for f in fields) + "\n"
+    fd = os.open(LEDGER, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line.encode())  # one small O_APPEND write: atomic between processes
+    finally:
+        os.close(fd)
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def build(engine: Engine) -> None:
+    executor = engine.executor_id
+    engine.queue("limited", concurrency=2, worker_concurrency=1)
+
+    @engine.step(name="work")
+    def work(workflow_id: str) -> str:
+        ledger("start", workflow_id, executor, now_ms())
+        time.sleep(0.2)
+        ledger("end", workflow_id, executor, now_ms())
+        return executor
+
+    @engine.workflow(name="tracked")
+    def tracked(ctx, x):
+        return work(ctx.workflow_id)
+
+    @engine.step(name="slow_step")
+    def slow_step(workflow_id: str, i: int) -> int:
+        ledger("step", workflow_id, i, executor, now_ms())
+        time.sleep(0.1)
+        return i
+
+    @engine.workflow(name="slowsteps")
+    def slowsteps(ctx, n):
+        return sum(slow_step(ctx.workflow_id, i) for i in range(n))
+
+    @engine.step(name="record_tick")
+    def record_tick(tick: str) -> None:
+        ledger("tick", tick, executor, now_ms())
+
+    @engine.workflow(name="ticker", schedule=os.environ.get("WAYMARK_TEST_SCHEDULE", "* * * * * *"))
+    def ticker(ctx, tick):
+        record_tick(tick.isoformat())
+        return tick.isoformat()
+
+
+if __name__ == "__main__":
+    url, schema, LEDGER, executor_id = sys.argv[1:5]
+    heartbeat = float(sys.argv[5]) if len(sys.argv) > 5 else 30.0
+    engine = Engine(
+        "workerapp", url, schema=schema, executor_id=executor_id, heartbeat_timeout=heartbeat
+    )
+    build(engine)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    engine.run_forever(stop, grace=5)
