@@ -1,0 +1,131 @@
+"""Celery distribution with real processes: a dispatching runworker, two `celery worker`s on
+Redis, one SIGKILLed midway. Every workflow must end SUCCESS and no step may run again after
+its completion was recorded. Needs Redis (WAYMARK_TEST_REDIS_URL); CI requires it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from engine import Client, Status
+from tests.conftest import IN_CI
+from tests.test_control import wait_until
+
+ROOT = Path(__file__).resolve().parent.parent
+REDIS_URL = os.environ.get("WAYMARK_TEST_REDIS_URL", "redis://127.0.0.1:6379/7")
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def broker() -> str:
+    import redis
+
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).flushdb()
+    except redis.RedisError as exc:
+        if IN_CI:
+            pytest.fail(f"Redis at {REDIS_URL} is unreachable: {exc} (CI=true: required)")
+        pytest.skip(f"Redis at {REDIS_URL} is unreachable: {exc}")
+    return REDIS_URL
+
+
+def spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        args,
+        cwd=ROOT,
+        env=env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, sig)
+            proc.wait(timeout=20)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def test_celery_workers_lose_nothing_when_one_is_killed(db, broker, tmp_path) -> None:
+    ledger = tmp_path / "ledger.txt"
+    env = {
+        **os.environ,
+        "WAYMARK_DATABASE_URL": db.url,
+        "WAYMARK_SCHEMA": db.schema,
+        "WAYMARK_APP": "tests.workerapp:build",
+        "WAYMARK_APP_NAME": "workerapp",
+        "WAYMARK_TEST_LEDGER": str(ledger),
+        "WAYMARK_CELERY_BROKER_URL": broker,
+        "WAYMARK_HEARTBEAT_TIMEOUT": "2",
+        "WAYMARK_TEST_SCHEDULE": "0 0 1 1 *",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'django.sqlite3'}",
+    }
+    celery = str(Path(sys.executable).with_name("celery"))
+    worker_args = [
+        celery,
+        "-A",
+        "console",
+        "worker",
+        "--concurrency",
+        "4",
+        "--loglevel",
+        "WARNING",
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
+    ]
+    with Client(db.url, schema=db.schema) as client:
+        ids = [client.start_workflow("slowsteps", 3).workflow_id for _ in range(200)]
+        procs = [
+            spawn(
+                [
+                    sys.executable,
+                    "manage.py",
+                    "runworker",
+                    "--dispatch",
+                    "celery",
+                    "--executor-id",
+                    "dispatcher",
+                ],
+                env,
+                tmp_path / "dispatcher.log",
+            ),
+            spawn([*worker_args, "-n", "a@%h"], env, tmp_path / "celery-a.log"),
+            spawn([*worker_args, "-n", "b@%h"], env, tmp_path / "celery-b.log"),
+        ]
+        try:
+
+            def done() -> int:
+                return len(client.list_workflows(status="SUCCESS", limit=1000))
+
+            wait_until(lambda: done() >= 50, limit=120, what="50 workflows done")
+            stop(procs[1], signal.SIGKILL)  # worker a dies mid-run, with work in hand
+            killed_at = time.time()
+            wait_until(lambda: done() == 200, limit=180, what="all 200 workflows done")
+        finally:
+            for proc in procs:
+                stop(proc)
+        statuses = {client.get_workflow_status(i).status for i in ids}  # type: ignore[union-attr]
+        assert statuses == {Status.SUCCESS}
+        # No step ran again after its completion had been recorded.
+        completed = {}
+        for wid in ids:
+            for step in client.list_steps(wid):
+                assert step.completed_at is not None
+                completed[(wid, step.step_id - 1)] = step.completed_at.timestamp() * 1000
+    runs = [line.split() for line in ledger.read_text().splitlines() if line.startswith("step ")]
+    late = [r for r in runs if int(r[4]) > completed[(r[1], int(r[2]))]]
+    assert late == []
+    executors = {r[3] for r in runs}
+    assert len(executors) >= 2 and all(e.startswith("celery-") for e in executors)
+    assert killed_at > 0
