@@ -38,6 +38,20 @@ def fresh_database(backend: str) -> Iterator[Target]:
             conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'.encode())
 
 
+def count(target: Target, sql: str) -> int:
+    """A count straight from the system tables (to watch a benchmark's progress)."""
+    if target.backend == "sqlite":
+        conn = sqlite3.connect(target.url.removeprefix("sqlite:///"), timeout=30)
+        try:
+            return int(conn.execute(sql).fetchone()[0])
+        finally:
+            conn.close()
+    with psycopg.connect(target.url, autocommit=True) as conn:
+        conn.execute(f'SET search_path TO "{target.schema}"'.encode())
+        row = conn.execute(sql.encode()).fetchone()
+        return int(row[0]) if row else 0
+
+
 _FLOOR_TABLES = (
     "CREATE TABLE wf (id TEXT PRIMARY KEY, status TEXT, inputs TEXT, output TEXT, "
     "created_at BIGINT, updated_at BIGINT)",

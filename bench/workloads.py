@@ -132,6 +132,77 @@ def w3_step_overhead(target: setup.Target, quick: bool) -> dict[str, Any]:
     return figures
 
 
+def w4_queue(target: setup.Target, quick: bool) -> dict[str, Any]:
+    """Enqueue 2,000 three-step workflows on a queue (worker concurrency 16); time to done."""
+    n = 500 if quick else 2000
+    engine = Engine("bench-w4", target.url, schema=target.schema, max_workflow_threads=16)
+    work = engine.queue("work", worker_concurrency=16)
+
+    @engine.step(name="noop")
+    def noop(x: int) -> int:
+        return x + 1
+
+    @engine.workflow(name="three_steps")
+    def three_steps(ctx, x):
+        return noop(noop(noop(x)))
+
+    engine.launch()
+    progress = Progress("W4", n)
+    try:
+        started = time.perf_counter()
+        handles = [engine.start_workflow(three_steps, i, queue=work) for i in range(n)]
+        for h in handles:
+            h.get_result(timeout=600)
+            progress.tick()
+        elapsed = time.perf_counter() - started
+    finally:
+        engine.shutdown()
+    return _figures("W4", n, elapsed, worker_concurrency=16)
+
+
+def w5_recovery(target: setup.Target, quick: bool) -> dict[str, Any]:
+    """1,000 workflows left PENDING by a SIGKILLed worker (step 1 done, step 2 in flight):
+    time from the new worker's start until all are SUCCESS."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from bench import recovery_app
+
+    n = 300 if quick else 1000
+    victim = subprocess.Popen(
+        [sys.executable, "-m", "bench.recovery_app", target.url, target.schema, str(n)],
+        env={**os.environ, "WAYMARK_W5_HANG": "1"},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert victim.stdout is not None and victim.stdout.readline().strip() == "started"
+        while setup.count(target, "SELECT count(*) FROM operation_outputs") < n:
+            time.sleep(0.05)  # every workflow has step 1 recorded and hangs in step 2
+    finally:
+        victim.send_signal(signal.SIGKILL)
+        victim.wait()
+    engine = Engine(
+        "bench-w5",
+        target.url,
+        schema=target.schema,
+        executor_id=recovery_app.EXECUTOR,
+        max_workflow_threads=16,
+    )
+    recovery_app.build(engine)
+    started = time.perf_counter()
+    engine.launch()
+    try:
+        for i in range(n):
+            engine.retrieve_workflow(f"w5-{i}").get_result(timeout=600)
+        elapsed = time.perf_counter() - started
+    finally:
+        engine.shutdown()
+    return _figures("W5", n, elapsed)
+
+
 def w6_parked_sleepers(target: setup.Target, quick: bool) -> dict[str, Any]:
     """10,000 workflows each in a 60 s durable sleep: the worker's threads and peak RSS."""
     import resource
@@ -177,5 +248,7 @@ WORKLOADS: dict[str, Callable[[setup.Target, bool], dict[str, Any]]] = {
     "W1": w1_serial_latency,
     "W2": w2_throughput,
     "W3": w3_step_overhead,
+    "W4": w4_queue,
+    "W5": w5_recovery,
     "W6": w6_parked_sleepers,
 }

@@ -279,7 +279,13 @@ class Execution:
         except errors.SerializationError as exc:
             self._fail(workflow_id, exc, run)
             return False
-        recorded = {step["function_id"]: step for step in self._store.list_steps(workflow_id)}
+        # A freshly claimed row says it has no steps yet: nothing to read back for replay.
+        fresh = "fresh" in row.keys() and row["fresh"]  # noqa: SIM118 - sqlite3.Row: "in" tests values
+        recorded = (
+            None
+            if fresh
+            else {step["function_id"]: step for step in self._store.list_steps(workflow_id)}
+        )
         self._submit(definition, workflow_id, input, recorded, deadline, run, row["queue_name"])
         return True
 

@@ -40,6 +40,7 @@ class Worker:
         self._dispatch = dispatch
         self._next_heartbeat = 0.0
         self._next_sweep = 0.0
+        self._next_promotion = 0.0
         self._thread: threading.Thread | None = None
         self.poll_interval = 0.5 if self._store.dialect == "sqlite" else 1.0
 
@@ -76,7 +77,9 @@ class Worker:
             self.sweep()
         if not self._engine.serve_queues:
             return 0
-        self._store.promote_delayed()
+        if now >= self._next_promotion:  # delays are coarse: no write on every pass
+            self._next_promotion = now + self.poll_interval
+            self._store.promote_delayed()
         return sum(self._claim(queue) for queue in self._queues)
 
     def beat(self) -> None:

@@ -338,6 +338,17 @@ class Store(abc.ABC):
         if limit <= 0:
             return []
         now = now_ms()
+        if concurrency is None and rate_limit is None:
+            # No shared budget to count: SKIP LOCKED (or SQLite's single writer) alone keeps
+            # concurrent claimers apart, so one statement is enough.
+            return self.write(
+                "claim_queued",
+                queue_name=queue_name,
+                application_version=application_version,
+                executor_id=executor_id,
+                limit=limit,
+                now=now,
+            )
         with self._exclusive() as run:
             if not run("try_lock_queue", lock_name=f"waymark-queue:{queue_name}")[0]["locked"]:
                 return []  # another worker is dequeuing this queue right now

@@ -32,6 +32,7 @@ _MERGEABLE: dict[str, tuple[str, tuple[str, ...]]] = {
     "insert_workflow": ("wf", ("workflow_id", "name")),
     "record_step": ("st", ("workflow_id", "step_id")),
     "finish_workflow": ("fin", ("workflow_id",)),
+    "enqueue_workflow": ("eq", ("workflow_id",)),
 }
 
 

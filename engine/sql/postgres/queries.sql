@@ -263,7 +263,8 @@ SELECT pg_try_advisory_xact_lock(hashtextextended(%(lock_name)s, 0)) AS locked;
 -- Take up to %(limit)s waiting workflows of one queue (this version, or enqueued by name
 -- without one), best priority first, then oldest; the timeout counts from here. The pick is
 -- a MATERIALIZED CTE: as a plain IN (subquery) Postgres may re-run it per row, and with
--- SKIP LOCKED each run picks other rows, so far more than %(limit)s were claimed.
+-- SKIP LOCKED each run picks other rows, so far more than %(limit)s were claimed. "fresh":
+-- no step recorded yet, so the executor need not read any back.
 WITH picked AS MATERIALIZED (
     SELECT workflow_uuid FROM workflow_status
     WHERE status = 'ENQUEUED' AND queue_name = %(queue_name)s
@@ -282,7 +283,9 @@ WHERE w.workflow_uuid = picked.workflow_uuid AND w.status = 'ENQUEUED'
 RETURNING w.workflow_uuid, w.status, w.name, w.inputs, w.output, w.error, w.executor_id,
           w.application_version, w.created_at, w.updated_at, w.recovery_attempts,
           w.queue_name, w.workflow_timeout_ms, w.workflow_deadline_epoch_ms,
-          w.started_at_epoch_ms, w.completed_at, w.parent_workflow_id, w.forked_from;
+          w.started_at_epoch_ms, w.completed_at, w.parent_workflow_id, w.forked_from,
+          NOT EXISTS (SELECT 1 FROM operation_outputs AS o
+                      WHERE o.workflow_uuid = w.workflow_uuid) AS fresh;
 
 -- take_over --
 -- A Celery worker takes a workflow the dispatcher claimed and handed to it; a duplicated or
@@ -302,8 +305,8 @@ SELECT workflow_uuid FROM workflow_status
 WHERE status = 'PENDING' AND executor_id = %(executor_id)s AND updated_at < %(cutoff)s;
 
 -- write_batch --
--- Postgres only: the group committer's merged write. All the workflow inserts, step records
--- and final updates of one batch, as arrays, in ONE statement (one round trip, one commit)
+-- Postgres only: the group committer's merged write. All the workflow inserts (started and
+-- enqueued), step records and final updates of one batch, as arrays, in ONE statement (one round trip, one commit)
 -- instead of one statement each. Every write finds its outcome by its key in the result.
 -- All parts see the snapshot from before the statement, so a step's status is the one before
 -- this batch's final updates (never the same workflow: a workflow waits for each write).
@@ -327,6 +330,27 @@ WITH new_workflows AS (
               w_parent, w_forked, w_queue, w_timeout, w_deadline, w_priority, w_dedup)
     ON CONFLICT (workflow_uuid) DO NOTHING
     RETURNING workflow_uuid, name
+), new_queued AS (
+    INSERT INTO workflow_status (workflow_uuid, status, name, inputs, application_version,
+                                 application_id, created_at, updated_at, queue_name,
+                                 workflow_timeout_ms, priority, deduplication_id,
+                                 delay_until_epoch_ms, parent_workflow_id,
+                                 workflow_deadline_epoch_ms)
+    SELECT q_id, q_status, q_name, q_inputs, q_version, q_app, q_now, q_now, q_queue,
+           q_timeout, q_priority, q_dedup, q_delay, q_parent, q_deadline
+    FROM unnest(%(eq_workflow_id)s::text[], %(eq_status)s::text[], %(eq_name)s::text[],
+                %(eq_inputs)s::text[], %(eq_application_version)s::text[],
+                %(eq_application_id)s::text[], %(eq_now)s::bigint[],
+                %(eq_queue_name)s::text[], %(eq_timeout_ms)s::bigint[],
+                %(eq_priority)s::int[], %(eq_deduplication_id)s::text[],
+                %(eq_delay_until)s::bigint[], %(eq_parent_workflow_id)s::text[],
+                %(eq_deadline_ms)s::bigint[])
+         AS v(q_id, q_status, q_name, q_inputs, q_version, q_app, q_now, q_queue, q_timeout,
+              q_priority, q_dedup, q_delay, q_parent, q_deadline)
+    -- A held deduplication ID fails the whole statement; the group committer then runs each
+    -- write alone, so the error reaches the one write that caused it.
+    ON CONFLICT (workflow_uuid) DO NOTHING
+    RETURNING workflow_uuid
 ), new_steps AS (
     INSERT INTO operation_outputs (workflow_uuid, function_id, function_name, output, error,
                                    child_workflow_id, started_at_epoch_ms,
@@ -355,7 +379,10 @@ SELECT 'record_step', s.workflow_uuid, NULL, s.function_id, w.status
 FROM new_steps AS s LEFT JOIN workflow_status AS w ON w.workflow_uuid = s.workflow_uuid
 UNION ALL
 SELECT 'finish_workflow', workflow_uuid, NULL, NULL, NULL
-FROM finished;
+FROM finished
+UNION ALL
+SELECT 'enqueue_workflow', workflow_uuid, NULL, NULL, NULL
+FROM new_queued;
 
 -- notify --
 -- Postgres only: wake waiters in other processes (messages, events, cancels) at commit.

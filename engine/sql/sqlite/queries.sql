@@ -278,7 +278,9 @@ WHERE workflow_uuid IN (
 RETURNING workflow_uuid, status, name, inputs, output, error, executor_id, application_version,
           created_at, updated_at, recovery_attempts, queue_name, workflow_timeout_ms,
           workflow_deadline_epoch_ms, started_at_epoch_ms, completed_at, parent_workflow_id,
-          forked_from;
+          forked_from,
+          NOT EXISTS (SELECT 1 FROM operation_outputs AS o
+                      WHERE o.workflow_uuid = workflow_status.workflow_uuid) AS fresh;
 
 -- take_over --
 -- A Celery worker takes a workflow the dispatcher claimed and handed to it; a duplicated or
