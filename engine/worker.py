@@ -8,6 +8,7 @@ the poll interval passes (other processes' enqueues are seen by polling).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -84,13 +85,16 @@ class Worker:
 
     def beat(self) -> None:
         engine = self._engine
-        served = [q.name for q in self._queues]
+        # What it serves, with limits and schedules, so the console can show them.
+        served = [dataclasses.asdict(q) for q in self._queues]
+        schedules = {d.name: d.schedule for d in engine._registry.workflows.values() if d.schedule}
         self._store.heartbeat(
             engine.executor_id,
             engine.application_version,
             socket.gethostname(),
             os.getpid(),
             json.dumps(served),
+            json.dumps(schedules),
         )
         self._next_heartbeat = time.monotonic() + self.heartbeat_timeout / 6
 

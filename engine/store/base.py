@@ -400,6 +400,7 @@ class Store(abc.ABC):
         hostname: str,
         pid: int,
         queues: str | None,
+        schedules: str | None,
     ) -> None:
         self.write(
             "heartbeat",
@@ -408,6 +409,7 @@ class Store(abc.ABC):
             hostname=hostname,
             pid=pid,
             queues=queues,
+            schedules=schedules,
             now=now_ms(),
         )
 

@@ -193,13 +193,14 @@ ON CONFLICT (workflow_uuid, key) DO UPDATE SET value = EXCLUDED.value;
 SELECT value FROM workflow_events WHERE workflow_uuid = %(workflow_id)s AND key = %(key)s;
 
 -- heartbeat --
-INSERT INTO executors (executor_id, application_version, hostname, pid, queues, started_at,
-                       last_heartbeat)
-VALUES (%(executor_id)s, %(application_version)s, %(hostname)s, %(pid)s, %(queues)s, %(now)s,
-        %(now)s)
+INSERT INTO executors (executor_id, application_version, hostname, pid, queues, schedules,
+                       started_at, last_heartbeat)
+VALUES (%(executor_id)s, %(application_version)s, %(hostname)s, %(pid)s, %(queues)s,
+        %(schedules)s, %(now)s, %(now)s)
 ON CONFLICT (executor_id) DO UPDATE
 SET last_heartbeat = EXCLUDED.last_heartbeat, application_version = EXCLUDED.application_version,
-    hostname = EXCLUDED.hostname, pid = EXCLUDED.pid, queues = EXCLUDED.queues;
+    hostname = EXCLUDED.hostname, pid = EXCLUDED.pid, queues = EXCLUDED.queues,
+    schedules = EXCLUDED.schedules;
 
 -- remove_executor --
 DELETE FROM executors WHERE executor_id = %(executor_id)s;
@@ -224,7 +225,8 @@ RETURNING workflow_uuid;
 DELETE FROM executors WHERE executor_id = %(dead_executor_id)s AND last_heartbeat < %(cutoff)s;
 
 -- list_executors --
-SELECT executor_id, application_version, hostname, pid, queues, started_at, last_heartbeat
+SELECT executor_id, application_version, hostname, pid, queues, schedules, started_at,
+       last_heartbeat
 FROM executors
 ORDER BY executor_id;
 

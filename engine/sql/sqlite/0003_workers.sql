@@ -5,7 +5,8 @@ CREATE TABLE executors (
     application_version TEXT NOT NULL,
     hostname            TEXT,
     pid                 INTEGER,
-    queues              TEXT,
+    queues              TEXT,     -- JSON: the queues it serves, with their limits
+    schedules           TEXT,     -- JSON: its scheduled workflows and their cron
     started_at          INTEGER NOT NULL,
     last_heartbeat      INTEGER NOT NULL
 );

@@ -194,13 +194,14 @@ ON CONFLICT (workflow_uuid, key) DO UPDATE SET value = excluded.value;
 SELECT value FROM workflow_events WHERE workflow_uuid = :workflow_id AND key = :key;
 
 -- heartbeat --
-INSERT INTO executors (executor_id, application_version, hostname, pid, queues, started_at,
-                       last_heartbeat)
-VALUES (:executor_id, :application_version, :hostname, :pid, :queues, :now,
-        :now)
+INSERT INTO executors (executor_id, application_version, hostname, pid, queues, schedules,
+                       started_at, last_heartbeat)
+VALUES (:executor_id, :application_version, :hostname, :pid, :queues,
+        :schedules, :now, :now)
 ON CONFLICT (executor_id) DO UPDATE
 SET last_heartbeat = excluded.last_heartbeat, application_version = excluded.application_version,
-    hostname = excluded.hostname, pid = excluded.pid, queues = excluded.queues;
+    hostname = excluded.hostname, pid = excluded.pid, queues = excluded.queues,
+    schedules = excluded.schedules;
 
 -- remove_executor --
 DELETE FROM executors WHERE executor_id = :executor_id;
@@ -225,7 +226,8 @@ RETURNING workflow_uuid;
 DELETE FROM executors WHERE executor_id = :dead_executor_id AND last_heartbeat < :cutoff;
 
 -- list_executors --
-SELECT executor_id, application_version, hostname, pid, queues, started_at, last_heartbeat
+SELECT executor_id, application_version, hostname, pid, queues, schedules, started_at,
+       last_heartbeat
 FROM executors
 ORDER BY executor_id;
 
