@@ -13,7 +13,7 @@ $(STAMP): requirements.txt requirements-dev.txt
 	@touch $(STAMP)
 
 run: $(STAMP)
-	$(PY) -m demo
+	$(PY) -m console.devserver
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -84,11 +84,16 @@ def _database(url: str) -> dict[str, object]:
     raise RuntimeError(f"DATABASE_URL {url!r}: use sqlite:///path or postgresql://...")
 
 
-DATABASES = {"default": _database(DATABASE_URL)}
-
 # The engine: same database by default (its tables live in their own schema on Postgres).
 WAYMARK_DATABASE_URL = os.environ.get("WAYMARK_DATABASE_URL", DATABASE_URL)
 WAYMARK_SCHEMA = os.environ.get("WAYMARK_SCHEMA", "waymark")
+
+# "default" holds the console's own tables (users, audit trail); "waymark" is the engine's
+# system database, read through unmanaged models (console/routers.py sends them there).
+DATABASES = {"default": _database(DATABASE_URL), "waymark": _database(WAYMARK_DATABASE_URL)}
+if DATABASES["waymark"]["ENGINE"] == "django.db.backends.postgresql":
+    DATABASES["waymark"]["OPTIONS"] = {"options": f"-c search_path={WAYMARK_SCHEMA}"}
+DATABASE_ROUTERS = ["console.routers.SystemTablesRouter"]
 WAYMARK_APP = os.environ.get("WAYMARK_APP", "demo.app:build")
 WAYMARK_APP_NAME = os.environ.get("WAYMARK_APP_NAME", "waymark-demo")
 WAYMARK_HEARTBEAT_TIMEOUT = float(os.environ.get("WAYMARK_HEARTBEAT_TIMEOUT", "30"))
@@ -103,4 +108,6 @@ USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
-LOGIN_URL = "/admin/login/"
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/accounts/login/"

@@ -31,4 +31,4 @@ def test_django_check_passes_and_home_requires_login(tmp_path) -> None:
         text=True,
     )
     assert probe.returncode == 0, probe.stderr
-    assert probe.stdout.split() == ["302", "/admin/login/?next=/"]
+    assert probe.stdout.split() == ["302", "/accounts/login/?next=/"]

@@ -1,8 +1,10 @@
 -- The system tables, shaped after the DBOS system schema: same table and column names where a
 -- concept is shared, times in epoch milliseconds, payloads as portable_json text.
+-- Workflow IDs use the "C" collation: they are opaque keys, and so the primary key's index
+-- also serves ID-prefix searches (LIKE 'prefix%'), which a linguistic collation prevents.
 
 CREATE TABLE workflow_status (
-    workflow_uuid              TEXT PRIMARY KEY,
+    workflow_uuid              TEXT COLLATE "C" PRIMARY KEY,
     status                     TEXT NOT NULL,
     name                       TEXT NOT NULL,
     inputs                     TEXT,
@@ -35,7 +37,7 @@ CREATE INDEX workflow_status_unfinished_idx ON workflow_status (executor_id, app
     WHERE status IN ('PENDING', 'ENQUEUED');
 
 CREATE TABLE operation_outputs (
-    workflow_uuid         TEXT NOT NULL REFERENCES workflow_status (workflow_uuid)
+    workflow_uuid         TEXT COLLATE "C" NOT NULL REFERENCES workflow_status (workflow_uuid)
                               ON UPDATE CASCADE ON DELETE CASCADE,
     function_id           INTEGER NOT NULL,
     function_name         TEXT NOT NULL,
@@ -49,7 +51,7 @@ CREATE TABLE operation_outputs (
 );
 
 CREATE TABLE notifications (
-    destination_uuid   TEXT NOT NULL REFERENCES workflow_status (workflow_uuid)
+    destination_uuid   TEXT COLLATE "C" NOT NULL REFERENCES workflow_status (workflow_uuid)
                            ON UPDATE CASCADE ON DELETE CASCADE,
     topic              TEXT,
     message            TEXT NOT NULL,
@@ -60,7 +62,7 @@ CREATE TABLE notifications (
 CREATE INDEX notifications_destination_idx ON notifications (destination_uuid, topic, created_at_epoch_ms);
 
 CREATE TABLE workflow_events (
-    workflow_uuid TEXT NOT NULL REFERENCES workflow_status (workflow_uuid)
+    workflow_uuid TEXT COLLATE "C" NOT NULL REFERENCES workflow_status (workflow_uuid)
                       ON UPDATE CASCADE ON DELETE CASCADE,
     key           TEXT NOT NULL,
     value         TEXT NOT NULL,

@@ -1,0 +1,93 @@
+"""Overview, queues, schedules and versions pages."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+
+from django.contrib.auth.decorators import login_required
+from django.http import HttpResponse
+from django.shortcuts import render
+from django.views.decorators.http import require_GET
+
+from console import charts, filters, stats
+from console.views import bad_request
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@require_GET
+@login_required
+def overview(request) -> HttpResponse:  # type: ignore[no-untyped-def]
+    window = request.GET.get("window", "24h")
+    if window not in filters.WINDOWS:
+        return bad_request(
+            request, f"window={window!r} is not a window; use one of {', '.join(filters.WINDOWS)}"
+        )
+    now = _now_ms()
+    since = now - int(filters.WINDOWS[window].total_seconds() * 1000)
+    counts = stats.status_counts(since)
+    finished = sum(
+        counts.get(s, 0)
+        for s in ("SUCCESS", "ERROR", "CANCELLED", "MAX_RECOVERY_ATTEMPTS_EXCEEDED")
+    )
+    series = stats.series(since, now)
+    live = stats.live_executors(now)
+    return render(
+        request,
+        "console/overview.html",
+        {
+            "window": window,
+            "windows": list(filters.WINDOWS),
+            "counts": counts,
+            "total": sum(counts.values()),
+            "failure_rate": (counts.get("ERROR", 0) / finished * 100) if finished else None,
+            "series": series,
+            "throughput": charts.bars(series.completed, series.failed),
+            "latency": charts.lines({"p50": series.p50, "p95": series.p95}),
+            "stuck": stats.stuck(now, live),
+            "executors": live,
+            "now": now,
+        },
+    )
+
+
+@require_GET
+@login_required
+def queues(request) -> HttpResponse:  # type: ignore[no-untyped-def]
+    now = _now_ms()
+    return render(
+        request,
+        "console/queues.html",
+        {"queues": stats.queues(stats.live_executors(now)), "now": now},
+    )
+
+
+@require_GET
+@login_required
+def schedules(request) -> HttpResponse:  # type: ignore[no-untyped-def]
+    now = _now_ms()
+    live = stats.live_executors(now)
+    return render(
+        request,
+        "console/schedules.html",
+        {
+            "schedules": stats.schedules(live, dt.datetime.now(dt.UTC)),
+            "executors": live,
+            "now": now,
+        },
+    )
+
+
+@require_GET
+@login_required
+def versions(request) -> HttpResponse:  # type: ignore[no-untyped-def]
+    now = _now_ms()
+    live = stats.live_executors(now)
+    return render(
+        request,
+        "console/versions.html",
+        {"versions": stats.versions(live), "executors": live, "now": now},
+    )

@@ -1,0 +1,195 @@
+"""Aggregates for the overview, queues, schedules and versions pages (bounded queries only)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import statistics
+from dataclasses import dataclass, field
+from typing import Any
+
+from croniter import croniter
+from django.conf import settings
+from django.db.models import Count, Min
+
+from console.models import Executor, Workflow
+
+UNFINISHED = ("PENDING", "ENQUEUED", "DELAYED")
+LATENCY_SAMPLE = 5000  # latency percentiles come from the most recent finished workflows
+BUCKETS = 24
+
+
+def live_executors(now_ms: int) -> list[Executor]:
+    cutoff = now_ms - int(settings.WAYMARK_HEARTBEAT_TIMEOUT * 1000)
+    return list(Executor.objects.filter(last_heartbeat__gte=cutoff).order_by("executor_id"))
+
+
+def status_counts(since_ms: int) -> dict[str, int]:
+    rows = (
+        Workflow.objects.filter(created_at__gte=since_ms)
+        .values("status")
+        .annotate(n=Count("workflow_uuid"))
+        .order_by()
+    )
+    return {r["status"]: r["n"] for r in rows}
+
+
+@dataclass
+class Series:
+    labels: list[str]
+    completed: list[int]
+    failed: list[int]
+    p50: list[float | None]
+    p95: list[float | None]
+    bucket_ms: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def series(since_ms: int, now_ms: int) -> Series:
+    """Throughput, failures and latency (created -> completed) in BUCKETS time buckets."""
+    bucket = max((now_ms - since_ms) // BUCKETS, 1)
+    rows = (
+        Workflow.objects.filter(completed_at__isnull=False, created_at__gte=since_ms)
+        .order_by("-created_at")
+        .values_list("created_at", "completed_at", "status")[:LATENCY_SAMPLE]
+    )
+    completed = [0] * BUCKETS
+    failed = [0] * BUCKETS
+    latencies: list[list[float]] = [[] for _ in range(BUCKETS)]
+    for created, done, status in rows:
+        i = min(max((done - since_ms) // bucket, 0), BUCKETS - 1)
+        completed[i] += 1
+        failed[i] += status == "ERROR"
+        latencies[i].append((done - created) / 1000)
+
+    def pct(values: list[float], q: int) -> float | None:
+        if not values:
+            return None
+        if len(values) == 1:
+            return values[0]
+        return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
+
+    labels = [
+        dt.datetime.fromtimestamp((since_ms + i * bucket) / 1000, dt.UTC).strftime("%H:%M")
+        for i in range(BUCKETS)
+    ]
+    return Series(
+        labels,
+        completed,
+        failed,
+        [pct(v, 50) for v in latencies],
+        [pct(v, 95) for v in latencies],
+        bucket,
+        {"sampled": len(rows) == LATENCY_SAMPLE},
+    )
+
+
+def stuck(now_ms: int, live: list[Executor]) -> list[Workflow]:
+    """PENDING workflows whose executor has no live heartbeat, oldest first."""
+    alive = [e.executor_id for e in live]
+    return list(
+        Workflow.objects.filter(status="PENDING")
+        .exclude(executor_id__in=alive)
+        .only("workflow_uuid", "name", "executor_id", "updated_at", "status")
+        .order_by("updated_at")[:20]
+    )
+
+
+@dataclass
+class QueueInfo:
+    name: str
+    enqueued: int = 0
+    running: int = 0
+    delayed: int = 0
+    oldest_ms: int | None = None
+    limits: dict[str, Any] = field(default_factory=dict)
+    workers: list[str] = field(default_factory=list)
+
+
+def queues(live: list[Executor]) -> list[QueueInfo]:
+    found: dict[str, QueueInfo] = {}
+    for executor in live:
+        for spec in json.loads(executor.queues or "[]"):
+            info = found.setdefault(spec["name"], QueueInfo(spec["name"]))
+            info.limits = {k: v for k, v in spec.items() if k != "name" and v is not None}
+            info.workers.append(executor.executor_id)
+    rows = (
+        Workflow.objects.filter(status__in=UNFINISHED, queue_name__isnull=False)
+        .values("queue_name", "status")
+        .annotate(n=Count("workflow_uuid"), oldest=Min("created_at"))
+        .order_by()
+    )
+    for row in rows:
+        info = found.setdefault(row["queue_name"], QueueInfo(row["queue_name"]))
+        if row["status"] == "ENQUEUED":
+            info.enqueued, info.oldest_ms = row["n"], row["oldest"]
+        elif row["status"] == "PENDING":
+            info.running = row["n"]
+        else:
+            info.delayed = row["n"]
+    return sorted(found.values(), key=lambda q: q.name)
+
+
+@dataclass
+class ScheduleInfo:
+    name: str
+    cron: str
+    words: str
+    next_ticks: list[dt.datetime]
+    recent: list[Workflow]
+
+
+def cron_words(cron: str) -> str:
+    """ "Every 30 seconds": cron-descriptor reads 6 fields seconds-first, as croniter is told."""
+    from cron_descriptor import get_description
+
+    try:
+        return str(get_description(cron))
+    except Exception:  # a dialect it does not know: show the expression itself
+        return cron
+
+
+def schedules(live: list[Executor], now: dt.datetime) -> list[ScheduleInfo]:
+    crons: dict[str, str] = {}
+    for executor in live:
+        crons.update(json.loads(executor.schedules or "{}"))
+    result = []
+    for name, cron in sorted(crons.items()):
+        it = croniter(cron, now, second_at_beginning=len(cron.split()) == 6)
+        ticks = [it.get_next(dt.datetime) for _ in range(5)]
+        recent = list(
+            Workflow.objects.filter(name=name, workflow_uuid__startswith=f"{name}@")
+            .only("workflow_uuid", "status", "created_at", "updated_at", "name")
+            .order_by("-created_at")[:10]
+        )
+        result.append(ScheduleInfo(name, cron, cron_words(cron), ticks, recent))
+    return result
+
+
+def versions(live: list[Executor]) -> list[dict[str, Any]]:
+    rows = (
+        Workflow.objects.values("application_version", "status")
+        .annotate(n=Count("workflow_uuid"))
+        .order_by()
+    )
+    by_version: dict[str, dict[str, Any]] = {}
+    served = {e.application_version for e in live}
+    for row in rows:
+        version = row["application_version"] or "(any)"
+        entry = by_version.setdefault(
+            version, {"version": version, "counts": {}, "executors": [], "stranded": 0}
+        )
+        entry["counts"][row["status"]] = row["n"]
+        if (
+            row["status"] in ("PENDING", "ENQUEUED")
+            and row["application_version"]
+            and row["application_version"] not in served
+        ):
+            entry["stranded"] += row["n"]
+    for executor in live:
+        entry = by_version.setdefault(
+            executor.application_version,
+            {"version": executor.application_version, "counts": {}, "executors": [], "stranded": 0},
+        )
+        entry["executors"].append(executor)
+    return sorted(by_version.values(), key=lambda v: v["version"])
