@@ -1,0 +1,155 @@
+"""The console in a real browser (Playwright driving Debian's Chromium, headless).
+
+A real `runserver` and `runworker` on a fresh SQLite file: log in, open the list, filter,
+open a workflow and see its timeline, and watch a running workflow finish live (htmx polling).
+Screenshots go to tests/artifacts/. Needs /usr/bin/chromium; CI installs it (.ci/run).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import IN_CI
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "tests" / "artifacts"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def console(tmp_path_factory):
+    if not shutil.which(CHROMIUM):
+        message = f"{CHROMIUM} is not installed (apt-get install chromium)"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    home = tmp_path_factory.mktemp("browser")
+    db_url = f"sqlite:///{home / 'console.sqlite3'}"
+    env = {
+        **os.environ,
+        "DATABASE_URL": db_url,
+        "WAYMARK_DATABASE_URL": db_url,
+        "WAYMARK_APP": "tests.workerapp:build",
+        "WAYMARK_APP_NAME": "workerapp",
+        "WAYMARK_TEST_LEDGER": str(home / "ledger.txt"),
+        "WAYMARK_TEST_SCHEDULE": "0 0 1 1 *",
+        "DJANGO_SETTINGS_MODULE": "console.settings",
+    }
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True
+    )
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import django; django.setup(); from django.contrib.auth.models import User;"
+            "User.objects.create_user('operator', password='browser-pass-1')",
+        ],
+        cwd=ROOT,
+        env=env,
+        check=True,
+    )
+    port = free_port()
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        ),
+        subprocess.Popen(
+            [sys.executable, "manage.py", "runworker", "--executor-id", "browser"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        ),
+    ]
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.2)
+    from engine import Client
+
+    client = Client(db_url)
+    try:
+        yield base, client
+    finally:
+        client.close()
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(timeout=20)
+
+
+def test_operator_browses_filters_and_watches_a_workflow_finish_live(console) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    base, client = console
+    for i in range(3):
+        client.start_workflow("tracked", i, queue="limited")
+    running = client.start_workflow("slowsteps", 150).workflow_id  # about 15 s of steps
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.goto(f"{base}/workflows/")
+        page.fill("input[name=username]", "operator")
+        page.fill("input[name=password]", "browser-pass-1")
+        page.click("button[type=submit]")
+        expect(page.locator("h1")).to_have_text("Workflows")
+        expect(page.locator("#workflow-rows tr")).to_have_count(4, timeout=10_000)
+        page.screenshot(path=ARTIFACTS / "list.png", full_page=True)
+
+        page.fill("input[name=name]", "slowsteps")
+        page.click("form.filters button[type=submit]")
+        expect(page).to_have_url(re.compile(r"/workflows/\?name=slowsteps&"))
+        expect(page.locator("#workflow-rows tr")).to_have_count(1)
+        page.screenshot(path=ARTIFACTS / "list-filtered.png", full_page=True)
+
+        page.click(f"a[href='/workflows/{running}/']")
+        expect(page.locator("#timeline")).to_be_visible()
+        expect(page.locator("#workflow-header .status")).to_have_text("PENDING")
+        page.screenshot(path=ARTIFACTS / "detail-running.png", full_page=True)
+        # No reload: htmx polls the header and timeline until the workflow finishes.
+        expect(page.locator("#workflow-header .status")).to_have_text("SUCCESS", timeout=60_000)
+        assert page.locator("#timeline .bar").count() == 150
+        page.screenshot(path=ARTIFACTS / "detail-finished.png", full_page=True)
+
+        for path in ("/", "/queues/", "/schedules/", "/versions/"):
+            page.goto(base + path)
+            expect(page.locator("h1")).to_be_visible()
+            page.screenshot(path=ARTIFACTS / f"page{path.replace('/', '-') or '-'}.png")
+        browser.close()
