@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bench import setup
+from bench import console_w7, setup
 from engine import Engine
 
 
@@ -251,4 +251,5 @@ WORKLOADS: dict[str, Callable[[setup.Target, bool], dict[str, Any]]] = {
     "W4": w4_queue,
     "W5": w5_recovery,
     "W6": w6_parked_sleepers,
+    "W7": console_w7.w7_console,
 }
