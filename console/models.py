@@ -136,3 +136,77 @@ class Executor(SystemTable):
     class Meta(SystemTable.Meta):
         db_table = "executors"
         app_label = "console"
+
+
+# -- the console's own tables -----------------------------------------------------------------
+
+
+class AppendOnlyQuerySet(models.QuerySet):  # type: ignore[type-arg]
+    def _append_only(self, *args: Any, **kwargs: Any) -> Any:
+        raise ReadOnlyError("the audit trail is append-only: records are never changed")
+
+    update = delete = bulk_update = _append_only  # type: ignore[assignment]
+
+
+class AuditRecord(models.Model):
+    """One operator action: who, when, what, on which workflows, and how it went."""
+
+    at = models.DateTimeField(auto_now_add=True, db_index=True)
+    actor = models.CharField(max_length=150, db_index=True)
+    source = models.CharField(max_length=16, default="console")  # console | cli
+    action = models.CharField(max_length=32, db_index=True)
+    workflow_ids = models.JSONField(default=list)
+    filter = models.TextField(blank=True)  # a bulk action's filter, as a query string
+    reason = models.TextField(blank=True)
+    status_before = models.JSONField(default=dict)
+    status_after = models.JSONField(default=dict)
+    outcome = models.TextField()
+    ok = models.BooleanField(default=True)
+    client_address = models.GenericIPAddressField(null=True, blank=True)
+    user_agent = models.TextField(blank=True)
+
+    objects = AppendOnlyQuerySet.as_manager()
+
+    class Meta:
+        app_label = "console"
+        ordering = ["-at", "-id"]
+        permissions = [
+            ("operate_workflows", "Can cancel, resume and fork workflows"),
+            ("view_audit", "Can read the audit trail"),
+        ]
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if self.pk is not None:
+            raise ReadOnlyError("the audit trail is append-only: records are never changed")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> Any:
+        raise ReadOnlyError("the audit trail is append-only: records are never deleted")
+
+
+class AuditTarget(models.Model):
+    """Which workflows an audit record touched, indexed, for a workflow's audit strip."""
+
+    record = models.ForeignKey(AuditRecord, on_delete=models.PROTECT, related_name="targets")
+    workflow_id = models.TextField(db_index=True)
+
+    objects = AppendOnlyQuerySet.as_manager()
+
+    class Meta:
+        app_label = "console"
+
+
+class BulkJob(models.Model):
+    """A bulk action running in the background, with per-item outcomes for its progress page."""
+
+    created = models.DateTimeField(auto_now_add=True)
+    actor = models.CharField(max_length=150)
+    action = models.CharField(max_length=16)
+    total = models.IntegerField()
+    done = models.IntegerField(default=0)
+    outcomes = models.JSONField(default=dict)  # workflow ID -> outcome
+    finished = models.BooleanField(default=False)
+    audit = models.ForeignKey(AuditRecord, null=True, on_delete=models.SET_NULL)
+
+    class Meta:
+        app_label = "console"

@@ -26,6 +26,21 @@ ALLOWED_HOSTS = [
     h.strip() for h in os.environ.get("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",")
 ]
 
+# Production hardening when DEBUG is off (`manage.py check --deploy` passes): cookies only
+# over HTTPS, HTTPS redirect (WAYMARK_SSL_REDIRECT=0 when a proxy already does it), HSTS only
+# when asked for (WAYMARK_HSTS_SECONDS: a long-lived promise, so opt-in).
+if not DEBUG:
+    SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = True
+    SECURE_SSL_REDIRECT = os.environ.get("WAYMARK_SSL_REDIRECT", "1") == "1"
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_HSTS_SECONDS = int(os.environ.get("WAYMARK_HSTS_SECONDS", "0"))
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_HSTS_SECONDS > 0
+    SECURE_HSTS_PRELOAD = False
+    if not SECURE_HSTS_SECONDS:
+        SILENCED_SYSTEM_CHECKS = ["security.W004"]  # HSTS is a deliberate opt-in (above)
+SESSION_COOKIE_HTTPONLY = True
+X_FRAME_OPTIONS = "DENY"
+
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",

@@ -17,8 +17,8 @@ from django.views.decorators.http import require_GET
 from django_htmx.http import HTMX_STOP_POLLING
 from django_htmx.middleware import HtmxDetails
 
-from console import filters, timeline
-from console.models import Event, Notification, Step, Workflow
+from console import actions, filters, timeline
+from console.models import AuditRecord, Event, Notification, Step, Workflow
 from engine.records import FINAL_STATUSES
 
 STEP_WINDOW = 100  # a long workflow shows its first and last this-many steps, then "load more"
@@ -153,8 +153,15 @@ def workflow_detail(request, workflow_id: str) -> HttpResponse:  # type: ignore[
         .order_by("created_at")[:50]
     )
     context["events"] = list(Event.objects.filter(workflow_uuid=workflow_id).order_by("key"))
-    context["messages"] = list(
+    context["waiting_messages"] = list(
         Notification.objects.filter(destination_uuid=workflow_id).order_by("seq")[:50]
+    )
+    context["cancellable"], context["resumable"] = actions.CANCELLABLE, actions.RESUMABLE
+    user = request.user
+    context["audit_records"] = (
+        list(AuditRecord.objects.filter(targets__workflow_id=workflow_id)[:20])
+        if user.has_perm("console.operate_workflows") or user.has_perm("console.view_audit")
+        else None
     )
     return render(request, "console/workflow_detail.html", context)
 
