@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 import psycopg
 import pytest
 
+import tests.console_site  # noqa: F401  (Django is set up before any test module imports it)
 from engine import Engine
 
 PG_URL = os.environ.get("WAYMARK_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
