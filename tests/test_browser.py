@@ -65,17 +65,14 @@ def console(tmp_path_factory):
     subprocess.run(
         [sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True
     )
-    subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import django; django.setup(); from django.contrib.auth.models import User;"
-            "User.objects.create_user('operator', password='browser-pass-1')",
-        ],
-        cwd=ROOT,
-        env=env,
-        check=True,
-    )
+    for name, role in (("operator", "operator"), ("boss", "admin"), ("watcher", "viewer")):
+        subprocess.run(
+            [sys.executable, "manage.py", "createuser", name, "--role", role],
+            cwd=ROOT,
+            env={**env, "WAYMARK_NEW_USER_PASSWORD": "browser-pass-1"},
+            check=True,
+            capture_output=True,
+        )
     port = free_port()
     procs = [
         subprocess.Popen(
@@ -126,7 +123,7 @@ def test_operator_browses_filters_and_watches_a_workflow_finish_live(console) ->
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 900})
         page.goto(f"{base}/workflows/")
-        page.fill("input[name=username]", "operator")
+        page.fill("input[name=username]", "watcher")
         page.fill("input[name=password]", "browser-pass-1")
         page.click("button[type=submit]")
         expect(page.locator("h1")).to_have_text("Workflows")
@@ -152,4 +149,60 @@ def test_operator_browses_filters_and_watches_a_workflow_finish_live(console) ->
             page.goto(base + path)
             expect(page.locator("h1")).to_be_visible()
             page.screenshot(path=ARTIFACTS / f"page{path.replace('/', '-') or '-'}.png")
+        browser.close()
+
+
+def login(page, base: str, name: str) -> None:
+    page.context.clear_cookies()
+    page.goto(f"{base}/accounts/login/")
+    page.fill("input[name=username]", name)
+    page.fill("input[name=password]", "browser-pass-1")
+    page.click("button[type=submit]")
+
+
+def test_operator_cancels_and_resumes_admin_audits_viewer_cannot_act(console) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    base, client = console
+    workflow_id = client.start_workflow("slowsteps", 100).workflow_id  # about 10 s of steps
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        login(page, base, "operator")
+        page.goto(f"{base}/workflows/{workflow_id}/")
+        expect(page.locator("#workflow-header .status")).to_have_text("PENDING", timeout=15_000)
+        page.click("text=Cancel…")
+        expect(page.locator(".confirm .notice")).to_contain_text("next step boundary")
+        page.fill("textarea[name=reason]", "stuck in a loop, see INC-7")
+        page.screenshot(path=ARTIFACTS / "cancel-confirm.png")
+        page.click(".confirm button[type=submit]")
+        expect(page.locator("p.notice.ok")).to_contain_text("Cancel: cancelled")
+        expect(page.locator("#workflow-header .status")).to_have_text("CANCELLED")
+        page.screenshot(path=ARTIFACTS / "cancelled.png", full_page=True)
+        page.click("text=Resume…")
+        page.fill("textarea[name=reason]", "fixed upstream")
+        page.click(".confirm button[type=submit]")
+        expect(page.locator("p.notice.ok")).to_contain_text("Resume: resumed")
+        expect(page.locator("#workflow-header .status")).to_have_text("SUCCESS", timeout=60_000)
+        expect(page.locator("#audit-strip")).to_contain_text("stuck in a loop, see INC-7")
+        page.screenshot(path=ARTIFACTS / "resumed-success.png", full_page=True)
+
+        login(page, base, "boss")
+        page.goto(f"{base}/audit/?target={workflow_id}")
+        rows = page.locator("#audit-strip tbody tr")
+        expect(rows).to_have_count(2)
+        expect(rows.nth(0)).to_contain_text("resume")
+        expect(rows.nth(1)).to_contain_text("cancel")
+        expect(rows.nth(1)).to_contain_text("operator")
+        page.screenshot(path=ARTIFACTS / "audit.png", full_page=True)
+
+        login(page, base, "watcher")
+        page.goto(f"{base}/workflows/{workflow_id}/")
+        expect(page.locator("#workflow-header")).to_be_visible()
+        expect(page.locator("nav.actions")).to_have_count(0)
+        expect(page.locator("text=Cancel…")).to_have_count(0)
+        expect(page.locator("text=Fork…")).to_have_count(0)
+        page.goto(f"{base}/workflows/")
+        expect(page.locator("form#bulk")).to_have_count(0)
+        page.screenshot(path=ARTIFACTS / "viewer-detail.png", full_page=True)
         browser.close()
