@@ -23,6 +23,7 @@ from engine.store import base
 class BaseClient:
     def __init__(self, database_url: str, schema: str) -> None:
         self._store = store.connect(database_url, schema)
+        self.max_payload_bytes = serialization.DEFAULT_LIMIT
         self._migrated = False
         self._migrate_lock = threading.Lock()
         self._signals = Signals()
@@ -37,7 +38,16 @@ class BaseClient:
         if not self._migrated:
             with self._migrate_lock:
                 if not self._migrated:
-                    self._store.migrate()
+                    try:
+                        self._store.migrate()
+                    except Exception as exc:
+                        if not self._store._is_transient(exc):
+                            raise
+                        raise errors.EngineError(
+                            f"cannot reach the system database {self._store.describe()}: "
+                            f"{str(exc).strip()}; check the database URL and that the "
+                            "server is running"
+                        ) from None
                     self._migrated = True
         return self._store
 
@@ -227,7 +237,9 @@ class BaseClient:
     def send(self, destination_id: str, message: Any, topic: str | None = None) -> None:
         """Send ``message`` to a workflow; it receives it with ``ctx.recv(topic)``."""
         _check_topic(topic)
-        text = serialization.dumps(message, f"the message to workflow {destination_id!r}")
+        text = serialization.dumps(
+            message, f"the message to workflow {destination_id!r}", self.max_payload_bytes
+        )
         if not self._ready().send_message(destination_id, text, topic, str(uuid.uuid4())):
             raise errors.WorkflowNotFoundError(destination_id)
         self._signals.fire(f"msg:{destination_id}")
@@ -283,7 +295,9 @@ class Client(BaseClient):
         workflow_id = workflow_id if workflow_id is not None else str(uuid.uuid4())
         if not isinstance(workflow_id, str) or not workflow_id.strip():
             raise ValueError(f"workflow_id must be a non-empty string, got {workflow_id!r}")
-        inputs = serialization.encode_inputs(input, f"the input of workflow {name!r}")
+        inputs = serialization.encode_inputs(
+            input, f"the input of workflow {name!r}", self.max_payload_bytes
+        )
         timeout_ms = int(seconds(timeout, "timeout") * 1000) if timeout is not None else None
         engine_module.enqueue(
             self._ready(),

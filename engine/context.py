@@ -182,7 +182,7 @@ class WorkflowContext:
         child_workflow_id: str | None = None,
     ) -> Any:
         what = f"the result of {name} (step {step_id} of workflow {self.workflow_id!r})"
-        output = serialization.dumps(value, what)
+        output = serialization.dumps(value, what, self._engine.max_payload_bytes)
         adopted, recorded = self._record(step_id, name, output, None, started, child_workflow_id)
         return recorded if adopted else serialization.loads(output, what)
 
@@ -335,7 +335,9 @@ class WorkflowContext:
         if row is not None:
             return handle.WorkflowHandle(row["child_workflow_id"], engine)
         child_id = workflow_id if workflow_id is not None else f"{self.workflow_id}-{step_id}"
-        inputs = serialization.encode_inputs(input, f"the input of workflow {definition.name!r}")
+        inputs = serialization.encode_inputs(
+            input, f"the input of workflow {definition.name!r}", engine.max_payload_bytes
+        )
         now = base.now_ms()
         timeout_ms = int(seconds(timeout, "timeout") * 1000) if timeout is not None else None
         candidates = [
@@ -420,7 +422,9 @@ class WorkflowContext:
             self._replay(step_id, row)
             return
         started = base.now_ms()
-        text = serialization.dumps(message, f"the message to workflow {destination_id!r}")
+        text = serialization.dumps(
+            message, f"the message to workflow {destination_id!r}", self._engine.max_payload_bytes
+        )
         # The message ID is derived from this step, so a send repeated after a crash (before
         # its step was recorded) stores nothing twice.
         sent = self._store.send_message(
@@ -481,7 +485,9 @@ class WorkflowContext:
         if row is not None:
             return
         started = base.now_ms()
-        text = serialization.dumps(value, f"event {key!r} of workflow {self.workflow_id!r}")
+        text = serialization.dumps(
+            value, f"event {key!r} of workflow {self.workflow_id!r}", self._engine.max_payload_bytes
+        )
         step = self._store.step_row(
             workflow_id=self.workflow_id,
             step_id=step_id,

@@ -44,6 +44,7 @@ class Engine(Execution, BaseClient):
         max_workflow_threads: int = DEFAULT_WORKFLOW_THREADS,
         queues: Sequence[str] | None = None,
         heartbeat_timeout: float = 30.0,
+        max_payload_bytes: int = serialization.DEFAULT_LIMIT,
     ) -> None:
         """``queues``: names of the declared queues this engine takes work from (None: all);
         ``heartbeat_timeout``: seconds without a heartbeat after which an executor's
@@ -54,6 +55,7 @@ class Engine(Execution, BaseClient):
             raise ValueError(f"heartbeat_timeout must be > 0 seconds, got {heartbeat_timeout!r}")
         super().__init__(database_url or f"sqlite:///{app_name}.sqlite3", schema)
         self.app_name = app_name
+        self.max_payload_bytes = max_payload_bytes
         self._explicit_version = application_version
         self._executor_id = executor_id or "local"
         self._registry = registry.Registry()
@@ -300,7 +302,9 @@ class Engine(Execution, BaseClient):
                 f"unknown queue {queue_name!r}; declare it with engine.queue()"
             )
         # Serialize before anything is written: a bad input leaves no trace.
-        inputs = serialization.encode_inputs(input, f"the input of workflow {definition.name!r}")
+        inputs = serialization.encode_inputs(
+            input, f"the input of workflow {definition.name!r}", self.max_payload_bytes
+        )
         if self._stopping.is_set():
             raise errors.EngineError(
                 "the engine is shut down; create a new Engine to start workflows"

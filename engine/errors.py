@@ -108,6 +108,11 @@ class NonDeterministicWorkflowError(EngineError):
         )
 
 
+class SystemDatabaseUnavailableError(EngineError):
+    """The system database stayed unreachable through every retry. Workflows caught by it stay
+    PENDING (they are not failed for it) and are resumed once it is back."""
+
+
 class SerializationError(EngineError, TypeError):
     """A value that must be stored is not JSON-serializable (or a stored value is corrupt)."""
 

@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("waymark.engine")
 
+RESUME_AFTER_DB_LOSS_MS = 5000
+
 
 class Run:
     """A workflow this process is executing (or has parked): in-process awaiters wait here."""
@@ -50,6 +52,7 @@ class Execution:
     _pool: ThreadPool
     _timers: Timers
     _stopping: threading.Event
+    max_payload_bytes: int
 
     @property
     def application_version(self) -> str:
@@ -101,15 +104,34 @@ class Execution:
                 parked.wake_at, lambda: self._pool.submit(lambda: self._wake(workflow_id))
             )
             return
+        except errors.SystemDatabaseUnavailableError as exc:
+            # Not the workflow's fault: it stays PENDING (nothing recorded it failed) and this
+            # process resumes it from its checkpoints once the database answers again.
+            log.error(
+                "workflow %s paused: %s",
+                workflow_id,
+                exc,
+                extra={"action": "workflow.db_lost", "workflow_id": workflow_id},
+            )
+            self._end_run(workflow_id, run, None)
+            self._retry_recover_later(workflow_id)
+            return
         except Exception:
-            # The final write itself failed (database lost): the row stays PENDING and will
-            # be recovered; awaiters fall back to reading the database.
             log.exception(
                 "could not record the end of workflow %s",
                 workflow_id,
                 extra={"action": "workflow.finish_failed", "workflow_id": workflow_id},
             )
         self._end_run(workflow_id, run, row)
+
+    def _retry_recover_later(self, workflow_id: str) -> None:
+        def attempt() -> None:
+            try:
+                self._recover(workflow_id)
+            except errors.SystemDatabaseUnavailableError:
+                self._retry_recover_later(workflow_id)
+
+        self._timers.at(base.now_ms() + RESUME_AFTER_DB_LOSS_MS, lambda: self._pool.submit(attempt))
 
     def _run_body(
         self,
@@ -142,6 +164,8 @@ class Execution:
             if stop.status is None:
                 return None  # shutdown: left PENDING for recovery
             return self._store.get_workflow_outcome(workflow_id)
+        except errors.SystemDatabaseUnavailableError:
+            raise  # infrastructure, not the workflow: see _execute
         except Exception as exc:
             error = serialization.encode_error(ctx.fatal or exc)
             return self._finish(workflow_id, Status.ERROR, error=error)
@@ -150,7 +174,9 @@ class Execution:
             return self._finish(workflow_id, Status.ERROR, error=error)
         try:
             output = serialization.dumps(
-                result, f"the result of workflow {definition.name!r} ({workflow_id!r})"
+                result,
+                f"the result of workflow {definition.name!r} ({workflow_id!r})",
+                self.max_payload_bytes,
             )
         except errors.SerializationError as exc:
             return self._finish(workflow_id, Status.ERROR, error=serialization.encode_error(exc))

@@ -35,15 +35,25 @@ _encoder = json.JSONEncoder(
 )
 
 
-def dumps(value: Any, what: str) -> str:
+DEFAULT_LIMIT = 2 * 1024 * 1024  # bytes: a stored payload larger than this is refused
+
+
+def dumps(value: Any, what: str, limit: int | None = None) -> str:
     """Encode ``value``; ``what`` names it in the error ("the input of workflow 'x'")."""
     try:
-        return _encoder.encode(value)
+        text = _encoder.encode(value)
     except (TypeError, ValueError, RecursionError) as exc:
         raise errors.SerializationError(
             f"{what} is not JSON-serializable ({exc}); pass and return JSON data "
             "(dict, list, str, int, float, bool, None; datetimes and Decimals become strings)"
         ) from None
+    if limit is not None and len(text) > limit // 4 and len(text.encode()) > limit:
+        raise errors.SerializationError(
+            f"{what} is {len(text.encode()):,} bytes, over the {limit:,}-byte limit for a "
+            "stored payload; store large data elsewhere and pass a reference to it (or raise "
+            "the limit: max_payload_bytes=)"
+        )
+    return text
 
 
 def loads(text: str | None, what: str) -> Any:
@@ -55,8 +65,8 @@ def loads(text: str | None, what: str) -> Any:
         raise errors.SerializationError(f"{what} holds corrupt JSON ({exc})") from None
 
 
-def encode_inputs(value: Any, what: str) -> str:
-    return dumps({"positionalArgs": [value], "namedArgs": {}}, what)
+def encode_inputs(value: Any, what: str, limit: int | None = None) -> str:
+    return dumps({"positionalArgs": [value], "namedArgs": {}}, what, limit)
 
 
 def decode_inputs(text: str | None, what: str) -> Any:

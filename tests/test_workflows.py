@@ -415,3 +415,32 @@ def test_step_error_rebuilt_as_step_error_when_class_is_unknown(engine: Engine, 
     rebuilt = serialization.rebuild_error(corrupt, "t")
     assert type(rebuilt) is StepError
     assert rebuilt.error_name == "GoneError"
+
+
+def test_payloads_over_the_size_limit_are_refused_with_the_limit(make_engine) -> None:
+    engine = make_engine("sizes", max_payload_bytes=1000)
+
+    @engine.workflow()
+    def big_result(ctx, n):
+        return ctx.run_step(lambda: "x" * n)
+
+    engine.launch()
+    with pytest.raises(SerializationError, match="over the 1,000-byte limit"):
+        engine.start_workflow(big_result, "y" * 2000, workflow_id="too-big")
+    assert engine.get_workflow_status("too-big") is None  # refused before anything is written
+    handle = engine.start_workflow(big_result, 5000)
+    with pytest.raises(WorkflowFailedError, match="1,000-byte limit"):
+        handle.get_result(timeout=10)
+    assert engine.start_workflow(big_result, 10).get_result(timeout=10) == "x" * 10
+
+
+def test_an_unreachable_database_is_a_clear_error_at_launch() -> None:
+    engine = Engine("nowhere", "postgresql://someone:secret@127.0.0.1:1/nodb")
+    try:
+        with pytest.raises(EngineError, match="cannot reach the system database") as info:
+            engine.launch()
+        assert "secret" not in str(info.value) and "***" in str(info.value)
+    finally:
+        engine.shutdown(timeout=1)
+    with pytest.raises(ValueError, match="not a valid schema name"):
+        Engine("quoted", "postgresql://x@127.0.0.1/db", schema='my"schema')

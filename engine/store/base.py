@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import logging
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -19,6 +20,7 @@ from engine import errors
 from engine.store import groupcommit
 
 Row = Mapping[str, Any]
+log = logging.getLogger("waymark.store")
 
 _QUERY_HEADER = re.compile(r"^-- ([a-z_]+) --$", re.MULTILINE)
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
@@ -53,9 +55,17 @@ def load_migrations(dialect: str) -> list[tuple[int, str, str]]:
 class Store(abc.ABC):
     dialect: ClassVar[str]
 
+    # How long an operation keeps retrying while the database is unreachable (a restart, a
+    # failover) before it gives up and raises.
+    retry_for_s = 60.0
+
     def __init__(self) -> None:
         self.queries = load_queries(self.dialect)
-        self._committer = groupcommit.GroupCommitter(self._execute_batch)
+        self._closed = False
+        self._committer = groupcommit.GroupCommitter(
+            lambda writes: self._retrying(lambda: self._execute_batch(writes)),
+            splittable=lambda exc: not self._is_transient(exc),
+        )
 
     # -- what a backend provides -------------------------------------------------------------
 
@@ -64,6 +74,36 @@ class Store(abc.ABC):
         self, writes: Sequence[Sequence[groupcommit.Statement]]
     ) -> list[list[list[Any]]]:
         """Run the writes' named queries in one transaction, commit, return all their rows."""
+
+    @abc.abstractmethod
+    def _is_transient(self, exc: BaseException) -> bool:
+        """The database is (for now) unreachable or busy, as opposed to a bad statement."""
+
+    def describe(self) -> str:
+        """Where the store points, without secrets (for error messages and logs)."""
+        return self.dialect
+
+    def _retrying(self, operation: Callable[[], Any]) -> Any:
+        delay, deadline = 0.05, time.monotonic() + self.retry_for_s
+        while True:
+            try:
+                return operation()
+            except Exception as exc:
+                if self._closed or not self._is_transient(exc):
+                    raise
+                if time.monotonic() >= deadline:
+                    raise errors.SystemDatabaseUnavailableError(
+                        f"the system database {self.describe()} stayed unreachable for "
+                        f"{self.retry_for_s:.0f} s: {str(exc).strip()}"
+                    ) from exc
+                log.warning(
+                    "system database unavailable (%s); retrying in %.2f s",
+                    str(exc).strip().splitlines()[0] if str(exc).strip() else exc,
+                    delay,
+                    extra={"action": "store.retry"},
+                )
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
 
     @abc.abstractmethod
     def _fetch(self, sql: str, params: Mapping[str, Any]) -> list[Any]:
@@ -93,10 +133,11 @@ class Store(abc.ABC):
         return []
 
     def fetch(self, query: str, **params: Any) -> list[Any]:
-        return self._fetch(self.queries[query], params)
+        sql = self.queries[query]
+        return self._retrying(lambda: self._fetch(sql, params))  # type: ignore[no-any-return]
 
     def fetch_one(self, query: str, **params: Any) -> Any | None:
-        rows = self._fetch(self.queries[query], params)
+        rows = self.fetch(query, **params)
         return rows[0] if rows else None
 
     # -- named operations ----------------------------------------------------------------------

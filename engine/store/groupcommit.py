@@ -45,8 +45,13 @@ class _Write:
 
 
 class GroupCommitter:
-    def __init__(self, execute: BatchExecutor) -> None:
+    def __init__(
+        self, execute: BatchExecutor, splittable: Callable[[BaseException], bool] = lambda exc: True
+    ) -> None:
         self._execute = execute
+        # Whether a failed batch is worth retrying write by write (a bad statement), or the
+        # failure is everyone's (the database is unreachable): then all get the error.
+        self._splittable = splittable
         self._mutex = threading.Lock()
         self._queue: list[_Write] = []
         self._leading = False
@@ -88,8 +93,9 @@ class GroupCommitter:
         try:
             results = self._execute([w.statements for w in batch])
         except BaseException as exc:
-            if len(batch) == 1:
-                batch[0].error = exc
+            if len(batch) == 1 or not self._splittable(exc):
+                for write in batch:
+                    write.error = exc
                 return
             # One bad write must not fail its neighbours: retry each in its own transaction
             # so the error lands on the write that caused it.

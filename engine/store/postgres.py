@@ -142,6 +142,14 @@ class PostgresStore(base.Store):
             results.append([row] if row is not None else [])
         return results
 
+    def _is_transient(self, exc: BaseException) -> bool:
+        # Connection refused or lost, server shutting down or restarting, pool starved: all
+        # OperationalError (or the pool's timeout). Constraint and syntax errors are not.
+        return isinstance(exc, psycopg.OperationalError | psycopg_pool.PoolTimeout)
+
+    def describe(self) -> str:
+        return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", self.url) + f" (schema {self.schema})"
+
     def _is_unique_violation(self, exc: Exception, column: str) -> bool:
         return isinstance(exc, psycopg.errors.UniqueViolation) and column in str(exc)
 
@@ -204,6 +212,7 @@ class PostgresStore(base.Store):
                 backoff = min(backoff * 2, 10.0)
 
     def close(self) -> None:
+        self._closed = True
         for conn in (self._single, self._batch):
             if conn is not None:
                 conn.close()

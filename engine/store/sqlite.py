@@ -94,6 +94,15 @@ class SQLiteStore(base.Store):
     def _list_param(self, values: Sequence[str] | None) -> Any:
         return json.dumps(list(values)) if values is not None else None
 
+    def _is_transient(self, exc: BaseException) -> bool:
+        # Another process held the write lock past the busy timeout.
+        return isinstance(exc, sqlite3.OperationalError) and (
+            "locked" in str(exc) or "busy" in str(exc)
+        )
+
+    def describe(self) -> str:
+        return f"sqlite:///{self.path}"
+
     def _is_unique_violation(self, exc: Exception, column: str) -> bool:
         return isinstance(exc, sqlite3.IntegrityError) and column in str(exc)
 
@@ -142,6 +151,7 @@ class SQLiteStore(base.Store):
             conn.close()
 
     def close(self) -> None:
+        self._closed = True
         self._writer.close()
         with self._exclusive_lock:
             if self._exclusive_conn is not None:
