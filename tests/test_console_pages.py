@@ -277,3 +277,25 @@ def test_list_queries_use_indexes_on_postgres(history, db) -> None:
         assert "Limit" in count_plan  # the count is capped, never an unbounded COUNT(*)
         if query:  # unfiltered, the capped count may read the first 10,001 rows of the heap
             assert "Seq Scan" not in count_plan, (query, count_plan)
+
+
+def test_an_unreachable_database_is_a_friendly_503(web, db) -> None:
+    from django.db import connections as conns
+
+    conns["waymark"].close()
+    saved = dict(conns.settings["waymark"])
+    conns.settings["waymark"] = {**saved, "ENGINE": "django.db.backends.postgresql",
+                                 "NAME": "nodb", "HOST": "127.0.0.1", "PORT": "1",
+                                 "USER": "nobody", "OPTIONS": {"connect_timeout": 2}}
+    del conns["waymark"]
+    try:
+        response = web.get("/workflows/")
+        assert response.status_code == 503
+        assert b"The database is not answering" in response.content
+        assert b"Traceback" not in response.content
+        assert response["Retry-After"] == "10"
+    finally:
+        conns["waymark"].close()
+        conns.settings["waymark"] = saved
+        del conns["waymark"]
+    assert web.get("/workflows/").status_code == 200
