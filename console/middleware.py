@@ -24,9 +24,17 @@ class DatabaseUnavailableMiddleware:
     def process_exception(self, request: HttpRequest, exc: Exception) -> HttpResponse | None:
         if not isinstance(exc, OperationalError | InterfaceError | SystemDatabaseUnavailableError):
             return None
-        log.error("database unavailable while serving %s: %s", request.path, exc,
-                  extra={"action": "console.db_unavailable"})
-        response = render(request, "503.html", {"detail": str(exc).strip().splitlines()[0]
-                                                if str(exc).strip() else ""}, status=503)
+        log.error(
+            "database unavailable while serving %s: %s",
+            request.path,
+            exc,
+            extra={"action": "console.db_unavailable"},
+        )
+        response = render(
+            request,
+            "503.html",
+            {"detail": str(exc).strip().splitlines()[0] if str(exc).strip() else ""},
+            status=503,
+        )
         response["Retry-After"] = "10"
         return response

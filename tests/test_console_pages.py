@@ -284,9 +284,15 @@ def test_an_unreachable_database_is_a_friendly_503(web, db) -> None:
 
     conns["waymark"].close()
     saved = dict(conns.settings["waymark"])
-    conns.settings["waymark"] = {**saved, "ENGINE": "django.db.backends.postgresql",
-                                 "NAME": "nodb", "HOST": "127.0.0.1", "PORT": "1",
-                                 "USER": "nobody", "OPTIONS": {"connect_timeout": 2}}
+    conns.settings["waymark"] = {
+        **saved,
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": "nodb",
+        "HOST": "127.0.0.1",
+        "PORT": "1",
+        "USER": "nobody",
+        "OPTIONS": {"connect_timeout": 2},
+    }
     del conns["waymark"]
     try:
         response = web.get("/workflows/")

@@ -57,6 +57,16 @@ def build(engine: Engine) -> None:
     def slowsteps(ctx, n):
         return sum(slow_step(ctx.workflow_id, i) for i in range(n))
 
+    @engine.step(name="chaos_step")
+    def chaos_step(workflow_id: str, i: int) -> int:
+        ledger("chaos", workflow_id, i, executor, now_ms())
+        time.sleep(0.002)
+        return i
+
+    @engine.workflow(name="chaos5")
+    def chaos5(ctx, x):
+        return [chaos_step(ctx.workflow_id, i) for i in range(1, 6)]
+
     @engine.step(name="record_tick")
     def record_tick(tick: str) -> None:
         ledger("tick", tick, executor, now_ms())
