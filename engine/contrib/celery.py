@@ -26,7 +26,7 @@ log = logging.getLogger("waymark.celery")
 
 TASK_NAME = "waymark.run_workflow"
 # A handed-over workflow no Celery worker took within this many seconds is sent again.
-RESEND_AFTER_S = 30.0
+RESEND_AFTER_S = float(os.environ.get("WAYMARK_CELERY_RESEND_AFTER", "30"))
 
 
 def register_task(celery_app: Any, engine_factory: Callable[[str], Engine]) -> Any:
@@ -56,7 +56,15 @@ def dispatch_to_celery(engine: Engine, celery_app: Any) -> None:
     """Make ``engine``'s worker loop hand claimed workflows to Celery instead of running them."""
 
     def send(row: Any) -> None:
-        celery_app.send_task(TASK_NAME, args=[row["workflow_uuid"], engine.executor_id])
+        try:
+            celery_app.send_task(TASK_NAME, args=[row["workflow_uuid"], engine.executor_id])
+        except Exception as exc:  # broker down: the workflow stays claimed here; re-sent later
+            log.warning(
+                "could not hand workflow %s to Celery: %s",
+                row["workflow_uuid"],
+                exc,
+                extra={"action": "celery.send_failed"},
+            )
 
     def resend_lost() -> None:
         while not engine._stopping.wait(RESEND_AFTER_S / 3):
