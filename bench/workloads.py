@@ -38,8 +38,13 @@ class Progress:
                 sys.stderr.flush()
 
 
-def _engine(target: setup.Target, name: str, threads: int = 16) -> tuple[Engine, Any]:
+def _engine(
+    target: setup.Target, name: str, threads: int = 16, queue: str | None = None
+) -> tuple[Engine, Any]:
+    """The benchmark app (launched): 3-step and n-step workflows of trivial steps."""
     engine = Engine(name, target.url, schema=target.schema, max_workflow_threads=threads)
+    if queue is not None:
+        engine.queue(queue, worker_concurrency=threads)
 
     @engine.step(name="noop")
     def noop(x: int) -> int:
@@ -135,22 +140,11 @@ def w3_step_overhead(target: setup.Target, quick: bool) -> dict[str, Any]:
 def w4_queue(target: setup.Target, quick: bool) -> dict[str, Any]:
     """Enqueue 2,000 three-step workflows on a queue (worker concurrency 16); time to done."""
     n = 500 if quick else 2000
-    engine = Engine("bench-w4", target.url, schema=target.schema, max_workflow_threads=16)
-    work = engine.queue("work", worker_concurrency=16)
-
-    @engine.step(name="noop")
-    def noop(x: int) -> int:
-        return x + 1
-
-    @engine.workflow(name="three_steps")
-    def three_steps(ctx, x):
-        return noop(noop(noop(x)))
-
-    engine.launch()
+    engine, wf = _engine(target, "bench-w4", threads=16, queue="work")
     progress = Progress("W4", n)
     try:
         started = time.perf_counter()
-        handles = [engine.start_workflow(three_steps, i, queue=work) for i in range(n)]
+        handles = [engine.start_workflow(wf["three"], i, queue="work") for i in range(n)]
         for h in handles:
             h.get_result(timeout=600)
             progress.tick()
