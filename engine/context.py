@@ -325,11 +325,15 @@ class WorkflowContext:
         detached: bool = False,
         queue: Any = None,
     ) -> handle.WorkflowHandle:
-        """Start a child workflow (ID ``f"{parent_id}-{step_id}"`` unless given). It inherits
-        this workflow's deadline unless ``detached``. Replays return the same child."""
-        if queue is not None:
-            raise NotImplementedError("queues are not implemented in this version yet")
+        """Start a child workflow (ID ``f"{parent_id}-{step_id}"`` unless given), here or on
+        ``queue``. It inherits this workflow's deadline unless ``detached``. Replays return
+        the same child."""
         engine = self._engine
+        queue_name = getattr(queue, "name", queue)
+        if queue_name is not None and queue_name not in engine._queues:
+            raise errors.EngineError(
+                f"unknown queue {queue_name!r}; declare it with engine.queue()"
+            )
         definition = engine._registry.resolve(fn)
         step_id, row = self._take_step(definition.name)
         if row is not None:
@@ -345,8 +349,8 @@ class WorkflowContext:
             None if detached else self.deadline_ms,
         ]
         deadline = min((d for d in candidates if d is not None), default=None)
-        created_rows, step_rows = self._store.write_together(
-            self._store.workflow_row(
+        if queue_name is None:
+            child_row = self._store.workflow_row(
                 workflow_id=child_id,
                 status=Status.PENDING,
                 name=definition.name,
@@ -358,7 +362,29 @@ class WorkflowContext:
                 parent_workflow_id=self.workflow_id,
                 timeout_ms=timeout_ms,
                 deadline_ms=deadline,
-            ),
+            )
+        else:  # waits on the queue; its own timeout counts from its dequeue
+            child_row = (
+                "enqueue_workflow",
+                {
+                    "workflow_id": child_id,
+                    "status": Status.ENQUEUED,
+                    "name": definition.name,
+                    "inputs": inputs,
+                    "application_version": engine.application_version,
+                    "application_id": engine.app_name,
+                    "now": now,
+                    "queue_name": queue_name,
+                    "timeout_ms": timeout_ms,
+                    "priority": 0,
+                    "deduplication_id": None,
+                    "delay_until": None,
+                    "parent_workflow_id": self.workflow_id,
+                    "deadline_ms": None if detached else self.deadline_ms,
+                },
+            )
+        created_rows, step_rows = self._store.write_together(
+            child_row,
             self._store.step_row(
                 workflow_id=self.workflow_id,
                 step_id=step_id,
@@ -369,7 +395,9 @@ class WorkflowContext:
                 child_workflow_id=child_id,
             ),
         )
-        if created_rows:
+        if created_rows and queue_name is not None:
+            engine._signals.fire("enq")
+        elif created_rows:
             engine._submit(
                 definition, child_id, serialization.decode_inputs(inputs, "input"), None, deadline
             )

@@ -236,3 +236,26 @@ def test_many_children_do_not_starve_the_pool(make_engine) -> None:
     roots = [engine.start_workflow(root, 5) for _ in range(4)]  # 4 parents, 2 threads
     assert [r.get_result(timeout=30) for r in roots] == [10] * 4
     wait_until(lambda: not engine._runs, what="all runs ended")
+
+
+def test_a_child_can_wait_on_a_queue(make_engine) -> None:
+    engine = make_engine("queued-kids")
+    engine.queue("kids", worker_concurrency=1)
+
+    @engine.workflow(name="kid")
+    def kid(ctx, x):
+        return ctx.run_step(lambda: x + 100)
+
+    @engine.workflow(name="mom")
+    def mom(ctx, n):
+        kids = [ctx.start_workflow(kid, i, queue="kids") for i in range(n)]
+        return [k.get_result() for k in kids]
+
+    engine.launch()
+    assert engine.start_workflow(mom, 3, workflow_id="mom").get_result(timeout=20) == [
+        100,
+        101,
+        102,
+    ]
+    kids = engine.list_workflows(queue_name="kids")
+    assert {k.parent_workflow_id for k in kids} == {"mom"} and len(kids) == 3
