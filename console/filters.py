@@ -7,7 +7,7 @@ Every filter lives in the query string so any view deep-links. A bad value raise
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from urllib.parse import urlencode
 
 from django.db.models import Q, QuerySet
@@ -42,7 +42,6 @@ class WorkflowFilter:
     since: str = ""  # one of WINDOWS, or ""
     after: dt.datetime | None = None
     before: dt.datetime | None = None
-    extra: dict[str, str] = field(default_factory=dict, compare=False)
 
     @property
     def active(self) -> bool:

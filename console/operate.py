@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+from collections.abc import Iterator
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
+from django.db.models import QuerySet
 from django.http import Http404, HttpResponse, QueryDict, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from console import actions, filters
+from console.http import HtmxHttpRequest
 from console.models import AuditRecord, BulkJob, Step, Workflow
 from console.views import bad_request
 
@@ -23,7 +26,7 @@ BULK_CAP = filters.COUNT_CAP  # "all matching" acts on at most this many workflo
 AUDIT_PAGE = 100
 
 
-def actor_of(request) -> actions.Actor:  # type: ignore[no-untyped-def]
+def actor_of(request: HtmxHttpRequest) -> actions.Actor:
     return actions.Actor(
         name=request.user.get_username(),
         source="console",
@@ -35,7 +38,7 @@ def actor_of(request) -> actions.Actor:  # type: ignore[no-untyped-def]
 @require_http_methods(["GET", "POST"])
 @login_required
 @permission_required(OPERATE, raise_exception=True)
-def workflow_action(request, workflow_id: str, action: str) -> HttpResponse:  # type: ignore[no-untyped-def]
+def workflow_action(request: HtmxHttpRequest, workflow_id: str, action: str) -> HttpResponse:
     if action not in actions.WHAT_HAPPENS:
         raise Http404(f"No action {action!r}.")
     workflow = Workflow.objects.filter(workflow_uuid=workflow_id).first()
@@ -90,7 +93,7 @@ def workflow_action(request, workflow_id: str, action: str) -> HttpResponse:  # 
 @require_POST
 @login_required
 @permission_required(OPERATE, raise_exception=True)
-def bulk_action(request) -> HttpResponse:  # type: ignore[no-untyped-def]
+def bulk_action(request: HtmxHttpRequest) -> HttpResponse:
     action = request.POST.get("action", "")
     if action not in ("cancel", "resume"):
         return bad_request(request, "action must be cancel or resume")
@@ -129,7 +132,7 @@ def bulk_action(request) -> HttpResponse:  # type: ignore[no-untyped-def]
 @require_GET
 @login_required
 @permission_required(OPERATE, raise_exception=True)
-def bulk_progress(request, job_id: int) -> HttpResponse:  # type: ignore[no-untyped-def]
+def bulk_progress(request: HtmxHttpRequest, job_id: int) -> HttpResponse:
     job = get_object_or_404(BulkJob, pk=job_id)
     response = render(request, "console/bulk_progress.html", {"job": job})
     if request.htmx and job.finished:
@@ -137,7 +140,7 @@ def bulk_progress(request, job_id: int) -> HttpResponse:  # type: ignore[no-unty
     return response
 
 
-def _audit_filter(request) -> tuple[object, dict[str, str]]:  # type: ignore[no-untyped-def]
+def _audit_filter(request: HtmxHttpRequest) -> tuple[QuerySet[AuditRecord], dict[str, str]]:
     qs = AuditRecord.objects.all()
     params = {k: request.GET.get(k, "").strip() for k in ("actor", "action", "target", "since")}
     if params["actor"]:
@@ -159,14 +162,14 @@ def _audit_filter(request) -> tuple[object, dict[str, str]]:  # type: ignore[no-
 @require_GET
 @login_required
 @permission_required(AUDIT, raise_exception=True)
-def audit(request) -> HttpResponse:  # type: ignore[no-untyped-def]
+def audit(request: HtmxHttpRequest) -> HttpResponse:
     try:
         qs, params = _audit_filter(request)
     except filters.BadFilterError as exc:
         return bad_request(request, str(exc))
     if request.GET.get("format") == "csv":
         return _csv(qs)
-    records = list(qs.prefetch_related("targets")[:AUDIT_PAGE])  # type: ignore[attr-defined]
+    records = list(qs.prefetch_related("targets")[:AUDIT_PAGE])
     return render(
         request,
         "console/audit.html",
@@ -185,7 +188,7 @@ class _Echo:
         return value
 
 
-def _csv(qs) -> StreamingHttpResponse:  # type: ignore[no-untyped-def]
+def _csv(qs: QuerySet[AuditRecord]) -> StreamingHttpResponse:
     writer = csv.writer(_Echo())
     header = [
         "at",
@@ -203,7 +206,7 @@ def _csv(qs) -> StreamingHttpResponse:  # type: ignore[no-untyped-def]
         "user_agent",
     ]
 
-    def rows():  # type: ignore[no-untyped-def]
+    def rows() -> Iterator[str]:
         yield writer.writerow(header)
         for r in qs.iterator():
             yield writer.writerow(

@@ -11,6 +11,7 @@ from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
 from console import charts, filters, stats
+from console.http import HtmxHttpRequest
 from console.views import bad_request
 
 
@@ -20,7 +21,7 @@ def _now_ms() -> int:
 
 @require_GET
 @login_required
-def overview(request) -> HttpResponse:  # type: ignore[no-untyped-def]
+def overview(request: HtmxHttpRequest) -> HttpResponse:
     window = request.GET.get("window", "24h")
     if window not in filters.WINDOWS:
         return bad_request(
@@ -56,7 +57,7 @@ def overview(request) -> HttpResponse:  # type: ignore[no-untyped-def]
 
 @require_GET
 @login_required
-def queues(request) -> HttpResponse:  # type: ignore[no-untyped-def]
+def queues(request: HtmxHttpRequest) -> HttpResponse:
     now = _now_ms()
     return render(
         request,
@@ -67,7 +68,7 @@ def queues(request) -> HttpResponse:  # type: ignore[no-untyped-def]
 
 @require_GET
 @login_required
-def schedules(request) -> HttpResponse:  # type: ignore[no-untyped-def]
+def schedules(request: HtmxHttpRequest) -> HttpResponse:
     now = _now_ms()
     live = stats.live_executors(now)
     return render(
@@ -83,7 +84,7 @@ def schedules(request) -> HttpResponse:  # type: ignore[no-untyped-def]
 
 @require_GET
 @login_required
-def versions(request) -> HttpResponse:  # type: ignore[no-untyped-def]
+def versions(request: HtmxHttpRequest) -> HttpResponse:
     now = _now_ms()
     live = stats.live_executors(now)
     return render(

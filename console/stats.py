@@ -42,7 +42,7 @@ class Series:
     p50: list[float | None]
     p95: list[float | None]
     bucket_ms: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
+    sampled: bool = False  # latencies come from the latest LATENCY_SAMPLE only
 
 
 def series(since_ms: int, now_ms: int) -> Series:
@@ -80,7 +80,7 @@ def series(since_ms: int, now_ms: int) -> Series:
         [pct(v, 50) for v in latencies],
         [pct(v, 95) for v in latencies],
         bucket,
-        {"sampled": len(rows) == LATENCY_SAMPLE},
+        len(rows) == LATENCY_SAMPLE,
     )
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
 
 from console.models import Step, Workflow
 
@@ -169,10 +168,3 @@ def build(workflow: Workflow, steps: list[Step], now: int) -> Timeline:
     deadline = workflow.workflow_deadline_epoch_ms
     deadline_x = scale.x(deadline) if deadline is not None and deadline <= end else None
     return Timeline(bars, breaks, round(deadline_x, 3) if deadline_x else None, start, end)
-
-
-def summarize(bars: list[Bar]) -> dict[str, Any]:
-    return {
-        "errors": sum(1 for b in bars if b.outcome == "error"),
-        "running": sum(1 for b in bars if b.outcome == "running"),
-    }

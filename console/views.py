@@ -15,9 +15,9 @@ from django.http import Http404, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 from django_htmx.http import HTMX_STOP_POLLING
-from django_htmx.middleware import HtmxDetails
 
 from console import actions, filters, timeline
+from console.http import HtmxHttpRequest
 from console.models import AuditRecord, Event, Notification, Step, Workflow
 from engine.records import FINAL_STATUSES
 
@@ -36,15 +36,11 @@ LIST_FIELDS = (
 )
 
 
-class HtmxHttpRequest:  # typing only: the request as django-htmx decorates it
-    htmx: HtmxDetails
-
-
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def bad_request(request, reason: str) -> HttpResponse:  # type: ignore[no-untyped-def]
+def bad_request(request: HtmxHttpRequest, reason: str) -> HttpResponse:
     return render(request, "400.html", {"reason": reason}, status=400)
 
 
@@ -57,7 +53,7 @@ def _workflow_or_404(workflow_id: str) -> Workflow:
 
 @require_GET
 @login_required
-def workflow_list(request) -> HttpResponse:  # type: ignore[no-untyped-def]
+def workflow_list(request: HtmxHttpRequest) -> HttpResponse:
     try:
         f = filters.parse(request.GET)
         cursor = filters.parse_cursor(request.GET.get("cursor", ""))
@@ -134,7 +130,7 @@ def _detail_context(workflow: Workflow) -> dict[str, object]:
 
 @require_GET
 @login_required
-def workflow_detail(request, workflow_id: str) -> HttpResponse:  # type: ignore[no-untyped-def]
+def workflow_detail(request: HtmxHttpRequest, workflow_id: str) -> HttpResponse:
     workflow = _workflow_or_404(workflow_id)
     if request.htmx and request.GET.get("fragment") == "live":
         if request.GET.get("v") == str(workflow.updated_at):
@@ -168,7 +164,7 @@ def workflow_detail(request, workflow_id: str) -> HttpResponse:  # type: ignore[
 
 @require_GET
 @login_required
-def workflow_steps(request, workflow_id: str) -> HttpResponse:  # type: ignore[no-untyped-def]
+def workflow_steps(request: HtmxHttpRequest, workflow_id: str) -> HttpResponse:
     """More steps of a long workflow (the "load more" of the steps table)."""
     _workflow_or_404(workflow_id)
     try:
@@ -192,7 +188,7 @@ def workflow_steps(request, workflow_id: str) -> HttpResponse:  # type: ignore[n
 
 @require_GET
 @login_required
-def step_detail(request, workflow_id: str, step_id: int) -> HttpResponse:  # type: ignore[no-untyped-def]
+def step_detail(request: HtmxHttpRequest, workflow_id: str, step_id: int) -> HttpResponse:
     workflow = _workflow_or_404(workflow_id)
     try:
         step = Step.objects.get(workflow_uuid=workflow_id, function_id=step_id)

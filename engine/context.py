@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from engine import errors, futures, handle, registry, serialization
-from engine.records import Status
+from engine.records import FINAL_STATUSES, Status
 from engine.store import base
 
 if TYPE_CHECKING:
@@ -423,7 +423,7 @@ class WorkflowContext:
             outcome = self._store.get_workflow_outcome(workflow_id)
             if outcome is None:
                 raise errors.WorkflowNotFoundError(workflow_id)
-            return outcome if outcome["status"] in handle.FINAL else None
+            return outcome if outcome["status"] in FINAL_STATUSES else None
 
         outcome = self._wait(until, (f"done:{workflow_id}",), final)
         if outcome is None:

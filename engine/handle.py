@@ -6,7 +6,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from engine import errors, serialization
-from engine.records import Status, WorkflowStatus
+from engine.records import FINAL_STATUSES, Status, WorkflowStatus
 
 if TYPE_CHECKING:
     from engine.client import BaseClient
@@ -66,7 +66,7 @@ def poll_until_final(read: Any, workflow_id: str, timeout: float | None) -> Any:
         row = read(workflow_id)
         if row is None:
             raise errors.WorkflowNotFoundError(workflow_id)
-        if row["status"] in FINAL:
+        if row["status"] in FINAL_STATUSES:
             return row
         if deadline is not None:
             remaining = deadline - time.monotonic()
@@ -78,6 +78,3 @@ def poll_until_final(read: Any, workflow_id: str, timeout: float | None) -> Any:
             delay = min(delay, remaining)
         time.sleep(delay)
         delay = min(delay * 1.5, POLL_MAX_S)
-
-
-FINAL = frozenset(s.value for s in Status if s.is_final)

@@ -379,17 +379,16 @@ class Store(abc.ABC):
         if limit <= 0:
             return []
         now = now_ms()
+        claim = {
+            "queue_name": queue_name,
+            "application_version": application_version,
+            "executor_id": executor_id,
+            "now": now,
+        }
         if concurrency is None and rate_limit is None:
             # No shared budget to count: SKIP LOCKED (or SQLite's single writer) alone keeps
             # concurrent claimers apart, so one statement is enough.
-            return self.write(
-                "claim_queued",
-                queue_name=queue_name,
-                application_version=application_version,
-                executor_id=executor_id,
-                limit=limit,
-                now=now,
-            )
+            return self.write("claim_queued", limit=limit, **claim)
         with self._exclusive() as run:
             if not run("try_lock_queue", lock_name=f"waymark-queue:{queue_name}")[0]["locked"]:
                 return []  # another worker is dequeuing this queue right now
@@ -404,14 +403,7 @@ class Store(abc.ABC):
                 limit = min(limit, max_starts - started)
             if limit <= 0:
                 return []
-            return run(
-                "claim_queued",
-                queue_name=queue_name,
-                application_version=application_version,
-                executor_id=executor_id,
-                limit=limit,
-                now=now,
-            )
+            return run("claim_queued", limit=limit, **claim)
 
     def promote_delayed(self) -> None:
         self.write("promote_delayed", now=now_ms())
