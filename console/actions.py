@@ -61,15 +61,9 @@ def _statuses(ids: list[str]) -> dict[str, str]:
     return {i: found.get(i, "NOT FOUND") for i in ids}
 
 
-def _audit(
-    actor: Actor,
-    action: str,
-    ids: list[str],
-    reason: str,
-    before: dict[str, str],
-    outcome: Outcome,
-    query: str = "",
-) -> AuditRecord:
+def _intend(actor: Actor, action: str, ids: list[str], reason: str, query: str = "") -> AuditRecord:
+    """Record what an action sets out to do, before it does anything (its outcome comes later:
+    an action cut short by a crash still leaves who meant to do what, to which workflows)."""
     with transaction.atomic():
         record = AuditRecord.objects.create(
             actor=actor.name,
@@ -78,15 +72,21 @@ def _audit(
             workflow_ids=ids,
             filter=query,
             reason=reason,
-            status_before=before,
-            status_after=_statuses(ids),
-            outcome=outcome.message,
-            ok=outcome.ok,
+            status_before=_statuses(ids),
             client_address=actor.address,
             user_agent=actor.user_agent[:1000],
         )
         AuditTarget.objects.bulk_create(AuditTarget(record=record, workflow_id=i) for i in ids)
     return record
+
+
+def _complete(record: AuditRecord, outcome: Outcome) -> None:
+    AuditRecord.objects.complete(  # type: ignore[attr-defined]
+        record.pk,
+        outcome=outcome.message,
+        ok=outcome.ok,
+        status_after=_statuses(record.workflow_ids),
+    )
 
 
 def _one(
@@ -117,16 +117,17 @@ def act(
     step: int | None = None,
     version: str | None = None,
 ) -> Outcome:
-    """Run one action (if valid for the workflow's status now) and audit it."""
-    before = _statuses([workflow_id])
-    status = before[workflow_id]
+    """Record the intent, run one action (if valid for the workflow's status now), record
+    how it went."""
+    record = _intend(actor, action, [workflow_id], reason)
+    status = record.status_before[workflow_id]
     if status == "NOT FOUND":
         outcome = Outcome(False, f"no workflow with ID {workflow_id!r}")
     elif not allowed(action, status):
         outcome = Outcome(False, f"cannot {action} a workflow that is {status}")
     else:
         outcome = _one(action, workflow_id, step, version)
-    _audit(actor, action, [workflow_id], reason, before, outcome)
+    _complete(record, outcome)
     return outcome
 
 
@@ -138,8 +139,9 @@ def bulk(actor: Actor, action: str, ids: list[str], reason: str, query: str = ""
     """
     if action not in ("cancel", "resume"):
         raise ValueError(f"bulk action must be cancel or resume, not {action!r}")
-    job = BulkJob.objects.create(actor=actor.name, action=action, total=len(ids))
-    before = _statuses(ids)
+    record = _intend(actor, f"bulk_{action}", ids, reason, query)
+    job = BulkJob.objects.create(actor=actor.name, action=action, total=len(ids), audit=record)
+    before = record.status_before
 
     def run() -> None:
         try:
@@ -153,14 +155,15 @@ def bulk(actor: Actor, action: str, ids: list[str], reason: str, query: str = ""
                     outcomes[workflow_id] = result.message
                 if n % 25 == 0 or n == len(ids):
                     BulkJob.objects.filter(pk=job.pk).update(done=n, outcomes=outcomes)
-            failed = sum(1 for o in outcomes.values() if not o.startswith(("cancelled", "resumed")))
+            done = sum(1 for o in outcomes.values() if o.startswith(("cancelled", "resumed")))
+            past = {"cancel": "cancelled", "resume": "resumed"}[action]
             summary = Outcome(
-                failed == 0,
-                f"{len(ids) - failed} {action}ed, {failed} skipped or failed",
+                done == len(ids),
+                f"{done} {past}, {len(ids) - done} skipped or failed",
                 outcomes=outcomes,
             )
-            record = _audit(actor, f"bulk_{action}", ids, reason, before, summary, query)
-            BulkJob.objects.filter(pk=job.pk).update(finished=True, audit=record)
+            _complete(record, summary)
+            BulkJob.objects.filter(pk=job.pk).update(finished=True)
         finally:
             close_old_connections()
 

@@ -7,12 +7,14 @@ Every filter lives in the query string so any view deep-links. A bad value raise
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
 from django.db.models import Q, QuerySet
 from django.http import QueryDict
 
+from console import params
 from engine.records import Status
 
 PAGE_SIZE = 50
@@ -26,8 +28,15 @@ WINDOWS = {
 }
 
 
-class BadFilterError(ValueError):
-    """A query parameter the console cannot use; its message says which and why."""
+# Dates a filter accepts: any later or earlier overflows epoch milliseconds somewhere.
+EARLIEST = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+LATEST = dt.datetime(9999, 1, 1, tzinfo=dt.UTC)
+CURSOR = re.compile(r"([0-9]{1,15})~(.+)", re.DOTALL)
+ID_LIMIT = 10_000  # characters of a workflow ID the console accepts in a parameter
+
+
+class BadFilterError(params.BadParameterError):
+    """A filter the console cannot use; its message says which and why."""
 
 
 @dataclass(frozen=True)
@@ -78,22 +87,25 @@ class WorkflowFilter:
 
 def _datetime(value: str, param: str) -> dt.datetime:
     try:
-        parsed = dt.datetime.fromisoformat(value)
-    except ValueError:
+        parsed = dt.datetime.fromisoformat(params.clean(value, param, 64))
+        if not parsed.tzinfo:
+            parsed = parsed.replace(tzinfo=dt.UTC)
+        in_range = EARLIEST <= parsed <= LATEST  # comparing aware times converts; may overflow
+    except (ValueError, OverflowError):
         raise BadFilterError(
-            f"{param}={value!r} is not a date-time; use ISO 8601, e.g. "
+            f"{param}={value[:64]!r} is not a date-time; use ISO 8601, e.g. "
             "2026-11-25T14:00 or 2026-11-25T14:00:00+00:00"
         )
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+    if not in_range:
+        raise BadFilterError(f"{param} must be between 1970 and 9999")
+    return parsed
 
 
-def _text(query: QueryDict, param: str, limit: int = 500) -> str:
-    value = query.get(param, "").strip()
-    if len(value) > limit:
-        raise BadFilterError(f"{param} is longer than {limit} characters")
-    if "\x00" in value:
-        raise BadFilterError(f"{param} contains a NUL character")
-    return value
+def _text(query: QueryDict, param: str, limit: int = params.TEXT_LIMIT) -> str:
+    try:
+        return params.text(query, param, limit)
+    except params.BadParameterError as exc:
+        raise BadFilterError(str(exc))
 
 
 def parse(query: QueryDict) -> WorkflowFilter:
@@ -101,11 +113,14 @@ def parse(query: QueryDict) -> WorkflowFilter:
     for status in statuses:
         if status not in Status.__members__:
             raise BadFilterError(
-                f"status={status!r} is not a status; use one of {', '.join(Status.__members__)}"
+                f"status={status[:40]!r} is not a status; use one of "
+                f"{', '.join(Status.__members__)}"
             )
     since = query.get("since", "")
     if since and since not in WINDOWS:
-        raise BadFilterError(f"since={since!r} is not a window; use one of {', '.join(WINDOWS)}")
+        raise BadFilterError(
+            f"since={since[:40]!r} is not a window; use one of {', '.join(WINDOWS)}"
+        )
     after = _datetime(query["after"], "after") if query.get("after") else None
     before = _datetime(query["before"], "before") if query.get("before") else None
     if after and before and after >= before:
@@ -116,8 +131,8 @@ def parse(query: QueryDict) -> WorkflowFilter:
         queue=_text(query, "queue"),
         version=_text(query, "version"),
         executor=_text(query, "executor"),
-        id_prefix=_text(query, "id"),
-        parent=_text(query, "parent"),
+        id_prefix=_text(query, "id", ID_LIMIT),
+        parent=_text(query, "parent", ID_LIMIT),
         since=since,
         after=after,
         before=before,
@@ -155,10 +170,12 @@ def parse_cursor(value: str) -> tuple[int, str] | None:
     """``<created_at ms>~<workflow id>``: the last row of the previous page (keyset)."""
     if not value:
         return None
-    created, sep, workflow_id = value.partition("~")
-    if not sep or not created.isdigit() or not workflow_id:
-        raise BadFilterError(f"cursor={value!r} is not a page cursor; follow the list's Next link")
-    return int(created), workflow_id
+    match = CURSOR.fullmatch(value)
+    if not match or len(value) > ID_LIMIT + 16 or "\x00" in value:
+        raise BadFilterError(
+            f"cursor={value[:40]!r} is not a page cursor; follow the list's Next link"
+        )
+    return int(match[1]), match[2]
 
 
 def page(qs: QuerySet, cursor: tuple[int, str] | None) -> tuple[list, str]:  # type: ignore[type-arg]

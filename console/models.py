@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import models
+from django.utils import timezone
 
 from engine import rows
 from engine.records import StepInfo, WorkflowStatus
@@ -147,6 +148,21 @@ class AppendOnlyQuerySet(models.QuerySet):  # type: ignore[type-arg]
 
     update = delete = bulk_update = _append_only  # type: ignore[assignment]
 
+    def complete(self, pk: int, *, outcome: str, ok: bool, status_after: dict[str, str]) -> int:
+        """Write the outcome of an action whose intent was recorded: once, never changed.
+
+        The record was written before the action ran (so an interrupted action still leaves
+        what it set out to do); this fills in how it went, only while it has no outcome.
+        """
+        unfinished = models.QuerySet.filter(self, pk=pk, completed_at__isnull=True)
+        return models.QuerySet.update(
+            unfinished,
+            outcome=outcome,
+            ok=ok,
+            status_after=status_after,
+            completed_at=timezone.now(),
+        )
+
 
 class AuditRecord(models.Model):
     """One operator action: who, when, what, on which workflows, and how it went."""
@@ -160,8 +176,9 @@ class AuditRecord(models.Model):
     reason = models.TextField(blank=True)
     status_before = models.JSONField(default=dict)
     status_after = models.JSONField(default=dict)
-    outcome = models.TextField()
-    ok = models.BooleanField(default=True)
+    outcome = models.TextField(blank=True)
+    ok = models.BooleanField(null=True)  # None until the outcome is written
+    completed_at = models.DateTimeField(null=True, blank=True)  # None: intent only, so far
     client_address = models.GenericIPAddressField(null=True, blank=True)
     user_agent = models.TextField(blank=True)
 

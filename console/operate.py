@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+from collections import Counter
 from collections.abc import Iterator
 
 from django.contrib import messages
@@ -15,7 +16,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from console import actions, filters
+from console import actions, audit_trail, filters, params
 from console.http import HtmxHttpRequest
 from console.models import AuditRecord, BulkJob, Step, Workflow
 from console.views import bad_request
@@ -24,6 +25,9 @@ OPERATE = "console.operate_workflows"
 AUDIT = "console.view_audit"
 BULK_CAP = filters.COUNT_CAP  # "all matching" acts on at most this many workflows
 AUDIT_PAGE = 100
+PROGRESS_ROWS = 100  # a bulk progress page lists this many outcomes, then counts the rest
+REASON_LIMIT = 2000
+QUERY_LIMIT = 4000
 
 
 def actor_of(request: HtmxHttpRequest) -> actions.Actor:
@@ -65,24 +69,17 @@ def workflow_action(request: HtmxHttpRequest, workflow_id: str, action: str) -> 
                 "allowed": actions.allowed(action, workflow.status),
                 "steps": steps,
                 "versions": versions,
-                "default_step": request.GET.get("step", ""),
+                "default_step": request.GET.get("step", "")[:10],
             },
         )
-    step = None
-    if action == "fork":
-        try:
-            step = int(request.POST.get("step", "1"))
-            if step < 1:
-                raise ValueError
-        except ValueError:
-            return bad_request(request, "step must be a step number >= 1")
+    try:
+        step = params.number(request.POST, "step", default=1) if action == "fork" else None
+        reason = params.text(request.POST, "reason", REASON_LIMIT)
+        version = params.text(request.POST, "version") or None
+    except params.BadParameterError as exc:
+        return bad_request(request, str(exc))
     outcome = actions.act(
-        actor_of(request),
-        action,
-        workflow_id,
-        request.POST.get("reason", "").strip()[:2000],
-        step=step,
-        version=request.POST.get("version", "").strip() or None,
+        actor_of(request), action, workflow_id, reason, step=step, version=version
     )
     level = messages.SUCCESS if outcome.ok else messages.ERROR
     messages.add_message(request, level, f"{action.capitalize()}: {outcome.message}")
@@ -97,16 +94,20 @@ def bulk_action(request: HtmxHttpRequest) -> HttpResponse:
     action = request.POST.get("action", "")
     if action not in ("cancel", "resume"):
         return bad_request(request, "action must be cancel or resume")
-    query = request.POST.get("query", "")
-    if request.POST.get("all") == "1":
-        try:
+    try:
+        query = params.text(request.POST, "query", QUERY_LIMIT)
+        reason = params.text(request.POST, "reason", REASON_LIMIT)
+        if request.POST.get("all") == "1":
             f = filters.parse(QueryDict(query))
-        except filters.BadFilterError as exc:
-            return bad_request(request, str(exc))
-        qs = filters.apply(Workflow.objects.all(), f, dt.datetime.now(dt.UTC))
-        ids = list(qs.order_by("-created_at").values_list("workflow_uuid", flat=True)[:BULK_CAP])
-    else:
-        ids = list(dict.fromkeys(request.POST.getlist("ids")))[:BULK_CAP]
+            qs = filters.apply(Workflow.objects.all(), f, dt.datetime.now(dt.UTC))
+            ids = list(
+                qs.order_by("-created_at").values_list("workflow_uuid", flat=True)[:BULK_CAP]
+            )
+        else:
+            chosen = request.POST.getlist("ids")[:BULK_CAP]
+            ids = list(dict.fromkeys(params.clean(i, "ids", filters.ID_LIMIT) for i in chosen))
+    except params.BadParameterError as exc:
+        return bad_request(request, str(exc))
     if not ids:
         return bad_request(request, "select at least one workflow (or all matching)")
     if request.POST.get("confirm") != "1":
@@ -123,9 +124,7 @@ def bulk_action(request: HtmxHttpRequest) -> HttpResponse:
                 "capped": len(ids) == BULK_CAP,
             },
         )
-    job = actions.bulk(
-        actor_of(request), action, ids, request.POST.get("reason", "").strip()[:2000], query
-    )
+    job = actions.bulk(actor_of(request), action, ids, reason, query)
     return redirect("bulk_progress", job_id=job.pk)
 
 
@@ -134,7 +133,14 @@ def bulk_action(request: HtmxHttpRequest) -> HttpResponse:
 @permission_required(OPERATE, raise_exception=True)
 def bulk_progress(request: HtmxHttpRequest, job_id: int) -> HttpResponse:
     job = get_object_or_404(BulkJob, pk=job_id)
-    response = render(request, "console/bulk_progress.html", {"job": job})
+    outcomes = Counter(o.split(":")[0] for o in job.outcomes.values())
+    context = {
+        "job": job,
+        "outcome_counts": outcomes.most_common(),
+        "first": list(job.outcomes.items())[:PROGRESS_ROWS],
+        "more": max(0, len(job.outcomes) - PROGRESS_ROWS),
+    }
+    response = render(request, "console/bulk_progress.html", context)
     if request.htmx and job.finished:
         response.status_code = 286  # done: stop polling
     return response
@@ -142,21 +148,24 @@ def bulk_progress(request: HtmxHttpRequest, job_id: int) -> HttpResponse:
 
 def _audit_filter(request: HtmxHttpRequest) -> tuple[QuerySet[AuditRecord], dict[str, str]]:
     qs = AuditRecord.objects.all()
-    params = {k: request.GET.get(k, "").strip() for k in ("actor", "action", "target", "since")}
-    if params["actor"]:
-        qs = qs.filter(actor=params["actor"])
-    if params["action"]:
-        qs = qs.filter(action=params["action"])
-    if params["target"]:
-        qs = qs.filter(targets__workflow_id=params["target"])
-    if params["since"]:
-        if params["since"] not in filters.WINDOWS:
+    chosen = {
+        k: params.text(request.GET, k, filters.ID_LIMIT)
+        for k in ("actor", "action", "target", "since")
+    }
+    if chosen["actor"]:
+        qs = qs.filter(actor=chosen["actor"])
+    if chosen["action"]:
+        qs = qs.filter(action=chosen["action"])
+    if chosen["target"]:
+        qs = qs.filter(targets__workflow_id=chosen["target"])
+    if chosen["since"]:
+        if chosen["since"] not in filters.WINDOWS:
             raise filters.BadFilterError(
-                f"since={params['since']!r} is not a window; use one of "
+                f"since={chosen['since'][:40]!r} is not a window; use one of "
                 f"{', '.join(filters.WINDOWS)}"
             )
-        qs = qs.filter(at__gte=dt.datetime.now(dt.UTC) - filters.WINDOWS[params["since"]])
-    return qs.distinct(), params
+        qs = qs.filter(at__gte=dt.datetime.now(dt.UTC) - filters.WINDOWS[chosen["since"]])
+    return qs.distinct(), chosen
 
 
 @require_GET
@@ -164,18 +173,17 @@ def _audit_filter(request: HtmxHttpRequest) -> tuple[QuerySet[AuditRecord], dict
 @permission_required(AUDIT, raise_exception=True)
 def audit(request: HtmxHttpRequest) -> HttpResponse:
     try:
-        qs, params = _audit_filter(request)
-    except filters.BadFilterError as exc:
+        qs, chosen = _audit_filter(request)
+    except params.BadParameterError as exc:
         return bad_request(request, str(exc))
     if request.GET.get("format") == "csv":
         return _csv(qs)
-    records = list(qs.prefetch_related("targets")[:AUDIT_PAGE])
     return render(
         request,
         "console/audit.html",
         {
-            "records": records,
-            "params": params,
+            "records": audit_trail.rows(qs[:AUDIT_PAGE]),
+            "params": chosen,
             "windows": list(filters.WINDOWS),
             "actions": ["cancel", "resume", "fork", "bulk_cancel", "bulk_resume"],
             "csv_url": reverse("audit") + "?" + request.GET.urlencode() + "&format=csv",
@@ -209,23 +217,22 @@ def _csv(qs: QuerySet[AuditRecord]) -> StreamingHttpResponse:
     def rows() -> Iterator[str]:
         yield writer.writerow(header)
         for r in qs.iterator():
-            yield writer.writerow(
-                [
-                    r.at.isoformat(),
-                    r.actor,
-                    r.source,
-                    r.action,
-                    " ".join(r.workflow_ids),
-                    r.filter,
-                    r.reason,
-                    r.status_before,
-                    r.status_after,
-                    r.outcome,
-                    r.ok,
-                    r.client_address or "",
-                    r.user_agent,
-                ]
-            )
+            cells = [
+                r.at.isoformat(),
+                r.actor,
+                r.source,
+                r.action,
+                " ".join(r.workflow_ids),
+                r.filter,
+                r.reason,
+                r.status_before,
+                r.status_after,
+                r.outcome,
+                r.ok,
+                r.client_address or "",
+                r.user_agent,
+            ]
+            yield writer.writerow([audit_trail.csv_cell(c) for c in cells])
 
     response = StreamingHttpResponse(rows(), content_type="text/csv")
     response["Content-Disposition"] = 'attachment; filename="waymark-audit.csv"'

@@ -69,9 +69,9 @@ def _kind(step: Step) -> str:
 def _span(step: Step, kind: str, now: int) -> tuple[int, int]:
     start = step.started_at_epoch_ms or step.completed_at_epoch_ms or now
     end = step.completed_at_epoch_ms or now
-    if kind == "sleep" and step.output:
+    if kind == "sleep" and step.output_head:
         try:
-            end = max(end, min(int(json.loads(step.output)), now))
+            end = max(end, min(int(json.loads(step.output_head)), now))
         except (ValueError, TypeError):
             pass
     return start, max(end, start)
@@ -139,12 +139,14 @@ def build(workflow: Workflow, steps: list[Step], now: int) -> Timeline:
         left = scale.x(s)
         width = max(scale.x(e) - left, 0.4)
         outcome = (
-            "error" if step.error else ("running" if step.completed_at_epoch_ms is None else "ok")
+            "error"
+            if step.error_head is not None
+            else ("running" if step.completed_at_epoch_ms is None else "ok")
         )
         tick = None
-        if kind == "sleep" and step.output:
+        if kind == "sleep" and step.output_head:
             try:
-                tick = scale.x(int(json.loads(step.output)))
+                tick = scale.x(int(json.loads(step.output_head)))
             except (ValueError, TypeError):
                 tick = None
         name = step.function_name

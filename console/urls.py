@@ -1,20 +1,40 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import path
+from django.urls import path, register_converter
 
 from console import operate, pages, views
+from console.converters import StepNumberConverter, WorkflowIdConverter
+
+register_converter(WorkflowIdConverter, "wid")
+register_converter(StepNumberConverter, "step")
 
 urlpatterns = [
     path("", pages.overview, name="overview"),
     path("workflows/", views.workflow_list, name="workflow_list"),
-    path("workflows/bulk/", operate.bulk_action, name="bulk_action"),
-    path("workflows/bulk/<int:job_id>/", operate.bulk_progress, name="bulk_progress"),
-    path("workflows/<str:workflow_id>/", views.workflow_detail, name="workflow_detail"),
-    path("workflows/<str:workflow_id>/steps/", views.workflow_steps, name="workflow_steps"),
-    path("workflows/<str:workflow_id>/steps/<int:step_id>/", views.step_detail, name="step_detail"),
+    path("workflows/<wid:workflow_id>/", views.workflow_detail, name="workflow_detail"),
+    path("workflows/<wid:workflow_id>/steps/", views.workflow_steps, name="workflow_steps"),
     path(
-        "workflows/<str:workflow_id>/<str:action>/", operate.workflow_action, name="workflow_action"
+        "workflows/<wid:workflow_id>/steps/<step:step_id>/", views.step_detail, name="step_detail"
     ),
+    path(
+        "workflows/<wid:workflow_id>/steps/<step:step_id>/<str:part>.json",
+        views.step_payload,
+        name="step_payload",
+    ),
+    path("workflows/<wid:workflow_id>/events/", views.workflow_events, name="workflow_events"),
+    path(
+        "workflows/<wid:workflow_id>/messages/", views.workflow_messages, name="workflow_messages"
+    ),
+    path(
+        "workflows/<wid:workflow_id>/<str:part>.json",
+        views.workflow_payload,
+        name="workflow_payload",
+    ),
+    path(
+        "workflows/<wid:workflow_id>/<str:action>/", operate.workflow_action, name="workflow_action"
+    ),
+    path("bulk/", operate.bulk_action, name="bulk_action"),
+    path("bulk/<int:job_id>/", operate.bulk_progress, name="bulk_progress"),
     path("queues/", pages.queues, name="queues"),
     path("audit/", operate.audit, name="audit"),
     path("schedules/", pages.schedules, name="schedules"),

@@ -97,7 +97,7 @@ def test_a_viewer_gets_403_on_every_action_and_nothing_changes(app, action) -> N
     assert viewer.post(f"/workflows/v-1/{action}/", {"reason": "no"}).status_code == 403
     assert (
         viewer.post(
-            "/workflows/bulk/", {"action": "cancel", "ids": ["v-1"], "confirm": "1"}
+            "/bulk/", {"action": "cancel", "ids": ["v-1"], "confirm": "1"}
         ).status_code
         == 403
     )
@@ -176,7 +176,7 @@ def test_csrf_is_required_on_every_post(app) -> None:
     strict.force_login(account)
     assert strict.post("/workflows/csrf-1/cancel/", {"reason": "x"}).status_code == 403
     assert (
-        strict.post("/workflows/bulk/", {"action": "cancel", "ids": ["csrf-1"]}).status_code == 403
+        strict.post("/bulk/", {"action": "cancel", "ids": ["csrf-1"]}).status_code == 403
     )
     assert status("csrf-1") == "PENDING"
 
@@ -187,10 +187,10 @@ def test_bulk_cancel_selection_and_all_matching_with_progress(app) -> None:
     for i in range(60):
         engine.start_workflow("held", i, workflow_id=f"bulk-{i:02d}")
     web = user("operator")
-    confirm = web.post("/workflows/bulk/", {"action": "cancel", "ids": ["bulk-00", "bulk-01"]})
+    confirm = web.post("/bulk/", {"action": "cancel", "ids": ["bulk-00", "bulk-01"]})
     assert b"Cancel 2 selected" in confirm.content
     done = web.post(
-        "/workflows/bulk/",
+        "/bulk/",
         {"action": "cancel", "ids": ["bulk-00", "bulk-01"], "confirm": "1", "reason": "selection"},
         follow=True,
     )
@@ -198,11 +198,11 @@ def test_bulk_cancel_selection_and_all_matching_with_progress(app) -> None:
     assert status("bulk-00") == status("bulk-01") == "CANCELLED"
 
     matching = web.post(
-        "/workflows/bulk/", {"action": "cancel", "all": "1", "query": "id=bulk-&status=PENDING"}
+        "/bulk/", {"action": "cancel", "all": "1", "query": "id=bulk-&status=PENDING"}
     )
     assert b"all 58 matching" in matching.content
     progress = web.post(
-        "/workflows/bulk/",
+        "/bulk/",
         {"action": "cancel", "all": "1", "confirm": "1", "query": "id=bulk-&status=PENDING"},
     )
     job_url = progress["Location"]

@@ -1,15 +1,12 @@
-"""Template filters: times in epoch ms, durations, JSON payload previews (always escaped)."""
+"""Template filters: times in epoch ms and durations (payloads: console.payloads)."""
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 
 from django import template
 
 register = template.Library()
-
-PREVIEW_CHARS = 160
 
 
 @register.filter
@@ -37,50 +34,3 @@ def elapsed(start: int | None, end: int | None) -> str:
     if start is None or end is None:
         return "—"
     return duration(int(end) - int(start))
-
-
-def _pretty(text: str | None) -> str:
-    if text is None:
-        return ""
-    try:
-        return json.dumps(json.loads(text), indent=2, ensure_ascii=False)
-    except (TypeError, ValueError):
-        return text  # corrupt or not JSON: shown as stored (still escaped by the template)
-
-
-@register.filter
-def json_preview(text: str | None) -> str:
-    """One line, capped: for tables."""
-    if text is None:
-        return ""
-    try:
-        flat = json.dumps(json.loads(text), ensure_ascii=False)
-    except (TypeError, ValueError):
-        flat = text
-    return flat if len(flat) <= PREVIEW_CHARS else flat[: PREVIEW_CHARS - 1] + "…"
-
-
-@register.filter
-def json_full(text: str | None) -> str:
-    return _pretty(text)
-
-
-@register.filter
-def is_capped(text: str | None) -> bool:
-    return text is not None and len(text) > PREVIEW_CHARS
-
-
-@register.filter
-def error_name(text: str | None) -> str:
-    try:
-        return str(json.loads(text or "{}").get("name", "Error"))
-    except (ValueError, AttributeError):
-        return "Error"
-
-
-@register.filter
-def error_message(text: str | None) -> str:
-    try:
-        return str(json.loads(text or "{}").get("message", ""))
-    except (ValueError, AttributeError):
-        return text or ""
