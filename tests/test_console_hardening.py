@@ -50,7 +50,7 @@ def test_every_workflow_id_works_on_every_page_and_action(app) -> None:
         assert page.context["workflow"].workflow_uuid == workflow_id
         assert web.get(path + "steps/1/").status_code == 200
         assert web.get(path + "steps/").status_code == 200
-        assert json.loads(web.get(path + "input.json").content) ["positionalArgs"] == [1]
+        assert json.loads(web.get(path + "input.json").content)["positionalArgs"] == [1]
         assert web.get(path + "fork/").status_code == 200
         forked = web.post(path + "fork/", {"step": "2", "reason": "odd ids"})
         assert forked.status_code == 302
@@ -99,7 +99,7 @@ def test_huge_payloads_render_bounded_with_a_download(app, make_engine) -> None:
     assert len(page.content) < 300_000  # not the 80 MB of the whole input pretty-printed
     assert b"Download it whole" in page.content
     whole = web.get("/workflows/huge-1/input.json")
-    assert json.loads(whole.content) ["positionalArgs"] == [nested]
+    assert json.loads(whole.content)["positionalArgs"] == [nested]
     assert whole["Content-Disposition"].startswith("attachment")
     step = web.get("/workflows/huge-1/steps/1/")
     assert len(step.content) < 300_000 and b"Download it whole" in step.content

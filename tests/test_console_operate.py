@@ -96,9 +96,7 @@ def test_a_viewer_gets_403_on_every_action_and_nothing_changes(app, action) -> N
     assert viewer.get(f"/workflows/v-1/{action}/").status_code == 403
     assert viewer.post(f"/workflows/v-1/{action}/", {"reason": "no"}).status_code == 403
     assert (
-        viewer.post(
-            "/bulk/", {"action": "cancel", "ids": ["v-1"], "confirm": "1"}
-        ).status_code
+        viewer.post("/bulk/", {"action": "cancel", "ids": ["v-1"], "confirm": "1"}).status_code
         == 403
     )
     assert status("v-1") == "PENDING"
@@ -175,9 +173,7 @@ def test_csrf_is_required_on_every_post(app) -> None:
     strict = WebClient(enforce_csrf_checks=True)
     strict.force_login(account)
     assert strict.post("/workflows/csrf-1/cancel/", {"reason": "x"}).status_code == 403
-    assert (
-        strict.post("/bulk/", {"action": "cancel", "ids": ["csrf-1"]}).status_code == 403
-    )
+    assert strict.post("/bulk/", {"action": "cancel", "ids": ["csrf-1"]}).status_code == 403
     assert status("csrf-1") == "PENDING"
 
 
