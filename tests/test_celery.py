@@ -15,7 +15,7 @@ import pytest
 
 from engine import Client, Status
 from tests.conftest import IN_CI
-from tests.test_control import wait_until
+from tests.support import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 REDIS_URL = os.environ.get("WAYMARK_TEST_REDIS_URL", "redis://127.0.0.1:6379/7")

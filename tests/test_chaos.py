@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from engine import Client, Engine, Status
-from tests.test_control import wait_until
+from tests.support import wait_until
 from tests.test_workers import Workers
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -16,16 +16,8 @@ from engine import (
     WorkflowCancelledError,
     WorkflowNotFoundError,
 )
+from tests.support import wait_until
 from tests.test_recovery import rewind
-
-
-def wait_until(predicate, limit: float = 10.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.01)
-    raise AssertionError(f"{what} not reached within {limit} s")
 
 
 def status_of(engine: Engine, workflow_id: str) -> str:

@@ -9,7 +9,7 @@ from collections import Counter
 import pytest
 
 from engine import Engine, EngineError, WorkflowFailedError, WorkflowNotFoundError
-from tests.test_control import wait_until
+from tests.support import wait_until
 from tests.test_recovery import rewind
 
 

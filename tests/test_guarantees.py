@@ -10,20 +10,13 @@ import time
 import pytest
 
 from engine import QueueDeduplicatedError, Status
+from tests.support import wait_until
 
 LONG = 30  # seconds a broken implementation would wait again; the tests allow 15
 
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-def wait_for(predicate, what: str, limit: float = 15) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + limit
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 def steps(db, workflow_id: str) -> list[tuple[object, ...]]:  # type: ignore[no-untyped-def]
@@ -80,7 +73,7 @@ def test_a_recovered_sleep_waits_only_for_what_remained(make_engine, db) -> None
     first, nap = build()
     first.launch()
     first.start_workflow(nap, workflow_id="nap-1")
-    wait_for(lambda: len(steps(db, "nap-1")) == 1, "the sleep's wake-up time to be recorded")
+    wait_until(lambda: len(steps(db, "nap-1")) == 1, what="the sleep's wake-up time to be recorded")
     first.shutdown(timeout=5)
     # As if the worker died and most of the sleep passed before another one took over.
     wake_at = now_ms() + 500
@@ -110,7 +103,7 @@ def test_a_recovered_receive_waits_only_for_what_remained(make_engine, db, wait)
     first, listen = build()
     first.launch()
     first.start_workflow(listen, workflow_id="listen-1")
-    wait_for(lambda: len(steps(db, "listen-1")) == 1, "the wait's deadline to be recorded")
+    wait_until(lambda: len(steps(db, "listen-1")) == 1, what="the wait's deadline to be recorded")
     first.shutdown(timeout=5)
     deadline = now_ms() + 500
     db.raw(
@@ -136,7 +129,7 @@ def test_deduplication_holds_while_the_holder_is_running(engine) -> None:
 
     engine.launch()
     holder = engine.start_workflow(hold, 1, queue=serial, deduplication_id="user-7")
-    wait_for(lambda: holder.get_status().status == Status.PENDING, "the holder to run")
+    wait_until(lambda: holder.get_status().status == Status.PENDING, what="the holder to run")
     with pytest.raises(QueueDeduplicatedError):
         engine.start_workflow(hold, 2, queue=serial, deduplication_id="user-7")
     gate.set()

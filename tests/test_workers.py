@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from engine import Client, QueueDeduplicatedError, Status
-from tests.test_control import wait_until
+from tests.support import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -156,7 +156,7 @@ def test_rate_limit_priority_dedup_and_delay(make_engine) -> None:
 def test_scheduled_ticks_run_exactly_once_with_two_workers(workers, client) -> None:
     workers.start("s1")
     workers.start("s2")
-    time.sleep(4.5)
+    wait_until(lambda: len(workers.lines("tick")) >= 3, limit=60, what="three ticks run")
     workers.stop_all()
     ticks = [tick for tick, _, _ in workers.lines("tick")]
     assert len(ticks) >= 2
