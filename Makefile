@@ -15,8 +15,14 @@ $(STAMP): requirements.txt requirements-dev.txt
 run: $(STAMP)
 	$(PY) -m console.devserver
 
+# Two pytest workers; coverage measures every process the tests start (pyproject.toml).
 test: $(STAMP)
-	$(PY) -m pytest $(PYTEST_ARGS)
+	rm -f .coverage .coverage.*
+	$(VENV)/bin/coverage run -m pytest -n 2 $(PYTEST_ARGS)
+	$(VENV)/bin/coverage combine -q
+	$(VENV)/bin/coverage report --format=total | sed 's/^/branch coverage (engine + console): /;s/$$/%/'
+	$(VENV)/bin/coverage report --include='engine/*' --format=total | sed 's/^/  engine: /;s/$$/%/'
+	$(VENV)/bin/coverage report --include='console/*' --format=total | sed 's/^/  console: /;s/$$/%/'
 
 # The full-size chaos run (CI runs the same suite with smaller counts inside `make test`).
 chaos: $(STAMP)
