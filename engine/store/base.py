@@ -443,7 +443,6 @@ class Store(abc.ABC):
             pid=pid,
             queues=queues,
             schedules=schedules,
-            now=now_ms(),
         )
 
     def remove_executor(self, executor_id: str) -> None:
@@ -455,12 +454,12 @@ class Store(abc.ABC):
     def requeue_dead_executors(
         self, executor_id: str, expiry_ms: int, internal_queue: str
     ) -> dict[str, list[str]]:
-        """Re-enqueue the PENDING workflows of executors whose heartbeat expired."""
-        cutoff = now_ms() - expiry_ms
+        """Re-enqueue the PENDING workflows of executors whose heartbeat expired (judged by the
+        database's clock, as the heartbeats are written)."""
         requeued: dict[str, list[str]] = {}
-        for row in self.fetch("dead_executors", cutoff=cutoff, executor_id=executor_id):
+        for row in self.fetch("dead_executors", expiry_ms=expiry_ms, executor_id=executor_id):
             dead = row["executor_id"]
-            params = {"dead_executor_id": dead, "cutoff": cutoff}
+            params = {"dead_executor_id": dead, "expiry_ms": expiry_ms}
             moved, _ = self.write_together(
                 (
                     "requeue_dead_executor",

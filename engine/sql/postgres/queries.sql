@@ -193,10 +193,13 @@ ON CONFLICT (workflow_uuid, key) DO UPDATE SET value = EXCLUDED.value;
 SELECT value FROM workflow_events WHERE workflow_uuid = %(workflow_id)s AND key = %(key)s;
 
 -- heartbeat --
+-- Heartbeat times come from the database's clock, never the worker's: a worker whose clock
+-- runs ahead must not make the live ones look dead (nor a slow clock keep a dead one alive).
 INSERT INTO executors (executor_id, application_version, hostname, pid, queues, schedules,
                        started_at, last_heartbeat)
 VALUES (%(executor_id)s, %(application_version)s, %(hostname)s, %(pid)s, %(queues)s,
-        %(schedules)s, %(now)s, %(now)s)
+        %(schedules)s, (extract(epoch FROM now()) * 1000)::bigint,
+        (extract(epoch FROM now()) * 1000)::bigint)
 ON CONFLICT (executor_id) DO UPDATE
 SET last_heartbeat = EXCLUDED.last_heartbeat, application_version = EXCLUDED.application_version,
     hostname = EXCLUDED.hostname, pid = EXCLUDED.pid, queues = EXCLUDED.queues,
@@ -207,7 +210,8 @@ DELETE FROM executors WHERE executor_id = %(executor_id)s;
 
 -- dead_executors --
 SELECT executor_id FROM executors
-WHERE last_heartbeat < %(cutoff)s AND executor_id <> %(executor_id)s;
+WHERE last_heartbeat < (extract(epoch FROM now()) * 1000)::bigint - %(expiry_ms)s
+  AND executor_id <> %(executor_id)s;
 
 -- requeue_dead_executor --
 -- Hand a dead executor's unfinished workflows to any live one (as a recovery). Guarded twice:
@@ -218,11 +222,15 @@ SET status = 'ENQUEUED', queue_name = COALESCE(queue_name, %(internal_queue)s),
     executor_id = NULL, recovery_attempts = recovery_attempts + 1, updated_at = %(now)s
 WHERE status = 'PENDING' AND executor_id = %(dead_executor_id)s
   AND EXISTS (SELECT 1 FROM executors
-              WHERE executor_id = %(dead_executor_id)s AND last_heartbeat < %(cutoff)s)
+              WHERE executor_id = %(dead_executor_id)s
+                AND last_heartbeat < (extract(epoch FROM now()) * 1000)::bigint
+                                     - %(expiry_ms)s)
 RETURNING workflow_uuid;
 
 -- forget_dead_executor --
-DELETE FROM executors WHERE executor_id = %(dead_executor_id)s AND last_heartbeat < %(cutoff)s;
+DELETE FROM executors
+WHERE executor_id = %(dead_executor_id)s
+  AND last_heartbeat < (extract(epoch FROM now()) * 1000)::bigint - %(expiry_ms)s;
 
 -- list_executors --
 SELECT executor_id, application_version, hostname, pid, queues, schedules, started_at,

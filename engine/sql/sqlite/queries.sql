@@ -194,10 +194,14 @@ ON CONFLICT (workflow_uuid, key) DO UPDATE SET value = excluded.value;
 SELECT value FROM workflow_events WHERE workflow_uuid = :workflow_id AND key = :key;
 
 -- heartbeat --
+-- Heartbeat times come from the database's clock, never the worker's: a worker whose clock
+-- runs ahead must not make the live ones look dead (nor a slow clock keep a dead one alive).
+-- SQLite's clock is the machine's, which all the processes sharing the file share.
 INSERT INTO executors (executor_id, application_version, hostname, pid, queues, schedules,
                        started_at, last_heartbeat)
 VALUES (:executor_id, :application_version, :hostname, :pid, :queues,
-        :schedules, :now, :now)
+        :schedules, CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER),
+        CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER))
 ON CONFLICT (executor_id) DO UPDATE
 SET last_heartbeat = excluded.last_heartbeat, application_version = excluded.application_version,
     hostname = excluded.hostname, pid = excluded.pid, queues = excluded.queues,
@@ -208,7 +212,8 @@ DELETE FROM executors WHERE executor_id = :executor_id;
 
 -- dead_executors --
 SELECT executor_id FROM executors
-WHERE last_heartbeat < :cutoff AND executor_id <> :executor_id;
+WHERE last_heartbeat < CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER) - :expiry_ms
+  AND executor_id <> :executor_id;
 
 -- requeue_dead_executor --
 -- Hand a dead executor's unfinished workflows to any live one (as a recovery). Guarded twice:
@@ -219,11 +224,15 @@ SET status = 'ENQUEUED', queue_name = COALESCE(queue_name, :internal_queue),
     executor_id = NULL, recovery_attempts = recovery_attempts + 1, updated_at = :now
 WHERE status = 'PENDING' AND executor_id = :dead_executor_id
   AND EXISTS (SELECT 1 FROM executors
-              WHERE executor_id = :dead_executor_id AND last_heartbeat < :cutoff)
+              WHERE executor_id = :dead_executor_id
+                AND last_heartbeat < CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)
+                                     - :expiry_ms)
 RETURNING workflow_uuid;
 
 -- forget_dead_executor --
-DELETE FROM executors WHERE executor_id = :dead_executor_id AND last_heartbeat < :cutoff;
+DELETE FROM executors
+WHERE executor_id = :dead_executor_id
+  AND last_heartbeat < CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER) - :expiry_ms;
 
 -- list_executors --
 SELECT executor_id, application_version, hostname, pid, queues, schedules, started_at,
