@@ -24,26 +24,32 @@ FROM workflow_status
 WHERE workflow_uuid = :workflow_id;
 
 -- get_workflow_outcome --
--- What an awaiter polls: small, served by the primary key.
-SELECT status, output, error, recovery_attempts
+-- What an awaiter polls: small, served by the primary key. executor_id: a waiting execution
+-- learns from it that its workflow was handed to another executor.
+SELECT status, output, error, recovery_attempts, executor_id
 FROM workflow_status
 WHERE workflow_uuid = :workflow_id;
 
 -- record_step --
--- Store one step's outcome and report the workflow's status in the same round trip (a cancel
--- shows up at the next step boundary at no extra cost). Returns nothing when another execution
--- recorded this step first: the caller then adopts the recorded outcome.
+-- Store one step's outcome and report, in the same round trip, the workflow's status and its
+-- owner (executor_id): a cancel, or a takeover by another executor (this one was declared
+-- dead), shows up at the next step boundary at no extra cost. Returns nothing when another
+-- execution recorded this step first: the caller then adopts the recorded outcome.
 INSERT INTO operation_outputs (workflow_uuid, function_id, function_name, output, error,
                                child_workflow_id, started_at_epoch_ms, completed_at_epoch_ms)
 VALUES (:workflow_id, :step_id, :name, :output, :error, :child_workflow_id,
         :started, :completed)
 ON CONFLICT (workflow_uuid, function_id) DO NOTHING
 RETURNING function_id,
-          (SELECT status FROM workflow_status WHERE workflow_uuid = :workflow_id) AS status;
+          (SELECT status FROM workflow_status WHERE workflow_uuid = :workflow_id) AS status,
+          (SELECT executor_id FROM workflow_status WHERE workflow_uuid = :workflow_id) AS owner;
 
 -- get_step --
+-- owner: whoever executes the workflow now; an execution that lost a race for this step
+-- adopts the record only if it still owns the workflow.
 SELECT function_id, function_name, output, error, child_workflow_id, started_at_epoch_ms,
-       completed_at_epoch_ms
+       completed_at_epoch_ms,
+       (SELECT executor_id FROM workflow_status WHERE workflow_uuid = :workflow_id) AS owner
 FROM operation_outputs
 WHERE workflow_uuid = :workflow_id AND function_id = :step_id;
 
@@ -55,12 +61,14 @@ WHERE workflow_uuid = :workflow_id
 ORDER BY function_id;
 
 -- finish_workflow --
--- The final write succeeds only while the row is PENDING: a cancel that landed after the last
--- step still wins.
+-- The final write succeeds only while the row is PENDING (a cancel that landed after the last
+-- step still wins) and still owned by the writer (an executor whose workflow was handed to
+-- another one must not finish it).
 UPDATE workflow_status
 SET status = :status, output = :output, error = :error, updated_at = :now,
     completed_at = :now
 WHERE workflow_uuid = :workflow_id AND status = 'PENDING'
+  AND executor_id = :executor_id
 RETURNING workflow_uuid;
 
 -- recoverable_workflows --
