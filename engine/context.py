@@ -49,7 +49,7 @@ def current() -> WorkflowContext | None:
 
 
 class Interrupted(BaseException):
-    """Stops a workflow body (cancelled, timed out, or the engine shutting down).
+    """Stops a workflow body (cancelled, timed out, taken over, or the engine shutting down).
 
     A ``BaseException`` so that a workflow's ``except Exception`` cannot swallow it.
     """
@@ -57,6 +57,16 @@ class Interrupted(BaseException):
     def __init__(self, status: str | None) -> None:
         super().__init__(status)
         self.status = status  # the status the row holds now; None: shutdown, left PENDING
+
+
+class Fenced(Interrupted):
+    """This execution lost its workflow: the executor was declared dead (a long pause, a lost
+    network) and the workflow handed to another, which runs it now. It stops at this step
+    boundary and writes nothing more: no cancel, no finish; the new owner carries on."""
+
+    def __init__(self, owner: str | None) -> None:
+        super().__init__(None)
+        self.owner = owner
 
 
 class Parked(BaseException):
@@ -142,7 +152,8 @@ class WorkflowContext:
         child_workflow_id: str | None = None,
     ) -> tuple[bool, Any]:
         """Checkpoint a step; (True, outcome) when another execution's record was adopted."""
-        inserted, status = self._store.record_step(
+        outcome = self._store.record_step(
+            self._engine.executor_id,
             workflow_id=self.workflow_id,
             step_id=step_id,
             name=name,
@@ -151,18 +162,27 @@ class WorkflowContext:
             started=started,
             child_workflow_id=child_workflow_id,
         )
-        return self._after_record(step_id, inserted, status)
+        return self._after_record(step_id, outcome)
 
-    def _after_record(self, step_id: int, inserted: bool, status: str | None) -> tuple[bool, Any]:
+    def _after_record(self, step_id: int, outcome: base.StepOutcome) -> tuple[bool, Any]:
+        """Stop here if the workflow was taken from us or cancelled; else go on, adopting the
+        step's record if another execution made it first."""
+        inserted, status, owned = outcome
         if not inserted:
-            # Another execution of this workflow recorded the step first: adopt its outcome.
+            # Another execution of this workflow recorded the step first: adopt its outcome,
+            # unless that execution is the workflow's new owner (then we stop: running on
+            # would run every later step twice).
             row = self._store.get_step(self.workflow_id, step_id)
             if row is None:
                 raise errors.EngineError(
                     f"step {step_id} of workflow {self.workflow_id!r} conflicted on insert but "
                     "has no record; was the workflow deleted while it ran?"
                 )
+            if row["owner"] != self._engine.executor_id:
+                raise Fenced(row["owner"])
             return True, self._replay(step_id, row)
+        if not owned:
+            raise Fenced(None)
         if status != Status.PENDING:
             raise Interrupted(status)
         return False, None
@@ -310,6 +330,8 @@ class WorkflowContext:
                 if time.monotonic() >= next_status_check:
                     next_status_check = time.monotonic() + STATUS_RECHECK_S
                     outcome = self._store.get_workflow_outcome(self.workflow_id)
+                    if outcome is not None and outcome["executor_id"] != engine.executor_id:
+                        raise Fenced(outcome["executor_id"])
                     if outcome is not None and outcome["status"] != Status.PENDING:
                         raise Interrupted(outcome["status"])
 
@@ -405,9 +427,9 @@ class WorkflowContext:
             existing = self._store.get_workflow(child_id)
             if existing is not None and existing["name"] != definition.name:
                 raise errors.ConflictingWorkflowError(child_id, existing["name"], definition.name)
-        inserted, status = self._store.step_outcome(step_rows)
-        if inserted and status != Status.PENDING:
-            raise Interrupted(status)
+        outcome = self._store.step_outcome(step_rows, engine.executor_id)
+        if outcome[0]:  # recorded: stop here if cancelled or taken from us
+            self._after_record(step_id, outcome)
         return handle.WorkflowHandle(child_id, engine)
 
     def await_workflow(self, workflow_id: str, timeout: float | None) -> Any:
@@ -487,8 +509,10 @@ class WorkflowContext:
                 error=None,
                 started=started,
             )
-            inserted, status = self._store.consume_message(step, message["message_uuid"])
-            adopted, recorded = self._after_record(step_id, inserted, status)
+            outcome = self._store.consume_message(
+                step, message["message_uuid"], self._engine.executor_id
+            )
+            adopted, recorded = self._after_record(step_id, outcome)
             if adopted:
                 return (recorded,)
             return (serialization.loads(message["message"], "a received message"),)
@@ -524,9 +548,9 @@ class WorkflowContext:
             error=None,
             started=started,
         )
-        inserted, status = self._store.set_event(step, key, text)
+        outcome = self._store.set_event(step, key, text, self._engine.executor_id)
         self._engine._signals.fire(f"evt:{self.workflow_id}")
-        self._after_record(step_id, inserted, status)
+        self._after_record(step_id, outcome)
 
     def get_event(self, workflow_id: str, key: str, timeout: float = 60.0) -> Any:
         """``engine.get_event`` inside a workflow: recorded, with a durable timeout."""

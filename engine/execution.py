@@ -160,6 +160,9 @@ class Execution:
         try:
             with ctx:
                 result = definition.fn(ctx, input) if definition.takes_input else definition.fn(ctx)
+        except context.Fenced as fenced:
+            self._fenced(workflow_id, fenced.owner)
+            return None  # not ours any more: the new owner runs (and finishes) it
         except context.Interrupted as stop:
             if stop.status is None:
                 return None  # shutdown: left PENDING for recovery
@@ -190,15 +193,34 @@ class Execution:
         output: str | None = None,
         error: str | None = None,
     ) -> Mapping[str, Any] | None:
-        if self._store.finish_workflow(workflow_id, status.value, output=output, error=error):
+        if self._store.finish_workflow(
+            workflow_id, status.value, executor_id=self.executor_id, output=output, error=error
+        ):
             return {
                 "status": status.value,
                 "output": output,
                 "error": error,
                 "recovery_attempts": 0,
             }
-        # No longer PENDING: a cancel landed first, and it wins.
-        return self._store.get_workflow_outcome(workflow_id)
+        # No longer PENDING (a cancel landed first, and it wins), or no longer ours.
+        outcome = self._store.get_workflow_outcome(workflow_id)
+        if outcome is not None and outcome["executor_id"] != self.executor_id:
+            self._fenced(workflow_id, outcome["executor_id"])
+            return None
+        return outcome
+
+    def _fenced(self, workflow_id: str, owner: str | None) -> None:
+        log.warning(
+            "workflow %s was handed to %s (this executor was taken for dead): stopped here",
+            workflow_id,
+            owner or "another executor",
+            extra={
+                "action": "workflow.fenced",
+                "workflow_id": workflow_id,
+                "executor_id": self.executor_id,
+                "owner": owner,
+            },
+        )
 
     def _end_run(self, workflow_id: str, run: Run, row: Mapping[str, Any] | None) -> None:
         with self._runs_lock:
@@ -227,6 +249,10 @@ class Execution:
             return  # ended meanwhile (cancelled), or shutting down: recovery takes it later
         run.parked = False
         row = self._store.get_workflow(workflow_id)
+        if row is not None and row["executor_id"] != self.executor_id:
+            self._fenced(workflow_id, row["executor_id"])  # taken over while it slept
+            self._end_run(workflow_id, run, None)
+            return
         if row is None or row["status"] != Status.PENDING:
             self._end_run(workflow_id, run, self._store.get_workflow_outcome(workflow_id))
             return

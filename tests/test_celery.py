@@ -1,6 +1,7 @@
 """Celery distribution with real processes: a dispatching runworker, two `celery worker`s on
-Redis, one SIGKILLed midway. Every workflow must end SUCCESS and no step may run again after
-its completion was recorded. Needs Redis (WAYMARK_TEST_REDIS_URL); CI requires it."""
+Redis, one SIGKILLed midway; or the broker restarted (a private redis-server, never the shared
+one). Every workflow must end SUCCESS and no step may run again after its completion was
+recorded. Needs Redis (WAYMARK_TEST_REDIS_URL); CI requires it."""
 
 from __future__ import annotations
 
@@ -8,13 +9,14 @@ import os
 import signal
 import subprocess
 import sys
-import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from engine import Client, Status
 from tests.conftest import IN_CI
+from tests.services import PrivateRedis, private_redis
 from tests.support import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -24,16 +26,22 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def broker() -> str:
+def broker(request: pytest.FixtureRequest) -> Iterator[tuple[str, PrivateRedis | None]]:
+    """(URL, server): the shared Redis, or for the broker-restart fault a private one (the
+    shared Redis is never stopped by a test)."""
     import redis
 
+    if request.node.callspec.params.get("fault") == "restart_broker":
+        with private_redis() as (url, server):
+            yield url, server
+        return
     try:
         redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).flushdb()
     except redis.RedisError as exc:
         if IN_CI:
             pytest.fail(f"Redis at {REDIS_URL} is unreachable: {exc} (CI=true: required)")
         pytest.skip(f"Redis at {REDIS_URL} is unreachable: {exc}")
-    return REDIS_URL
+    yield REDIS_URL, None
 
 
 def spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
@@ -56,36 +64,11 @@ def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
             os.killpg(proc.pid, signal.SIGKILL)
 
 
-def restart_redis() -> None:
-    subprocess.run(["redis-cli", "-p", "6379", "shutdown", "nosave"], capture_output=True)
-    time.sleep(1)
-    subprocess.run(
-        [
-            "redis-server",
-            "--daemonize",
-            "yes",
-            "--bind",
-            "127.0.0.1",
-            "-::1",
-            "--port",
-            "6379",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            "/var/lib/redis",
-            "--logfile",
-            "/var/log/redis/ci.log",
-        ],
-        check=True,
-    )
-
-
 @pytest.mark.parametrize("fault", ["kill_worker", "restart_broker"])
 def test_celery_workers_lose_nothing_under_faults(db, broker, tmp_path, fault) -> None:
     if fault == "restart_broker" and db.backend != "postgres":
         pytest.skip("the broker restart runs once, on Postgres")
+    broker_url, private_broker = broker
     ledger = tmp_path / "ledger.txt"
     env = {
         **os.environ,
@@ -94,7 +77,7 @@ def test_celery_workers_lose_nothing_under_faults(db, broker, tmp_path, fault) -
         "WAYMARK_APP": "tests.workerapp:build",
         "WAYMARK_APP_NAME": "workerapp",
         "WAYMARK_TEST_LEDGER": str(ledger),
-        "WAYMARK_CELERY_BROKER_URL": broker,
+        "WAYMARK_CELERY_BROKER_URL": broker_url,
         "WAYMARK_HEARTBEAT_TIMEOUT": "2",
         "WAYMARK_TEST_SCHEDULE": "0 0 1 1 *",
         "DATABASE_URL": f"sqlite:///{tmp_path / 'django.sqlite3'}",
@@ -142,7 +125,8 @@ def test_celery_workers_lose_nothing_under_faults(db, broker, tmp_path, fault) -
             if fault == "kill_worker":
                 stop(procs[1], signal.SIGKILL)  # worker a dies mid-run, with work in hand
             else:
-                restart_redis()  # the broker loses every queued task
+                assert private_broker is not None
+                private_broker.restart()  # the broker loses every queued task
             wait_until(lambda: done() == 200, limit=180, what="all 200 workflows done")
         finally:
             for proc in procs:

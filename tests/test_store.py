@@ -205,16 +205,30 @@ def test_a_batch_of_writes_maps_each_outcome_to_its_write(db) -> None:
             ("record_step", {**step, "workflow_id": "w2", "step_id": 1}),
             (
                 "finish_workflow",
-                {"workflow_id": "w1", "status": "SUCCESS", "output": "1", "error": None, "now": 3},
+                {
+                    "workflow_id": "w1",
+                    "status": "SUCCESS",
+                    "output": "1",
+                    "error": None,
+                    "now": 3,
+                    "executor_id": "x",
+                },
             ),
             (
                 "finish_workflow",
-                {"workflow_id": "w2", "status": "ERROR", "output": None, "error": "{}", "now": 3},
+                {
+                    "workflow_id": "w2",
+                    "status": "ERROR",
+                    "output": None,
+                    "error": "{}",
+                    "now": 3,
+                    "executor_id": "x",
+                },
             ),
         ]
         results = [rows for (rows,) in st._execute_batch([[w] for w in steps])]
         assert [bool(r) for r in results] == [True, False, True, True, True]
-        assert results[0][0]["status"] == "PENDING"
+        assert results[0][0]["status"] == "PENDING" and results[0][0]["owner"] == "x"
         assert db.raw("SELECT workflow_uuid, status FROM workflow_status ORDER BY 1") == [
             ("w1", "SUCCESS"),
             ("w2", "ERROR"),

@@ -20,6 +20,8 @@ from engine import errors
 from engine.store import groupcommit
 
 Row = Mapping[str, Any]
+# (recorded by this write?, the workflow's status, still owned by the writer?)
+StepOutcome = tuple[bool, str | None, bool]
 log = logging.getLogger("waymark.store")
 
 _QUERY_HEADER = re.compile(r"^-- ([a-z_]+) --$", re.MULTILINE)
@@ -219,15 +221,19 @@ class Store(abc.ABC):
             },
         )
 
-    def record_step(self, **fields: Any) -> tuple[bool, str | None]:
-        """Record a step's outcome: (recorded by us?, the workflow's status right now)."""
-        return self.step_outcome(self._committer.submit([self.step_row(**fields)])[0])
+    def record_step(self, executor_id: str, **fields: Any) -> StepOutcome:
+        """Record a step's outcome, written by the execution on ``executor_id``."""
+        rows = self._committer.submit([self.step_row(**fields)])[0]
+        return self.step_outcome(rows, executor_id)
 
     @staticmethod
-    def step_outcome(rows: list[Any]) -> tuple[bool, str | None]:
+    def step_outcome(rows: list[Any], executor_id: str) -> StepOutcome:
+        """What a step write reports: (recorded by us?, the workflow's status right now, does
+        ``executor_id`` still own it?). Not recorded: another execution recorded the step
+        first, and status and ownership are unknown (None, True)."""
         if rows:
-            return True, rows[0]["status"]
-        return False, None
+            return True, rows[0]["status"], rows[0]["owner"] == executor_id
+        return False, None, True
 
     def get_step(self, workflow_id: str, step_id: int) -> Row | None:
         return self.fetch_one("get_step", workflow_id=workflow_id, step_id=step_id)
@@ -236,9 +242,16 @@ class Store(abc.ABC):
         return self.fetch("list_steps", workflow_id=workflow_id)
 
     def finish_workflow(
-        self, workflow_id: str, status: str, *, output: str | None = None, error: str | None = None
+        self,
+        workflow_id: str,
+        status: str,
+        *,
+        executor_id: str,
+        output: str | None = None,
+        error: str | None = None,
     ) -> bool:
-        """Write the final status; False when the row was no longer PENDING (e.g. cancelled)."""
+        """Write the final status; False when the row was no longer PENDING (e.g. cancelled)
+        or no longer owned by ``executor_id`` (handed to another executor)."""
         rows = self.write(
             "finish_workflow",
             workflow_id=workflow_id,
@@ -246,6 +259,7 @@ class Store(abc.ABC):
             output=output,
             error=error,
             now=now_ms(),
+            executor_id=executor_id,
         )
         return bool(rows)
 
@@ -443,7 +457,6 @@ class Store(abc.ABC):
             pid=pid,
             queues=queues,
             schedules=schedules,
-            now=now_ms(),
         )
 
     def remove_executor(self, executor_id: str) -> None:
@@ -455,12 +468,12 @@ class Store(abc.ABC):
     def requeue_dead_executors(
         self, executor_id: str, expiry_ms: int, internal_queue: str
     ) -> dict[str, list[str]]:
-        """Re-enqueue the PENDING workflows of executors whose heartbeat expired."""
-        cutoff = now_ms() - expiry_ms
+        """Re-enqueue the PENDING workflows of executors whose heartbeat expired (judged by the
+        database's clock, as the heartbeats are written)."""
         requeued: dict[str, list[str]] = {}
-        for row in self.fetch("dead_executors", cutoff=cutoff, executor_id=executor_id):
+        for row in self.fetch("dead_executors", expiry_ms=expiry_ms, executor_id=executor_id):
             dead = row["executor_id"]
-            params = {"dead_executor_id": dead, "cutoff": cutoff}
+            params = {"dead_executor_id": dead, "expiry_ms": expiry_ms}
             moved, _ = self.write_together(
                 (
                     "requeue_dead_executor",
@@ -511,8 +524,8 @@ class Store(abc.ABC):
         return self.fetch_one("oldest_message", workflow_id=workflow_id, topic=topic)
 
     def consume_message(
-        self, step: groupcommit.Statement, message_id: str
-    ) -> tuple[bool, str | None]:
+        self, step: groupcommit.Statement, message_id: str, executor_id: str
+    ) -> StepOutcome:
         """Record the recv step and delete the message it holds, in one transaction."""
         params = step[1]
         step_rows, _ = self.write_together(
@@ -527,11 +540,11 @@ class Store(abc.ABC):
                 },
             ),
         )
-        return self.step_outcome(step_rows)
+        return self.step_outcome(step_rows, executor_id)
 
     def set_event(
-        self, step: groupcommit.Statement, key: str, value: str
-    ) -> tuple[bool, str | None]:
+        self, step: groupcommit.Statement, key: str, value: str, executor_id: str
+    ) -> StepOutcome:
         """Publish an event and record the step that did, in one transaction."""
         workflow_id = step[1]["workflow_id"]
         _, step_rows, *_ = self.write_together(
@@ -539,7 +552,7 @@ class Store(abc.ABC):
             step,
             *self.notify_statements(f"evt:{workflow_id}"),
         )
-        return self.step_outcome(step_rows)
+        return self.step_outcome(step_rows, executor_id)
 
     def get_event(self, workflow_id: str, key: str) -> Row | None:
         return self.fetch_one("get_event", workflow_id=workflow_id, key=key)

@@ -24,26 +24,34 @@ FROM workflow_status
 WHERE workflow_uuid = %(workflow_id)s;
 
 -- get_workflow_outcome --
--- What an awaiter polls: small, served by the primary key.
-SELECT status, output, error, recovery_attempts
+-- What an awaiter polls: small, served by the primary key. executor_id: a waiting execution
+-- learns from it that its workflow was handed to another executor.
+SELECT status, output, error, recovery_attempts, executor_id
 FROM workflow_status
 WHERE workflow_uuid = %(workflow_id)s;
 
 -- record_step --
--- Store one step's outcome and report the workflow's status in the same round trip (a cancel
--- shows up at the next step boundary at no extra cost). Returns nothing when another execution
--- recorded this step first: the caller then adopts the recorded outcome.
-INSERT INTO operation_outputs (workflow_uuid, function_id, function_name, output, error,
-                               child_workflow_id, started_at_epoch_ms, completed_at_epoch_ms)
-VALUES (%(workflow_id)s, %(step_id)s, %(name)s, %(output)s, %(error)s, %(child_workflow_id)s,
-        %(started)s, %(completed)s)
-ON CONFLICT (workflow_uuid, function_id) DO NOTHING
-RETURNING function_id,
-          (SELECT status FROM workflow_status WHERE workflow_uuid = %(workflow_id)s) AS status;
+-- Store one step's outcome and report, in the same round trip, the workflow's status and its
+-- owner (executor_id): a cancel, or a takeover by another executor (this one was declared
+-- dead), shows up at the next step boundary at no extra cost. Returns nothing when another
+-- execution recorded this step first: the caller then adopts the recorded outcome.
+WITH recorded AS (
+    INSERT INTO operation_outputs (workflow_uuid, function_id, function_name, output, error,
+                                   child_workflow_id, started_at_epoch_ms, completed_at_epoch_ms)
+    VALUES (%(workflow_id)s, %(step_id)s, %(name)s, %(output)s, %(error)s, %(child_workflow_id)s,
+            %(started)s, %(completed)s)
+    ON CONFLICT (workflow_uuid, function_id) DO NOTHING
+    RETURNING function_id
+)
+SELECT r.function_id, w.status, w.executor_id AS owner
+FROM recorded AS r LEFT JOIN workflow_status AS w ON w.workflow_uuid = %(workflow_id)s;
 
 -- get_step --
+-- owner: whoever executes the workflow now; an execution that lost a race for this step
+-- adopts the record only if it still owns the workflow.
 SELECT function_id, function_name, output, error, child_workflow_id, started_at_epoch_ms,
-       completed_at_epoch_ms
+       completed_at_epoch_ms,
+       (SELECT executor_id FROM workflow_status WHERE workflow_uuid = %(workflow_id)s) AS owner
 FROM operation_outputs
 WHERE workflow_uuid = %(workflow_id)s AND function_id = %(step_id)s;
 
@@ -55,12 +63,14 @@ WHERE workflow_uuid = %(workflow_id)s
 ORDER BY function_id;
 
 -- finish_workflow --
--- The final write succeeds only while the row is PENDING: a cancel that landed after the last
--- step still wins.
+-- The final write succeeds only while the row is PENDING (a cancel that landed after the last
+-- step still wins) and still owned by the writer (an executor whose workflow was handed to
+-- another one must not finish it).
 UPDATE workflow_status
 SET status = %(status)s, output = %(output)s, error = %(error)s, updated_at = %(now)s,
     completed_at = %(now)s
 WHERE workflow_uuid = %(workflow_id)s AND status = 'PENDING'
+  AND executor_id = %(executor_id)s
 RETURNING workflow_uuid;
 
 -- recoverable_workflows --
@@ -193,10 +203,13 @@ ON CONFLICT (workflow_uuid, key) DO UPDATE SET value = EXCLUDED.value;
 SELECT value FROM workflow_events WHERE workflow_uuid = %(workflow_id)s AND key = %(key)s;
 
 -- heartbeat --
+-- Heartbeat times come from the database's clock, never the worker's: a worker whose clock
+-- runs ahead must not make the live ones look dead (nor a slow clock keep a dead one alive).
 INSERT INTO executors (executor_id, application_version, hostname, pid, queues, schedules,
                        started_at, last_heartbeat)
 VALUES (%(executor_id)s, %(application_version)s, %(hostname)s, %(pid)s, %(queues)s,
-        %(schedules)s, %(now)s, %(now)s)
+        %(schedules)s, (extract(epoch FROM now()) * 1000)::bigint,
+        (extract(epoch FROM now()) * 1000)::bigint)
 ON CONFLICT (executor_id) DO UPDATE
 SET last_heartbeat = EXCLUDED.last_heartbeat, application_version = EXCLUDED.application_version,
     hostname = EXCLUDED.hostname, pid = EXCLUDED.pid, queues = EXCLUDED.queues,
@@ -207,7 +220,8 @@ DELETE FROM executors WHERE executor_id = %(executor_id)s;
 
 -- dead_executors --
 SELECT executor_id FROM executors
-WHERE last_heartbeat < %(cutoff)s AND executor_id <> %(executor_id)s;
+WHERE last_heartbeat < (extract(epoch FROM now()) * 1000)::bigint - %(expiry_ms)s
+  AND executor_id <> %(executor_id)s;
 
 -- requeue_dead_executor --
 -- Hand a dead executor's unfinished workflows to any live one (as a recovery). Guarded twice:
@@ -218,11 +232,15 @@ SET status = 'ENQUEUED', queue_name = COALESCE(queue_name, %(internal_queue)s),
     executor_id = NULL, recovery_attempts = recovery_attempts + 1, updated_at = %(now)s
 WHERE status = 'PENDING' AND executor_id = %(dead_executor_id)s
   AND EXISTS (SELECT 1 FROM executors
-              WHERE executor_id = %(dead_executor_id)s AND last_heartbeat < %(cutoff)s)
+              WHERE executor_id = %(dead_executor_id)s
+                AND last_heartbeat < (extract(epoch FROM now()) * 1000)::bigint
+                                     - %(expiry_ms)s)
 RETURNING workflow_uuid;
 
 -- forget_dead_executor --
-DELETE FROM executors WHERE executor_id = %(dead_executor_id)s AND last_heartbeat < %(cutoff)s;
+DELETE FROM executors
+WHERE executor_id = %(dead_executor_id)s
+  AND last_heartbeat < (extract(epoch FROM now()) * 1000)::bigint - %(expiry_ms)s;
 
 -- list_executors --
 SELECT executor_id, application_version, hostname, pid, queues, schedules, started_at,
@@ -312,6 +330,7 @@ WHERE status = 'PENDING' AND executor_id = %(executor_id)s AND updated_at < %(cu
 -- instead of one statement each. Every write finds its outcome by its key in the result.
 -- All parts see the snapshot from before the statement, so a step's status is the one before
 -- this batch's final updates (never the same workflow: a workflow waits for each write).
+-- Like record_step and finish_workflow alone: steps report the owner, finishes require it.
 WITH new_workflows AS (
     INSERT INTO workflow_status (workflow_uuid, status, name, inputs, executor_id,
                                  application_version, application_id, created_at, updated_at,
@@ -368,22 +387,22 @@ WITH new_workflows AS (
     SET status = v.f_status, output = v.f_output, error = v.f_error, updated_at = v.f_now,
         completed_at = v.f_now
     FROM unnest(%(fin_workflow_id)s::text[], %(fin_status)s::text[], %(fin_output)s::text[],
-                %(fin_error)s::text[], %(fin_now)s::bigint[])
-         AS v(f_id, f_status, f_output, f_error, f_now)
-    WHERE w.workflow_uuid = v.f_id AND w.status = 'PENDING'
+                %(fin_error)s::text[], %(fin_now)s::bigint[], %(fin_executor_id)s::text[])
+         AS v(f_id, f_status, f_output, f_error, f_now, f_executor)
+    WHERE w.workflow_uuid = v.f_id AND w.status = 'PENDING' AND w.executor_id = v.f_executor
     RETURNING w.workflow_uuid
 )
 SELECT 'insert_workflow' AS kind, workflow_uuid AS workflow_id, name, NULL::int AS step_id,
-       NULL::text AS status
+       NULL::text AS status, NULL::text AS owner
 FROM new_workflows
 UNION ALL
-SELECT 'record_step', s.workflow_uuid, NULL, s.function_id, w.status
+SELECT 'record_step', s.workflow_uuid, NULL, s.function_id, w.status, w.executor_id
 FROM new_steps AS s LEFT JOIN workflow_status AS w ON w.workflow_uuid = s.workflow_uuid
 UNION ALL
-SELECT 'finish_workflow', workflow_uuid, NULL, NULL, NULL
+SELECT 'finish_workflow', workflow_uuid, NULL, NULL, NULL, NULL
 FROM finished
 UNION ALL
-SELECT 'enqueue_workflow', workflow_uuid, NULL, NULL, NULL
+SELECT 'enqueue_workflow', workflow_uuid, NULL, NULL, NULL, NULL
 FROM new_queued;
 
 -- notify --

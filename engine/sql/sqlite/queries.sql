@@ -24,26 +24,32 @@ FROM workflow_status
 WHERE workflow_uuid = :workflow_id;
 
 -- get_workflow_outcome --
--- What an awaiter polls: small, served by the primary key.
-SELECT status, output, error, recovery_attempts
+-- What an awaiter polls: small, served by the primary key. executor_id: a waiting execution
+-- learns from it that its workflow was handed to another executor.
+SELECT status, output, error, recovery_attempts, executor_id
 FROM workflow_status
 WHERE workflow_uuid = :workflow_id;
 
 -- record_step --
--- Store one step's outcome and report the workflow's status in the same round trip (a cancel
--- shows up at the next step boundary at no extra cost). Returns nothing when another execution
--- recorded this step first: the caller then adopts the recorded outcome.
+-- Store one step's outcome and report, in the same round trip, the workflow's status and its
+-- owner (executor_id): a cancel, or a takeover by another executor (this one was declared
+-- dead), shows up at the next step boundary at no extra cost. Returns nothing when another
+-- execution recorded this step first: the caller then adopts the recorded outcome.
 INSERT INTO operation_outputs (workflow_uuid, function_id, function_name, output, error,
                                child_workflow_id, started_at_epoch_ms, completed_at_epoch_ms)
 VALUES (:workflow_id, :step_id, :name, :output, :error, :child_workflow_id,
         :started, :completed)
 ON CONFLICT (workflow_uuid, function_id) DO NOTHING
 RETURNING function_id,
-          (SELECT status FROM workflow_status WHERE workflow_uuid = :workflow_id) AS status;
+          (SELECT status FROM workflow_status WHERE workflow_uuid = :workflow_id) AS status,
+          (SELECT executor_id FROM workflow_status WHERE workflow_uuid = :workflow_id) AS owner;
 
 -- get_step --
+-- owner: whoever executes the workflow now; an execution that lost a race for this step
+-- adopts the record only if it still owns the workflow.
 SELECT function_id, function_name, output, error, child_workflow_id, started_at_epoch_ms,
-       completed_at_epoch_ms
+       completed_at_epoch_ms,
+       (SELECT executor_id FROM workflow_status WHERE workflow_uuid = :workflow_id) AS owner
 FROM operation_outputs
 WHERE workflow_uuid = :workflow_id AND function_id = :step_id;
 
@@ -55,12 +61,14 @@ WHERE workflow_uuid = :workflow_id
 ORDER BY function_id;
 
 -- finish_workflow --
--- The final write succeeds only while the row is PENDING: a cancel that landed after the last
--- step still wins.
+-- The final write succeeds only while the row is PENDING (a cancel that landed after the last
+-- step still wins) and still owned by the writer (an executor whose workflow was handed to
+-- another one must not finish it).
 UPDATE workflow_status
 SET status = :status, output = :output, error = :error, updated_at = :now,
     completed_at = :now
 WHERE workflow_uuid = :workflow_id AND status = 'PENDING'
+  AND executor_id = :executor_id
 RETURNING workflow_uuid;
 
 -- recoverable_workflows --
@@ -194,10 +202,14 @@ ON CONFLICT (workflow_uuid, key) DO UPDATE SET value = excluded.value;
 SELECT value FROM workflow_events WHERE workflow_uuid = :workflow_id AND key = :key;
 
 -- heartbeat --
+-- Heartbeat times come from the database's clock, never the worker's: a worker whose clock
+-- runs ahead must not make the live ones look dead (nor a slow clock keep a dead one alive).
+-- SQLite's clock is the machine's, which all the processes sharing the file share.
 INSERT INTO executors (executor_id, application_version, hostname, pid, queues, schedules,
                        started_at, last_heartbeat)
 VALUES (:executor_id, :application_version, :hostname, :pid, :queues,
-        :schedules, :now, :now)
+        :schedules, CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER),
+        CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER))
 ON CONFLICT (executor_id) DO UPDATE
 SET last_heartbeat = excluded.last_heartbeat, application_version = excluded.application_version,
     hostname = excluded.hostname, pid = excluded.pid, queues = excluded.queues,
@@ -208,7 +220,8 @@ DELETE FROM executors WHERE executor_id = :executor_id;
 
 -- dead_executors --
 SELECT executor_id FROM executors
-WHERE last_heartbeat < :cutoff AND executor_id <> :executor_id;
+WHERE last_heartbeat < CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER) - :expiry_ms
+  AND executor_id <> :executor_id;
 
 -- requeue_dead_executor --
 -- Hand a dead executor's unfinished workflows to any live one (as a recovery). Guarded twice:
@@ -219,11 +232,15 @@ SET status = 'ENQUEUED', queue_name = COALESCE(queue_name, :internal_queue),
     executor_id = NULL, recovery_attempts = recovery_attempts + 1, updated_at = :now
 WHERE status = 'PENDING' AND executor_id = :dead_executor_id
   AND EXISTS (SELECT 1 FROM executors
-              WHERE executor_id = :dead_executor_id AND last_heartbeat < :cutoff)
+              WHERE executor_id = :dead_executor_id
+                AND last_heartbeat < CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)
+                                     - :expiry_ms)
 RETURNING workflow_uuid;
 
 -- forget_dead_executor --
-DELETE FROM executors WHERE executor_id = :dead_executor_id AND last_heartbeat < :cutoff;
+DELETE FROM executors
+WHERE executor_id = :dead_executor_id
+  AND last_heartbeat < CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER) - :expiry_ms;
 
 -- list_executors --
 SELECT executor_id, application_version, hostname, pid, queues, schedules, started_at,
