@@ -22,6 +22,8 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from tests.support import free_port
+
 PG_BIN = Path(os.environ.get("WAYMARK_TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
 READY_WITHIN_S = 30.0
 START_ATTEMPTS = 5  # a "free" port can be taken between our probe and the server's bind
@@ -29,12 +31,6 @@ START_ATTEMPTS = 5  # a "free" port can be taken between our probe and the serve
 
 class ServiceError(RuntimeError):
     """A private server did not start; the message carries its log."""
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _tail(path: Path, lines: int = 40) -> str:
