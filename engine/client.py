@@ -21,8 +21,10 @@ from engine.store import base
 
 
 class BaseClient:
-    def __init__(self, database_url: str, schema: str) -> None:
-        self._store = store.connect(database_url, schema)
+    def __init__(
+        self, database_url: str, schema: str, db_retry_seconds: float | None = None
+    ) -> None:
+        self._store = store.connect(database_url, schema, db_retry_seconds)
         self.max_payload_bytes = serialization.DEFAULT_LIMIT
         self._migrated = False
         self._migrate_lock = threading.Lock()
@@ -267,8 +269,16 @@ def _check_topic(topic: str | None) -> None:
 class Client(BaseClient):
     """Inspect and control workflows in a system database from any process."""
 
-    def __init__(self, database_url: str, *, schema: str = "waymark") -> None:
-        super().__init__(database_url, schema)
+    def __init__(
+        self,
+        database_url: str,
+        *,
+        schema: str = "waymark",
+        db_retry_seconds: float | None = None,
+    ) -> None:
+        """``db_retry_seconds``: how long a call retries while the database is unreachable
+        before raising SystemDatabaseUnavailableError (default WAYMARK_DB_RETRY_SECONDS or 60)."""
+        super().__init__(database_url, schema, db_retry_seconds)
 
     def start_workflow(
         self,

@@ -45,15 +45,20 @@ class Engine(Execution, BaseClient):
         queues: Sequence[str] | None = None,
         heartbeat_timeout: float = 30.0,
         max_payload_bytes: int = serialization.DEFAULT_LIMIT,
+        db_retry_seconds: float | None = None,
     ) -> None:
         """``queues``: names of the declared queues this engine takes work from (None: all);
         ``heartbeat_timeout``: seconds without a heartbeat after which an executor's
-        unfinished workflows are handed to the live ones."""
+        unfinished workflows are handed to the live ones; ``db_retry_seconds``: how long an
+        operation retries while the database is unreachable before the workflows it holds
+        pause (default WAYMARK_DB_RETRY_SECONDS or 60)."""
         if not app_name or not isinstance(app_name, str):
             raise ValueError("app_name must be a non-empty string")
         if heartbeat_timeout <= 0:
             raise ValueError(f"heartbeat_timeout must be > 0 seconds, got {heartbeat_timeout!r}")
-        super().__init__(database_url or f"sqlite:///{app_name}.sqlite3", schema)
+        super().__init__(
+            database_url or f"sqlite:///{app_name}.sqlite3", schema, db_retry_seconds
+        )
         self.app_name = app_name
         self.max_payload_bytes = max_payload_bytes
         self._explicit_version = application_version
