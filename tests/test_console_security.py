@@ -3,11 +3,18 @@ security headers, error logging. (Production serving with gunicorn: test_console
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.db import connections
 from django.test import Client as WebClient
 
+ROOT = Path(__file__).resolve().parent.parent
 STRONG = "violet-harbour-lantern-42"
 
 
@@ -27,6 +34,75 @@ def logged_in(user) -> WebClient:  # type: ignore[no-untyped-def]
     web = WebClient()
     web.force_login(user)
     return web
+
+
+# --- passwords -----------------------------------------------------------------------------
+
+
+def manage(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env={**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'c.sqlite3'}", **env},
+        capture_output=True,
+        text=True,
+    )
+
+
+def test_createuser_refuses_weak_passwords_with_the_reason(tmp_path) -> None:
+    assert manage(tmp_path, "migrate", "-v", "0").returncode == 0
+    refusals = {
+        "password": "too common",
+        "12345678": "entirely numeric",
+        "short1": "too short",
+        "margaret-h": "too similar to the username",
+    }
+    for password, reason in refusals.items():
+        run = manage(
+            tmp_path,
+            "createuser",
+            "margaret-h",
+            "--role",
+            "viewer",
+            WAYMARK_NEW_USER_PASSWORD=password,
+        )
+        assert run.returncode != 0, password
+        assert "password refused" in run.stderr and reason in run.stderr, run.stderr
+    created = manage(
+        tmp_path, "createuser", "margaret-h", "--role", "viewer", WAYMARK_NEW_USER_PASSWORD=STRONG
+    )
+    assert created.returncode == 0, created.stderr
+    assert "created margaret-h (viewer)" in created.stdout
+
+
+def test_make_run_refuses_a_weak_admin_password_and_generates_a_strong_one() -> None:
+    from django.contrib.auth.password_validation import validate_password
+
+    from console.devserver import admin_password
+
+    with pytest.raises(SystemExit) as refused:
+        admin_password("admin", {"WAYMARK_ADMIN_PASSWORD": "a"})
+    assert "WAYMARK_ADMIN_PASSWORD refused" in str(refused.value)
+    assert "too short" in str(refused.value)
+    with pytest.raises(SystemExit) as common:
+        admin_password("admin", {"WAYMARK_ADMIN_PASSWORD": "password123"})
+    assert "too common" in str(common.value) and "password123" not in str(common.value)
+    assert admin_password("admin", {"WAYMARK_ADMIN_PASSWORD": STRONG}) == STRONG
+    generated = admin_password("admin", {})
+    validate_password(generated, get_user_model()(username="admin"))  # passes
+    assert generated != admin_password("admin", {})
+
+
+def test_the_four_standard_validators_are_configured() -> None:
+    from django.contrib.auth.password_validation import get_default_password_validators
+
+    names = {type(v).__name__ for v in get_default_password_validators()}
+    assert names == {
+        "UserAttributeSimilarityValidator",
+        "MinimumLengthValidator",
+        "CommonPasswordValidator",
+        "NumericPasswordValidator",
+    }
 
 
 # --- the 503 page --------------------------------------------------------------------------
