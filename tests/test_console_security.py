@@ -149,3 +149,96 @@ def test_the_503_page_shows_no_connection_details(caplog) -> None:
         assert leak not in page, leak
     # ... while the operator still finds the cause in the server log.
     assert any("127.0.0.1" in r.getMessage() for r in caplog.records)
+
+
+# --- login throttling ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def throttle():
+    """Each test starts and ends with no recorded failures (the console database is shared)."""
+    from axes.utils import reset
+
+    reset()
+    yield
+    reset()
+
+
+def sign_in(name: str, password: str, address: str, url: str = "/accounts/login/"):  # type: ignore[no-untyped-def]
+    web = WebClient(REMOTE_ADDR=address)
+    response = web.post(url, {"username": name, "password": password, "next": "/"})
+    return response, web
+
+
+def signed_in(web: WebClient) -> bool:
+    return "_auth_user_id" in web.session
+
+
+def test_five_failures_lock_the_username_and_the_address_until_reset(throttle) -> None:
+    from django.core.management import call_command
+
+    account("throttled", "viewer")
+    account("bystander", "viewer")
+    for attempt in range(5):
+        response, _ = sign_in("throttled", "wrong-guess", "10.9.0.1")
+        expected = 429 if attempt == 4 else 200  # the fifth failure locks
+        assert response.status_code == expected, attempt
+    assert b"did not match" not in response.content
+    response, web = sign_in("throttled", STRONG, "10.9.0.1")
+    assert response.status_code == 429 and not signed_in(web)
+    assert b"Too many failed sign-in attempts (5)" in response.content
+    assert b"locked for 15 minutes" in response.content
+    # Per username: the right password from another address is refused too ...
+    response, web = sign_in("throttled", STRONG, "10.9.0.2")
+    assert response.status_code == 429 and not signed_in(web)
+    # ... and per address: another account from the locked address as well ...
+    response, web = sign_in("bystander", STRONG, "10.9.0.1")
+    assert response.status_code == 429 and not signed_in(web)
+    # ... while another account from another address is unaffected.
+    response, web = sign_in("bystander", STRONG, "10.9.0.3")
+    assert response.status_code == 302 and signed_in(web)
+
+    call_command("axes_reset_username", "throttled")  # removes its failures from every address
+    response, web = sign_in("throttled", STRONG, "10.9.0.2")
+    assert response.status_code == 302 and signed_in(web)
+
+
+def test_failures_spread_over_usernames_lock_the_address_until_reset(throttle) -> None:
+    from django.core.management import call_command
+
+    account("bystander", "viewer")
+    for attempt in range(5):  # a password spray: one guess per username, from one address
+        response, _ = sign_in(f"guess-{attempt}", "wrong-guess", "10.9.0.5")
+    assert response.status_code == 429
+    response, web = sign_in("bystander", STRONG, "10.9.0.5")
+    assert response.status_code == 429 and not signed_in(web)
+    response, web = sign_in("bystander", STRONG, "10.9.0.6")
+    assert response.status_code == 302 and signed_in(web)
+    call_command("axes_reset_ip", "10.9.0.5")
+    response, web = sign_in("bystander", STRONG, "10.9.0.5")
+    assert response.status_code == 302 and signed_in(web)
+
+
+def test_the_admin_login_is_throttled_and_an_admin_lifts_the_lockout(throttle) -> None:
+    from axes.models import AccessAttempt
+
+    account("staff-target", "admin")
+    for _ in range(5):
+        response, _ = sign_in("staff-target", "wrong-guess", "10.9.1.1", "/admin/login/")
+    assert response.status_code == 429
+    response, web = sign_in("staff-target", STRONG, "10.9.1.2", "/admin/login/")
+    assert response.status_code == 429 and not signed_in(web)
+    assert b"Too many failed sign-in attempts" in response.content
+
+    # A user with the admin role sees the lockout and lifts it by deleting the attempts.
+    boss = logged_in(account("lockout-lifter", "admin"))
+    listing = boss.get("/admin/axes/accessattempt/")
+    assert listing.status_code == 200 and b"staff-target" in listing.content
+    ids = [str(pk) for pk in AccessAttempt.objects.values_list("pk", flat=True)]
+    lifted = boss.post(
+        "/admin/axes/accessattempt/",
+        {"action": "delete_selected", "_selected_action": ids, "post": "yes"},
+    )
+    assert lifted.status_code == 302 and not AccessAttempt.objects.exists()
+    response, web = sign_in("staff-target", STRONG, "10.9.1.1", "/admin/login/")
+    assert response.status_code == 302 and signed_in(web)
