@@ -242,3 +242,98 @@ def test_the_admin_login_is_throttled_and_an_admin_lifts_the_lockout(throttle) -
     assert lifted.status_code == 302 and not AccessAttempt.objects.exists()
     response, web = sign_in("staff-target", STRONG, "10.9.1.1", "/admin/login/")
     assert response.status_code == 302 and signed_in(web)
+
+
+# --- roles that cannot escalate ------------------------------------------------------------
+
+
+def change_form(user, **overrides: object) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    """What the admin's user change form posts, with the current values."""
+    data: dict[str, object] = {
+        "username": user.username,
+        "first_name": "",
+        "last_name": "",
+        "email": "",
+        "is_active": "on",
+        "groups": [g.pk for g in user.groups.all()],
+        "user_permissions": [p.pk for p in user.user_permissions.all()],
+        "date_joined_0": "2026-01-01",
+        "date_joined_1": "00:00:00",
+    }
+    if user.is_staff:
+        data["is_staff"] = "on"
+    data.update(overrides)
+    return data
+
+
+def reload(user):  # type: ignore[no-untyped-def]
+    return get_user_model().objects.get(pk=user.pk)
+
+
+def test_the_admin_role_cannot_make_itself_superuser_or_grant_beyond_its_own() -> None:
+    from django.contrib.auth.models import Permission
+
+    me = account("role-admin", "admin")
+    web = logged_in(me)
+    url = f"/admin/auth/user/{me.pk}/change/"
+    page = web.get(url)
+    assert page.status_code == 200 and b'name="is_superuser"' not in page.content
+
+    saved = web.post(url, change_form(me, is_superuser="on"))
+    assert saved.status_code == 302  # the form saves, the flag is not a field for this user
+    assert not reload(me).is_superuser
+
+    beyond = Permission.objects.get(codename="delete_user")  # the admin role lacks it
+    refused = web.post(url, change_form(me, user_permissions=[beyond.pk]))
+    assert refused.status_code == 200 and b"Select a valid choice" in refused.content
+    assert not reload(me).user_permissions.exists()
+
+    powerful, _ = Group.objects.get_or_create(name="sec-powerful")
+    powerful.permissions.set([beyond])
+    refused = web.post(url, change_form(me, groups=[powerful.pk]))
+    assert refused.status_code == 200 and b"Select a valid choice" in refused.content
+    assert list(reload(me).groups.values_list("name", flat=True)) == ["admin"]
+    assert not reload(me).has_perm("auth.delete_user")
+
+
+def test_the_admin_role_cannot_change_a_superuser_or_its_password() -> None:
+    me = account("role-admin", "admin")
+    root = account("sec-root", None, is_superuser=True, is_staff=True)
+    web = logged_in(me)
+    change, password = (
+        f"/admin/auth/user/{root.pk}/change/",
+        f"/admin/auth/user/{root.pk}/password/",
+    )
+    assert b'name="username"' not in web.get(change).content  # read-only at most
+    posted = web.post(change, change_form(root, is_superuser="", is_active=""))
+    assert posted.status_code == 403
+    assert web.get(password).status_code == 403
+    new = {"password1": "another-strong-passphrase-9", "password2": "another-strong-passphrase-9"}
+    assert web.post(password, {**new, "usable_password": "true"}).status_code == 403
+    root = reload(root)
+    assert root.is_superuser and root.is_active and root.check_password(STRONG)
+
+
+def test_the_admin_role_manages_lesser_users_and_a_superuser_can_do_everything() -> None:
+    me = account("role-admin", "admin")
+    viewer = account("sec-managed", "viewer")
+    operator = Group.objects.get(name="operator")
+    web = logged_in(me)
+    moved = web.post(
+        f"/admin/auth/user/{viewer.pk}/change/", change_form(viewer, groups=[operator.pk])
+    )
+    assert moved.status_code == 302
+    assert list(reload(viewer).groups.values_list("name", flat=True)) == ["operator"]
+    password = f"/admin/auth/user/{viewer.pk}/password/"
+    weak = web.post(
+        password, {"password1": "12345678", "password2": "12345678", "usable_password": "true"}
+    )
+    assert weak.status_code == 200 and b"entirely numeric" in weak.content  # validators apply
+    strong = "another-strong-passphrase-9"
+    done = web.post(password, {"password1": strong, "password2": strong, "usable_password": "true"})
+    assert done.status_code == 302 and reload(viewer).check_password(strong)
+
+    root = logged_in(account("sec-root", None, is_superuser=True, is_staff=True))
+    promoted = root.post(f"/admin/auth/user/{me.pk}/change/", change_form(me, is_superuser="on"))
+    assert promoted.status_code == 302 and reload(me).is_superuser
+    assert root.get(f"/admin/auth/user/{me.pk}/password/").status_code == 200
