@@ -13,6 +13,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.db import connections
 from django.test import Client as WebClient
+from django.test import override_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 STRONG = "violet-harbour-lantern-42"
@@ -188,6 +189,7 @@ def test_five_failures_lock_the_username_and_the_address_until_reset(throttle) -
     assert response.status_code == 429 and not signed_in(web)
     assert b"Too many failed sign-in attempts (5)" in response.content
     assert b"locked for 15 minutes" in response.content
+    assert "no-store" in response["Cache-Control"]  # the lockout page is not cached either
     # Per username: the right password from another address is refused too ...
     response, web = sign_in("throttled", STRONG, "10.9.0.2")
     assert response.status_code == 429 and not signed_in(web)
@@ -337,3 +339,177 @@ def test_the_admin_role_manages_lesser_users_and_a_superuser_can_do_everything()
     promoted = root.post(f"/admin/auth/user/{me.pk}/change/", change_form(me, is_superuser="on"))
     assert promoted.status_code == 302 and reload(me).is_superuser
     assert root.get(f"/admin/auth/user/{me.pk}/password/").status_code == 200
+
+
+# --- security headers ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def console_app(make_engine, db):  # type: ignore[no-untyped-def]
+    """An engine database with a finished workflow (steps, a sleep, a deadline) and a waiting
+    one, and the console aimed at it."""
+    import tests.console_site as site
+
+    engine = make_engine("security-app")
+
+    @engine.step(name="sec.step")
+    def step(x):
+        return {"x": x}
+
+    @engine.workflow(name="sec.flow")
+    def flow(ctx, x):
+        step(x)
+        ctx.sleep(0.01)
+        return step(x + 1)
+
+    @engine.workflow(name="sec.wait")
+    def wait(ctx):
+        step(0)
+        return ctx.recv("go", timeout=30)
+
+    engine.launch()
+    engine.start_workflow(flow, 1, workflow_id="sec-done", timeout=600).get_result(timeout=20)
+    engine.start_workflow(wait, workflow_id="sec-waiting")
+    site.point_engine_database(db)
+    yield engine
+    engine.send("sec-waiting", "done", "go")
+    connections["waymark"].close()
+
+
+class InlineCode(__import__("html.parser").parser.HTMLParser):
+    """Collects what a strict CSP would block: inline <script>/<style>, style="" and on*=
+    attributes, and htmx features that need eval (trigger filters, hx-on)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.found: list[str] = []
+        self.scripts = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        names = dict(attrs)
+        if tag == "script":
+            self.scripts += 1
+            if not names.get("src"):
+                self.found.append("<script> without src")
+        if tag == "style":
+            self.found.append("<style>")
+        for name, value in attrs:
+            if name == "style" or name.startswith(("on", "hx-on")):
+                self.found.append(f"{tag} {name}={value!r}")
+            if name == "hx-trigger" and value and "[" in value:
+                self.found.append(f"{tag} trigger filter {value!r}")
+
+
+def inline_code(html: bytes) -> tuple[list[str], int]:
+    parser = InlineCode()
+    parser.feed(html.decode())
+    return parser.found, parser.scripts
+
+
+def test_pages_carry_a_strict_csp_and_no_inline_code(console_app) -> None:
+    managed = account("sec-viewer", "viewer")
+    viewer = logged_in(managed)
+    boss = logged_in(account("sec-boss", "admin"))
+    root = logged_in(account("sec-root", None, is_superuser=True, is_staff=True))
+    pages = [
+        (WebClient(), "/accounts/login/"),
+        (viewer, "/"),
+        (viewer, "/workflows/"),
+        (viewer, "/workflows/sec-done/"),
+        (viewer, "/workflows/sec-waiting/"),
+        (viewer, "/workflows/sec-done/steps/1/"),
+        (viewer, "/queues/"),
+        (viewer, "/schedules/"),
+        (viewer, "/versions/"),
+        (viewer, "/workflows/no-such-id/"),  # 404 page
+        (viewer, "/workflows/?status=NOPE"),  # 400 page
+        (boss, "/audit/"),
+        (boss, "/workflows/sec-waiting/cancel/"),  # a confirmation form
+        (boss, "/admin/"),
+        (boss, f"/admin/auth/user/{managed.pk}/change/"),
+        (root, "/admin/auth/user/"),
+    ]
+    for web, path in pages:
+        with override_settings(DEBUG=False):  # the real 404 page, not Django's debug page
+            response = web.get(path)
+        assert response.status_code in (200, 400, 404), (path, response.status_code)
+        policy = response["Content-Security-Policy"]
+        for directive in (
+            "default-src 'self'",
+            "script-src 'self'",
+            "style-src 'self'",
+            "img-src 'self' data:",
+            "frame-ancestors 'none'",
+            "base-uri 'self'",
+            "form-action 'self'",
+        ):
+            assert directive in policy, (path, directive)
+        assert "unsafe-inline" not in policy and "unsafe-eval" not in policy
+        found, scripts = inline_code(response.content)
+        assert found == [], (path, found)
+        if not path.startswith("/admin/"):
+            assert scripts >= 2, path  # htmx and console.js, both from files
+    detail = viewer.get("/workflows/sec-done/").content
+    assert b'class="bar' in detail and b"data-left=" in detail and b"data-width=" in detail
+    assert b'<meta name="htmx-config"' in detail and b'"allowEval":false' in detail
+
+
+def test_authenticated_responses_and_the_login_page_are_never_cached(console_app) -> None:
+    viewer = logged_in(account("sec-viewer", "viewer"))
+    boss = logged_in(account("sec-boss", "admin"))
+    responses = {
+        "login page": WebClient().get("/accounts/login/"),
+        "admin login page": WebClient().get("/admin/login/"),
+        "page": viewer.get("/workflows/sec-done/"),
+        "htmx fragment": viewer.get(
+            "/workflows/sec-waiting/?fragment=live", HTTP_HX_REQUEST="true"
+        ),
+        "csv": boss.get("/audit/?format=csv"),
+        "admin page": boss.get("/admin/"),
+    }
+    for what, response in responses.items():
+        assert response.status_code == 200, what
+        directives = {d.strip() for d in response["Cache-Control"].split(",")}
+        assert {"private", "no-store"} <= directives, (what, response["Cache-Control"])
+    fragment = responses["htmx fragment"].content
+    assert fragment.startswith(b'<div id="live"') and b"<html" not in fragment
+    assert responses["csv"]["Content-Type"].startswith("text/csv")
+
+
+def production(**env: str) -> dict[str, str]:
+    """The environment of a production console (DEBUG off) on a throwaway database."""
+    return {
+        **os.environ,
+        "DEBUG": "0",
+        "SECRET_KEY": "test-only-" + "s" * 50,
+        "ALLOWED_HOSTS": "console.example.com",
+        **env,
+    }
+
+
+def test_forwarded_proto_is_believed_only_behind_a_proxy(tmp_path) -> None:
+    probe = (
+        "import django; django.setup();"
+        "from django.test import Client;"
+        "r = Client().get('/accounts/login/', HTTP_HOST='console.example.com',"
+        " HTTP_X_FORWARDED_PROTO='https');"
+        "print(r.status_code, r.get('Location', ''))"
+    )
+    db = {"DATABASE_URL": f"sqlite:///{tmp_path / 'p.sqlite3'}"}
+
+    def run(**env: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-c", probe],
+            cwd=ROOT,
+            env=production(**db, DJANGO_SETTINGS_MODULE="console.settings", **env),
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    # Without WAYMARK_BEHIND_PROXY the header is a client's claim: still redirected to HTTPS.
+    assert run() == "301 https://console.example.com/accounts/login/"
+    assert run(WAYMARK_BEHIND_PROXY="0") == "301 https://console.example.com/accounts/login/"
+    # Behind the proxy that sets it, the request is HTTPS already: the page renders.
+    assert run(WAYMARK_BEHIND_PROXY="1") == "200"
