@@ -148,6 +148,29 @@ AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_CLIENT_IP_CALLABLE = "console.throttle.client_address"
 
+# Server errors (5xx, with their traceback) and security events (bad Host headers, suspicious
+# operations) go to stderr when DEBUG is off. Django's own default logs them to the console
+# only with DEBUG on, and otherwise mails ADMINS, which a console deployment does not have: a
+# 500 in production would leave no trace. With DEBUG on Django's console handler prints them.
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"production": {"()": "django.utils.log.RequireDebugFalse"}},
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {
+        "stderr": {
+            "class": "logging.StreamHandler",
+            "stream": "ext://sys.stderr",
+            "filters": ["production"],
+            "formatter": "plain",
+        }
+    },
+    "loggers": {
+        "django.request": {"handlers": ["stderr"], "level": "ERROR"},
+        "django.security": {"handlers": ["stderr"], "level": "WARNING"},
+    },
+}
+
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True

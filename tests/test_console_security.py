@@ -513,3 +513,44 @@ def test_forwarded_proto_is_believed_only_behind_a_proxy(tmp_path) -> None:
     assert run(WAYMARK_BEHIND_PROXY="0") == "301 https://console.example.com/accounts/login/"
     # Behind the proxy that sets it, the request is HTTPS already: the page renders.
     assert run(WAYMARK_BEHIND_PROXY="1") == "200"
+
+
+# --- error logging -------------------------------------------------------------------------
+
+
+@override_settings(ROOT_URLCONF="tests.raising_urls", DEBUG=False)
+def test_a_server_error_is_logged_with_its_traceback() -> None:
+    import unittest
+
+    web = WebClient(raise_request_exception=False)
+    with unittest.TestCase().assertLogs("django.request", "ERROR") as logs:
+        response = web.get("/boom/")
+    assert response.status_code == 500 and b"boom-marker" not in response.content
+    (record,) = [r for r in logs.records if r.levelname == "ERROR"]
+    assert record.getMessage() == "Internal Server Error: /boom/"
+    assert record.exc_info and record.exc_info[0] is RuntimeError
+
+
+def test_with_debug_off_server_errors_reach_stderr_with_the_traceback(tmp_path) -> None:
+    probe = (
+        "import django; django.setup();"
+        "from django.test import Client, override_settings;"
+        "override_settings(ROOT_URLCONF='tests.raising_urls').enable();"
+        "r = Client(raise_request_exception=False).get("
+        "'/boom/', HTTP_HOST='console.example.com', secure=True);"
+        "print(r.status_code)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=ROOT,
+        env=production(
+            DATABASE_URL=f"sqlite:///{tmp_path / 'p.sqlite3'}",
+            DJANGO_SETTINGS_MODULE="console.settings",
+        ),
+        capture_output=True,
+        text=True,
+    )
+    assert done.stdout.strip() == "500", done.stderr
+    assert "ERROR django.request: Internal Server Error: /boom/" in done.stderr
+    assert "Traceback (most recent call last)" in done.stderr
+    assert "RuntimeError: boom-marker: a bug in a view" in done.stderr
