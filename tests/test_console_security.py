@@ -490,16 +490,19 @@ def production(**env: str) -> dict[str, str]:
 def test_forwarded_proto_is_believed_only_behind_a_proxy(tmp_path) -> None:
     probe = (
         "import django; django.setup();"
-        "from django.test import Client;"
-        "r = Client().get('/accounts/login/', HTTP_HOST='console.example.com',"
-        " HTTP_X_FORWARDED_PROTO='https');"
-        "print(r.status_code, r.get('Location', ''))"
+        "from django.test import Client, RequestFactory;"
+        "h = dict(HTTP_HOST='console.example.com', HTTP_X_FORWARDED_PROTO='https');"
+        "r = Client().get('/accounts/login/', **h);"
+        "print(r.status_code, r.get('Location', ''), RequestFactory().get('/', **h).is_secure())"
     )
-    db = {"DATABASE_URL": f"sqlite:///{tmp_path / 'p.sqlite3'}"}
+    db = {
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'p.sqlite3'}",
+        "WAYMARK_STATIC_ROOT": str(tmp_path / "static"),
+    }
 
-    def run(**env: str) -> str:
+    def run(*command: str, **env: str) -> str:
         done = subprocess.run(
-            [sys.executable, "-c", probe],
+            [sys.executable, *(command or ("-c", probe))],
             cwd=ROOT,
             env=production(**db, DJANGO_SETTINGS_MODULE="console.settings", **env),
             capture_output=True,
@@ -508,11 +511,13 @@ def test_forwarded_proto_is_believed_only_behind_a_proxy(tmp_path) -> None:
         assert done.returncode == 0, done.stderr
         return done.stdout.strip()
 
+    run("manage.py", "collectstatic", "--noinput")  # DEBUG off: pages need the manifest
     # Without WAYMARK_BEHIND_PROXY the header is a client's claim: still redirected to HTTPS.
-    assert run() == "301 https://console.example.com/accounts/login/"
-    assert run(WAYMARK_BEHIND_PROXY="0") == "301 https://console.example.com/accounts/login/"
+    refused = "301 https://console.example.com/accounts/login/ False"
+    assert run() == refused
+    assert run(WAYMARK_BEHIND_PROXY="0") == refused
     # Behind the proxy that sets it, the request is HTTPS already: the page renders.
-    assert run(WAYMARK_BEHIND_PROXY="1") == "200"
+    assert run(WAYMARK_BEHIND_PROXY="1") == "200  True"
 
 
 # --- error logging -------------------------------------------------------------------------
