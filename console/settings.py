@@ -5,6 +5,10 @@ WAYMARK_APP   module:function that registers the workflows on an Engine (default
 SECRET_KEY    required when DEBUG is off
 DEBUG         "1" to enable (default on for local runs without SECRET_KEY)
 ALLOWED_HOSTS comma-separated (default: localhost names)
+WAYMARK_SSL_REDIRECT  "0" when a proxy already redirects HTTP to HTTPS (DEBUG off only)
+WAYMARK_HSTS_SECONDS  HSTS max-age, opt-in (DEBUG off only)
+WAYMARK_BEHIND_PROXY  "1" behind a TLS-terminating reverse proxy: trust X-Forwarded-Proto/-For
+WAYMARK_STATIC_ROOT   where collectstatic puts the static files (default: staticfiles/ here)
 """
 
 from __future__ import annotations
