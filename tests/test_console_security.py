@@ -406,6 +406,8 @@ def inline_code(html: bytes) -> tuple[list[str], int]:
     return parser.found, parser.scripts
 
 
+# DEBUG off in-process, without collectstatic: WhiteNoise notes the missing STATIC_ROOT.
+@pytest.mark.filterwarnings("ignore:No directory at:UserWarning")
 def test_pages_carry_a_strict_csp_and_no_inline_code(console_app) -> None:
     managed = account("sec-viewer", "viewer")
     viewer = logged_in(managed)
@@ -523,6 +525,8 @@ def test_forwarded_proto_is_believed_only_behind_a_proxy(tmp_path) -> None:
 # --- error logging -------------------------------------------------------------------------
 
 
+# DEBUG off in-process, without collectstatic: WhiteNoise notes the missing STATIC_ROOT.
+@pytest.mark.filterwarnings("ignore:No directory at:UserWarning")
 @override_settings(ROOT_URLCONF="tests.raising_urls", DEBUG=False)
 def test_a_server_error_is_logged_with_its_traceback() -> None:
     import unittest
