@@ -8,10 +8,29 @@ import secrets
 import signal
 import subprocess
 import sys
+from collections.abc import Mapping
 
 import django
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "console.settings")
+
+
+def admin_password(username: str, environ: Mapping[str, str]) -> str:
+    """The first login's password: WAYMARK_ADMIN_PASSWORD if set, else a random one, either
+    way checked against AUTH_PASSWORD_VALIDATORS like every other password (a weak one stops
+    `make run` with the reason instead of creating a superuser anyone could guess)."""
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.password_validation import validate_password
+    from django.core.exceptions import ValidationError
+
+    password = environ.get("WAYMARK_ADMIN_PASSWORD") or secrets.token_urlsafe(16)
+    try:
+        validate_password(
+            password, get_user_model()(username=username, email=f"{username}@localhost")
+        )
+    except ValidationError as exc:
+        raise SystemExit("WAYMARK_ADMIN_PASSWORD refused: " + " ".join(exc.messages)) from None
+    return password
 
 
 def main() -> None:
@@ -26,7 +45,7 @@ def main() -> None:
     users = get_user_model()
     username = os.environ.get("WAYMARK_ADMIN_USER", "admin")
     if not users.objects.filter(username=username).exists():
-        password = os.environ.get("WAYMARK_ADMIN_PASSWORD") or secrets.token_urlsafe(12)
+        password = admin_password(username, os.environ)
         users.objects.create_superuser(username, f"{username}@localhost", password)
         shown = (
             "(from WAYMARK_ADMIN_PASSWORD)" if "WAYMARK_ADMIN_PASSWORD" in os.environ else password

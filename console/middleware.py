@@ -1,4 +1,8 @@
-"""A friendly 503 page when a database cannot be reached, instead of a stack trace."""
+"""A friendly 503 page when a database cannot be reached, instead of a stack trace.
+
+The page says nothing about the connection (no host, port, database name, user or driver
+message): that would hand an anonymous visitor a map of the infrastructure. The details go to
+the server log instead, where operators look."""
 
 from __future__ import annotations
 
@@ -30,11 +34,6 @@ class DatabaseUnavailableMiddleware:
             exc,
             extra={"action": "console.db_unavailable"},
         )
-        response = render(
-            request,
-            "503.html",
-            {"detail": str(exc).strip().splitlines()[0] if str(exc).strip() else ""},
-            status=503,
-        )
+        response = render(request, "503.html", status=503)
         response["Retry-After"] = "10"
         return response

@@ -5,11 +5,16 @@ WAYMARK_APP   module:function that registers the workflows on an Engine (default
 SECRET_KEY    required when DEBUG is off
 DEBUG         "1" to enable (default on for local runs without SECRET_KEY)
 ALLOWED_HOSTS comma-separated (default: localhost names)
+WAYMARK_SSL_REDIRECT  "0" when a proxy already redirects HTTP to HTTPS (DEBUG off only)
+WAYMARK_HSTS_SECONDS  HSTS max-age, opt-in (DEBUG off only)
+WAYMARK_BEHIND_PROXY  "1" behind a TLS-terminating reverse proxy: trust X-Forwarded-Proto/-For
+WAYMARK_STATIC_ROOT   where collectstatic puts the static files (default: staticfiles/ here)
 """
 
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -22,6 +27,10 @@ if not SECRET_KEY:
     if not DEBUG:
         raise RuntimeError("SECRET_KEY must be set when DEBUG is off")
     SECRET_KEY = "insecure-local-development-key"
+# Set when a reverse proxy terminates HTTPS in front of the console: then (and only then) its
+# X-Forwarded-Proto and X-Forwarded-For headers are believed. Without a proxy any client could
+# send them, to look like HTTPS or to throttle someone else's address.
+WAYMARK_BEHIND_PROXY = os.environ.get("WAYMARK_BEHIND_PROXY", "0") == "1"
 ALLOWED_HOSTS = [
     h.strip() for h in os.environ.get("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",")
 ]
@@ -32,7 +41,8 @@ ALLOWED_HOSTS = [
 if not DEBUG:
     SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = True
     SECURE_SSL_REDIRECT = os.environ.get("WAYMARK_SSL_REDIRECT", "1") == "1"
-    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    if WAYMARK_BEHIND_PROXY:  # otherwise a client could claim HTTPS with this header
+        SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_HSTS_SECONDS = int(os.environ.get("WAYMARK_HSTS_SECONDS", "0"))
     SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_HSTS_SECONDS > 0
     SECURE_HSTS_PRELOAD = False
@@ -50,11 +60,14 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.humanize",
     "django_htmx",
+    "axes",
     "console",
 ]
 
 MIDDLEWARE = [
+    "console.headers.SecurityHeadersMiddleware",  # outermost: CSP on every response
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",  # static files, also with DEBUG off
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -63,6 +76,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "console.middleware.DatabaseUnavailableMiddleware",
+    "axes.middleware.AxesMiddleware",  # turns a locked-out sign-in into the lockout page
 ]
 
 ROOT_URLCONF = "console.urls"
@@ -115,15 +129,72 @@ WAYMARK_APP_NAME = os.environ.get("WAYMARK_APP_NAME", "waymark-demo")
 WAYMARK_HEARTBEAT_TIMEOUT = float(os.environ.get("WAYMARK_HEARTBEAT_TIMEOUT", "30"))
 WAYMARK_CELERY_BROKER_URL = os.environ.get("WAYMARK_CELERY_BROKER_URL", "")
 
+# Django's four standard validators, applied wherever a password is set: the admin's forms,
+# `changepassword`, `createuser` and `make run` (console/devserver.py).
 AUTH_PASSWORD_VALIDATORS = [
-    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": f"django.contrib.auth.password_validation.{name}"}
+    for name in (
+        "UserAttributeSimilarityValidator",
+        "MinimumLengthValidator",
+        "CommonPasswordValidator",
+        "NumericPasswordValidator",
+    )
 ]
+# Login throttling (console/throttle.py explains the choices): 5 failures lock the client
+# address and the username, each on its own, for 15 minutes; a success clears the count.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # first: refuses locked-out sign-ins
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = 5
+AXES_COOLOFF_TIME = timedelta(minutes=15)
+AXES_LOCKOUT_PARAMETERS = ["ip_address", "username"]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_CLIENT_IP_CALLABLE = "console.throttle.client_address"
+
+# Server errors (5xx, with their traceback) and security events (bad Host headers, suspicious
+# operations) go to stderr when DEBUG is off. Django's own default logs them to the console
+# only with DEBUG on, and otherwise mails ADMINS, which a console deployment does not have: a
+# 500 in production would leave no trace. With DEBUG on Django's console handler prints them.
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"production": {"()": "django.utils.log.RequireDebugFalse"}},
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {
+        "stderr": {
+            "class": "logging.StreamHandler",
+            "stream": "ext://sys.stderr",
+            "filters": ["production"],
+            "formatter": "plain",
+        }
+    },
+    "loggers": {
+        "django.request": {"handlers": ["stderr"], "level": "ERROR"},
+        "django.security": {"handlers": ["stderr"], "level": "WARNING"},
+    },
+}
+
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
+# Production serves static files from the console process itself (WhiteNoise: no separate web
+# server needed): `manage.py collectstatic` copies them to STATIC_ROOT with content-hashed,
+# pre-compressed names, served with far-future cache headers. With DEBUG on they are served
+# straight from the app directories, unhashed, so no collectstatic is needed to develop.
+STATIC_ROOT = Path(os.environ.get("WAYMARK_STATIC_ROOT", BASE_DIR / "staticfiles"))
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+        if DEBUG
+        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    },
+}
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/accounts/login/"

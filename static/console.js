@@ -17,3 +17,24 @@ function tick() {
   }
 }
 setInterval(tick, 1000);
+
+// The Content-Security-Policy (console/headers.py) forbids style="" attributes, so the
+// timeline's geometry comes as data-left / data-width (percent) and is applied here, on the
+// page and on every fragment htmx swaps in.
+function place(root) {
+  const marked = root.matches?.("[data-left]") ? [root] : [];
+  for (const el of [...marked, ...root.querySelectorAll("[data-left]")]) {
+    el.style.left = `${el.dataset.left}%`;
+    if (el.dataset.width !== undefined) el.style.width = `${el.dataset.width}%`;
+  }
+}
+htmx.onLoad(place);
+
+// Polls ("every Ns" triggers) skip while the tab is hidden. A trigger filter would need eval,
+// which the policy forbids.
+document.addEventListener("htmx:beforeRequest", (event) => {
+  const trigger = event.detail.elt.getAttribute("hx-trigger") || "";
+  if (document.visibilityState !== "visible" && trigger.trim().startsWith("every ")) {
+    event.preventDefault();
+  }
+});

@@ -105,6 +105,8 @@ def test_operator_browses_filters_and_watches_a_workflow_finish_live(console) ->
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 900})
+        blocked: list[str] = []  # anything the Content-Security-Policy refused
+        page.on("console", lambda m: blocked.append(m.text) if "Content Security" in m.text else 0)
         page.goto(f"{base}/workflows/")
         page.fill("input[name=username]", "watcher")
         page.fill("input[name=password]", "browser-pass-1")
@@ -126,6 +128,8 @@ def test_operator_browses_filters_and_watches_a_workflow_finish_live(console) ->
         # No reload: htmx polls the header and timeline until the workflow finishes.
         expect(page.locator("#workflow-header .status")).to_have_text("SUCCESS", timeout=60_000)
         assert page.locator("#timeline .bar").count() == 150
+        # Geometry comes as data attributes and console.js applies it (no inline styles).
+        assert page.locator("#timeline .bar").last.evaluate("e => e.style.width").endswith("%")
         page.screenshot(path=ARTIFACTS / "detail-finished.png", full_page=True)
 
         for path in ("/", "/queues/", "/schedules/", "/versions/"):
@@ -133,6 +137,7 @@ def test_operator_browses_filters_and_watches_a_workflow_finish_live(console) ->
             expect(page.locator("h1")).to_be_visible()
             page.screenshot(path=ARTIFACTS / f"page{path.replace('/', '-') or '-'}.png")
         browser.close()
+    assert blocked == []
 
 
 def login(page, base: str, name: str) -> None:

@@ -33,12 +33,14 @@ class Command(BaseCommand):
         password = os.environ.get("WAYMARK_NEW_USER_PASSWORD") or getpass.getpass(
             f"Password for {name}: "
         )
-        try:
-            validate_password(password)
-        except ValidationError as exc:
-            raise CommandError("; ".join(exc.messages)) from None
-        user = users.objects.create_user(
-            name, password=password, is_staff=role == "admin", is_superuser=False
+        user = users(
+            username=users.normalize_username(name), is_staff=role == "admin", is_superuser=False
         )
+        try:  # with the user, so a password resembling the name is refused too
+            validate_password(password, user)
+        except ValidationError as exc:
+            raise CommandError("password refused: " + " ".join(exc.messages)) from None
+        user.set_password(password)
+        user.save()
         user.groups.add(Group.objects.get(name=role))
         self.stdout.write(f"created {name} ({role})")

@@ -11,7 +11,7 @@ def completed_when_recorded(apps, schema_editor):  # type: ignore[no-untyped-def
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("console", "0002_roles"),
+        ("console", "0003_admins_lift_lockouts"),
     ]
 
     operations = [
