@@ -56,9 +56,7 @@ class Engine(Execution, BaseClient):
             raise ValueError("app_name must be a non-empty string")
         if heartbeat_timeout <= 0:
             raise ValueError(f"heartbeat_timeout must be > 0 seconds, got {heartbeat_timeout!r}")
-        super().__init__(
-            database_url or f"sqlite:///{app_name}.sqlite3", schema, db_retry_seconds
-        )
+        super().__init__(database_url or f"sqlite:///{app_name}.sqlite3", schema, db_retry_seconds)
         self.app_name = app_name
         self.max_payload_bytes = max_payload_bytes
         self._explicit_version = application_version

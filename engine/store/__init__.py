@@ -7,9 +7,7 @@ import os
 from engine.store.base import Store
 
 
-def connect(
-    database_url: str, schema: str = "waymark", retry_for_s: float | None = None
-) -> Store:
+def connect(database_url: str, schema: str = "waymark", retry_for_s: float | None = None) -> Store:
     """A store for ``database_url``; ``retry_for_s``: how long an operation retries while the
     database is unreachable (default: WAYMARK_DB_RETRY_SECONDS, else 60)."""
     found: Store
@@ -32,7 +30,6 @@ def connect(
         raise ValueError(f"db_retry_seconds must be > 0, got {retry_for_s!r}")
     found.retry_for_s = retry_for_s
     return found
-
 
 
 __all__ = ["Store", "connect"]
