@@ -17,7 +17,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from console import actions, audit_trail, filters, params
-from console.http import HtmxHttpRequest
+from console.http import HtmxHttpRequest, client_address
 from console.models import AuditRecord, BulkJob, Step, Workflow
 from console.views import bad_request
 
@@ -34,7 +34,7 @@ def actor_of(request: HtmxHttpRequest) -> actions.Actor:
     return actions.Actor(
         name=request.user.get_username(),
         source="console",
-        address=request.META.get("REMOTE_ADDR"),
+        address=client_address(request),
         user_agent=request.META.get("HTTP_USER_AGENT", ""),
     )
 

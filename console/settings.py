@@ -140,8 +140,12 @@ AUTH_PASSWORD_VALIDATORS = [
         "NumericPasswordValidator",
     )
 ]
-# Login throttling (console/throttle.py explains the choices): 5 failures lock the client
-# address and the username, each on its own, for 15 minutes; a success clears the count.
+# Login throttling (django-axes counts failed sign-ins on the console login and /admin/ alike):
+# 5 failures lock the client address, and the username, each on its own, for 15 minutes; a
+# success clears the count. Keying on the username alone would let anyone lock an account out;
+# on the address alone, a botnet could guess one password per address: both together cost an
+# attacker the most. An admin lifts a lockout early in /admin/ (Axes > Access attempts: delete)
+# or with `manage.py axes_reset_username NAME` / `axes_reset_ip ADDRESS`.
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",  # first: refuses locked-out sign-ins
     "django.contrib.auth.backends.ModelBackend",
@@ -151,7 +155,7 @@ AXES_COOLOFF_TIME = timedelta(minutes=15)
 AXES_LOCKOUT_PARAMETERS = ["ip_address", "username"]
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
-AXES_CLIENT_IP_CALLABLE = "console.throttle.client_address"
+AXES_CLIENT_IP_CALLABLE = "console.http.client_address"
 
 # Server errors (5xx, with their traceback) and security events (bad Host headers, suspicious
 # operations) go to stderr when DEBUG is off. Django's own default logs them to the console

@@ -10,6 +10,7 @@ import re
 from urllib.parse import quote
 
 import pytest
+from django.test import override_settings
 from django.urls import reverse
 
 from console import actions, filters
@@ -321,3 +322,19 @@ def test_dates_outside_the_epoch_range_are_a_400_with_the_reason(app) -> None:
     assert filters.parse_cursor("12~a~b") == (12, "a~b")
     with pytest.raises(filters.BadFilterError):
         filters.parse_cursor("²~x")
+
+
+@pytest.mark.parametrize("behind_proxy", [False, True])
+def test_the_audit_records_the_client_address_a_proxy_reports(app, behind_proxy) -> None:
+    engine, gate = app
+    start_blocked(engine, gate, "addr-1")
+    with override_settings(WAYMARK_BEHIND_PROXY=behind_proxy):
+        user("operator").post(
+            "/workflows/addr-1/cancel/",
+            {"reason": "r"},
+            REMOTE_ADDR="10.0.0.9",
+            HTTP_X_FORWARDED_FOR="6.6.6.6, 203.0.113.7",
+        )
+    record = AuditRecord.objects.get(action="cancel")
+    assert record.client_address == ("203.0.113.7" if behind_proxy else "10.0.0.9")
+    gate.set()
