@@ -21,6 +21,7 @@ import psycopg_pool
 from psycopg import sql as pgsql
 from psycopg.rows import dict_row
 
+from engine import clock
 from engine.store import base, groupcommit
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
@@ -32,7 +33,6 @@ _MERGEABLE: dict[str, tuple[str, tuple[str, ...]]] = {
     "insert_workflow": ("wf", ("workflow_id", "name")),
     "record_step": ("st", ("workflow_id", "step_id")),
     "finish_workflow": ("fin", ("workflow_id",)),
-    "enqueue_workflow": ("eq", ("workflow_id",)),
 }
 
 
@@ -47,6 +47,7 @@ def check_schema_name(schema: str) -> str:
 
 class PostgresStore(base.Store):
     dialect = "postgres"
+    pushes_changes = True  # LISTEN/NOTIFY
 
     def __init__(self, url: str, schema: str = "waymark") -> None:
         super().__init__()
@@ -142,7 +143,7 @@ class PostgresStore(base.Store):
             results.append([row] if row is not None else [])
         return results
 
-    def _is_transient(self, exc: BaseException) -> bool:
+    def is_transient(self, exc: BaseException) -> bool:
         # Connection refused or lost, server shutting down or restarting, pool starved: all
         # OperationalError (or the pool's timeout). Constraint and syntax errors are not.
         return isinstance(exc, psycopg.OperationalError | psycopg_pool.PoolTimeout)
@@ -158,7 +159,7 @@ class PostgresStore(base.Store):
         with self._pool.connection() as conn, conn.transaction():
             yield lambda query, **params: conn.execute(self.queries[query], params).fetchall()
 
-    def notify_statements(self, payload: str) -> list[groupcommit.Statement]:
+    def _notify(self, payload: str) -> list[groupcommit.Statement]:
         return [("notify", {"channel": self.channel, "payload": payload})]
 
     def _fetch(self, sql: str, params: Mapping[str, Any]) -> list[Any]:
@@ -191,7 +192,7 @@ class PostgresStore(base.Store):
                 conn.execute(
                     "INSERT INTO waymark_migrations (version, name, applied_at) "
                     "VALUES (%s, %s, %s)",
-                    (version, name, base.now_ms()),
+                    (version, name, clock.now_ms()),
                 )
 
     def listen(self, on_payload: Any, stop: Any) -> None:
