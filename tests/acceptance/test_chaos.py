@@ -25,12 +25,12 @@ import pytest
 
 from engine import Client, Engine, Status, store
 from engine.runs import Run
+from tests.acceptance.test_workers import Workers
 from tests.conftest import IN_CI, Database
 from tests.services import postgres_binaries_missing, private_postgres
 from tests.support import wait_until
-from tests.test_workers import Workers
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 WORKFLOWS = int(os.environ.get("WAYMARK_CHAOS_WORKFLOWS", "300"))
 KILLS = int(os.environ.get("WAYMARK_CHAOS_KILLS", "8"))
 
@@ -133,7 +133,7 @@ def test_postgres_restart_under_a_running_worker(tmp_path) -> None:
         from django.contrib.auth import get_user_model
         from django.test import Client as WebClient
 
-        import tests.console_site as site
+        import tests.console.console_site as site
 
         site.point_engine_database(db)
         web = WebClient()

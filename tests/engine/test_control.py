@@ -16,8 +16,8 @@ from engine import (
     WorkflowCancelledError,
     WorkflowNotFoundError,
 )
+from tests.engine.test_recovery import rewind
 from tests.support import wait_until
-from tests.test_recovery import rewind
 
 
 def status_of(engine: Engine, workflow_id: str) -> str:

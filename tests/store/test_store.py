@@ -15,7 +15,7 @@ from engine import store
 from engine.store import base, groupcommit, postgres, records
 from tests.conftest import IN_CI, PG_URL, Database, postgres_unavailable
 
-SQL_DIR = Path(__file__).resolve().parent.parent / "engine" / "sql"
+SQL_DIR = Path(__file__).resolve().parents[2] / "engine" / "sql"
 TABLES = ("workflow_status", "operation_outputs", "notifications", "workflow_events")
 
 

@@ -9,8 +9,8 @@ from collections import Counter
 import pytest
 
 from engine import Engine, EngineError, WorkflowFailedError, WorkflowNotFoundError
+from tests.engine.test_recovery import rewind
 from tests.support import wait_until
-from tests.test_recovery import rewind
 
 
 def test_child_launch_and_result_are_checkpointed(make_engine, db) -> None:
