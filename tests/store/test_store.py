@@ -24,12 +24,15 @@ def test_both_dialects_define_the_same_queries_and_migrations() -> None:
     # Postgres alone has the merged batch write (arrays via unnest); its parameters are those
     # of the writes it merges, prefixed.
     assert sorted(sqlite_queries) == sorted(set(pg_queries) - {"write_batch", "notify"})
-    merged = set(re.findall(r"%\(([a-z_]+)\)s", pg_queries["write_batch"]))
-    for name, (prefix, keys) in postgres._MERGEABLE.items():
+    # Each kind it merges arrives as a JSON recordset whose columns are that query's parameters.
+    for name, keys in postgres.MERGEABLE.items():
         params = set(re.findall(r"%\(([a-z_]+)\)s", pg_queries[name]))
-        assert {
-            p.removeprefix(f"{prefix}_") for p in merged if p.startswith(f"{prefix}_")
-        } == params
+        recordset = re.search(
+            rf"%\({name}\)s::json\)\s+AS v\((.*?)\)\n", pg_queries["write_batch"], re.S
+        )
+        assert recordset is not None, name
+        columns = {part.split()[0] for part in recordset.group(1).split(",")}
+        assert columns == params, name
         assert set(keys) <= params | {"name"}
     assert len(sqlite_queries) >= 10
     for name, sql in sqlite_queries.items():

@@ -314,31 +314,27 @@ WHERE status = 'PENDING' AND executor_id = %(executor_id)s AND updated_at < %(cu
 
 -- write_batch --
 -- Postgres only: the group committer's merged write. All the workflow inserts (started and
--- enqueued), step records and final updates of one batch, as arrays, in ONE statement (one
--- round trip, one commit) instead of one statement each. Every write finds its outcome by its
--- key in the result. All parts see the snapshot from before the statement, so a step's status
--- is the one before this batch's final updates (never the same workflow: a workflow waits for
--- each write). Like record_step and finish_workflow alone: steps report the owner, finishes
--- require it.
+-- enqueued), step records and final updates of one batch in ONE statement (one round trip,
+-- one commit) instead of one statement each. Each kind arrives as one JSON array of the
+-- parameters its own query takes (insert_workflow, record_step, finish_workflow), one object
+-- per write; every write finds its outcome by its key in the result. All parts see the
+-- snapshot from before the statement, so a step's status is the one before this batch's final
+-- updates (never the same workflow: a workflow waits for each write). Like record_step and
+-- finish_workflow alone: steps report the owner, finishes require it.
 WITH new_workflows AS (
     INSERT INTO workflow_status (workflow_uuid, status, name, inputs, executor_id,
                                  application_version, application_id, created_at, updated_at,
                                  started_at_epoch_ms, parent_workflow_id, forked_from,
                                  queue_name, workflow_timeout_ms, workflow_deadline_epoch_ms,
                                  priority, deduplication_id, delay_until_epoch_ms)
-    SELECT w_id, w_status, w_name, w_inputs, w_executor, w_version, w_app, w_now, w_now,
-           w_started, w_parent, w_forked, w_queue, w_timeout, w_deadline, w_priority, w_dedup,
-           w_delay
-    FROM unnest(%(wf_workflow_id)s::text[], %(wf_status)s::text[], %(wf_name)s::text[],
-                %(wf_inputs)s::text[], %(wf_executor_id)s::text[],
-                %(wf_application_version)s::text[], %(wf_application_id)s::text[],
-                %(wf_now)s::bigint[], %(wf_started_at)s::bigint[],
-                %(wf_parent_workflow_id)s::text[], %(wf_forked_from)s::text[],
-                %(wf_queue_name)s::text[], %(wf_timeout_ms)s::bigint[],
-                %(wf_deadline_ms)s::bigint[], %(wf_priority)s::int[],
-                %(wf_deduplication_id)s::text[], %(wf_delay_until)s::bigint[])
-         AS v(w_id, w_status, w_name, w_inputs, w_executor, w_version, w_app, w_now, w_started,
-              w_parent, w_forked, w_queue, w_timeout, w_deadline, w_priority, w_dedup, w_delay)
+    SELECT workflow_id, status, name, inputs, executor_id, application_version, application_id,
+           now, now, started_at, parent_workflow_id, forked_from, queue_name, timeout_ms,
+           deadline_ms, priority, deduplication_id, delay_until
+    FROM json_to_recordset(%(insert_workflow)s::json)
+         AS v(workflow_id text, status text, name text, inputs text, executor_id text,
+              application_version text, application_id text, now bigint, started_at bigint,
+              parent_workflow_id text, forked_from text, queue_name text, timeout_ms bigint,
+              deadline_ms bigint, priority int, deduplication_id text, delay_until bigint)
     -- A held deduplication ID fails the whole statement; the group committer then runs each
     -- write alone, so the error reaches the one write that caused it.
     ON CONFLICT (workflow_uuid) DO NOTHING
@@ -347,20 +343,21 @@ WITH new_workflows AS (
     INSERT INTO operation_outputs (workflow_uuid, function_id, function_name, output, error,
                                    child_workflow_id, started_at_epoch_ms,
                                    completed_at_epoch_ms)
-    SELECT * FROM unnest(%(st_workflow_id)s::text[], %(st_step_id)s::int[],
-                         %(st_name)s::text[], %(st_output)s::text[], %(st_error)s::text[],
-                         %(st_child_workflow_id)s::text[], %(st_started)s::bigint[],
-                         %(st_completed)s::bigint[])
+    SELECT workflow_id, step_id, name, output, error, child_workflow_id, started, completed
+    FROM json_to_recordset(%(record_step)s::json)
+         AS v(workflow_id text, step_id int, name text, output text, error text,
+              child_workflow_id text, started bigint, completed bigint)
     ON CONFLICT (workflow_uuid, function_id) DO NOTHING
     RETURNING workflow_uuid, function_id
 ), finished AS (
     UPDATE workflow_status AS w
-    SET status = v.f_status, output = v.f_output, error = v.f_error, updated_at = v.f_now,
-        completed_at = v.f_now
-    FROM unnest(%(fin_workflow_id)s::text[], %(fin_status)s::text[], %(fin_output)s::text[],
-                %(fin_error)s::text[], %(fin_now)s::bigint[], %(fin_executor_id)s::text[])
-         AS v(f_id, f_status, f_output, f_error, f_now, f_executor)
-    WHERE w.workflow_uuid = v.f_id AND w.status = 'PENDING' AND w.executor_id = v.f_executor
+    SET status = v.status, output = v.output, error = v.error, updated_at = v.now,
+        completed_at = v.now
+    FROM json_to_recordset(%(finish_workflow)s::json)
+         AS v(workflow_id text, status text, output text, error text, now bigint,
+              executor_id text)
+    WHERE w.workflow_uuid = v.workflow_id AND w.status = 'PENDING'
+      AND w.executor_id = v.executor_id
     RETURNING w.workflow_uuid, w.recovery_attempts
 )
 SELECT 'insert_workflow' AS kind, workflow_uuid AS workflow_id, name, NULL::int AS step_id,
