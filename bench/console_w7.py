@@ -64,10 +64,12 @@ def w7_console(target: setup.Target, quick: bool) -> dict[str, Any]:
             "ms_each": 0.0,
             "skipped": "W7 measures the console on Postgres",
         }
-    from engine import Engine
+    from engine import store
 
     n = 100_000 if quick else 1_000_000
-    Engine("bench-w7", target.url, schema=target.schema)._ready()  # the schema and tables
+    system = store.connect(target.url, target.schema)
+    system.migrate()  # the schema and tables
+    system.close()
     started = time.perf_counter()
     with psycopg.connect(target.url, autocommit=True) as conn:
         conn.execute(f'SET search_path TO "{target.schema}"'.encode())

@@ -216,7 +216,7 @@ def w6_parked_sleepers(target: setup.Target, quick: bool) -> dict[str, Any]:
         for i in range(n):
             engine.start_workflow(sleeper, i)
             progress.tick()
-        while sum(1 for run in list(engine._runs.values()) if run.parked) < n:
+        while engine.runtime.parked() < n:
             time.sleep(0.05)
         elapsed = time.perf_counter() - started
         threads = threading.active_count()

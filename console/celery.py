@@ -22,13 +22,13 @@ app.conf.worker_prefetch_multiplier = 1  # ...and a worker holds no more than it
 app.conf.broker_connection_retry_on_startup = True
 
 
-def _engine(executor_id: str):  # type: ignore[no-untyped-def]
+def _engine(*, executor_id: str, claim_queues: bool):  # type: ignore[no-untyped-def]
     import django
 
     django.setup()
     from console import worker
 
-    return worker.build_engine(executor_id=executor_id)
+    return worker.build_engine(executor_id=executor_id, claim_queues=claim_queues)
 
 
 run_workflow = waymark_celery.register_task(app, _engine)

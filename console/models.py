@@ -74,7 +74,7 @@ class Workflow(SystemTable):
 
     @property
     def record(self) -> WorkflowStatus:
-        return rows.workflow_status(self.columns())
+        return rows.workflow_status_of_columns(self.columns())
 
 
 class Step(SystemTable):
@@ -95,7 +95,7 @@ class Step(SystemTable):
 
     @property
     def record(self) -> StepInfo:
-        return rows.step_info(self.workflow_uuid, self.columns())
+        return rows.step_info_of_columns(self.workflow_uuid, self.columns())
 
 
 class Notification(SystemTable):

@@ -14,6 +14,7 @@ from typing import Any
 from django.conf import settings
 
 from engine import Engine
+from engine.dispatch import Dispatcher
 
 
 def load_app(path: str) -> Any:
@@ -28,11 +29,17 @@ def build_engine(
     executor_id: str | None = None,
     concurrency: int | None = None,
     queues: Sequence[str] | None = None,
+    dispatcher: Dispatcher | None = None,
+    claim_queues: bool = True,
 ) -> Engine:
+    """``dispatcher``: hand claimed workflows to other processes (runworker --dispatch celery);
+    ``claim_queues=False``: run only what is handed over (a Celery worker process)."""
     options: dict[str, Any] = {
         "executor_id": executor_id,
         "queues": queues,
         "heartbeat_timeout": settings.WAYMARK_HEARTBEAT_TIMEOUT,
+        "dispatcher": dispatcher,
+        "claim_queues": claim_queues,
     }
     if concurrency is not None:
         options["max_workflow_threads"] = concurrency

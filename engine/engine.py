@@ -1,7 +1,10 @@
 """Engine: registers workflows, steps and queues; starts, awaits and schedules workflows.
 
-Execution itself (runs, parking, deadlines, recovery) lives in ``execution.py``; the
-background loop of a launched engine (heartbeats, dead executors, queues) in ``worker.py``.
+The engine is a facade over parts it owns and wires together at construction, each given
+what it needs: the store; ``Wakeups`` (signals, LISTEN); the ``Registry`` (workflows, queues,
+version); ``Admission`` (every new workflow row); the ``Runtime`` (runs workflows here: pool,
+timers, stop flag, runs); ``Control`` (inspection and control, shared with ``Client``); and,
+once launched, the ``Worker`` loop (heartbeat, dead executors, queues) and the ``Scheduler``.
 """
 
 from __future__ import annotations
@@ -9,20 +12,23 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
-import time
-import uuid
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from engine import context, errors, queues, registry, scheduler, serialization
-from engine.client import BaseClient
-from engine.execution import Execution, Run
+from engine import errors, registry, scheduler, serialization, store
+from engine import signals as keys
+from engine.admission import Admission
+from engine.context import current_context
+from engine.control import Control
+from engine.dispatch import Dispatcher, Handoff
 from engine.handle import WorkflowHandle
 from engine.queues import Queue
-from engine.records import Status
-from engine.store import base
-from engine.threads import ThreadPool
-from engine.timers import Timers
+from engine.records import StepInfo, WorkflowStatus
+from engine.results import Results
+from engine.runs import Runs
+from engine.runtime import Runtime
+from engine.store import records
+from engine.wakeups import Wakeups
 from engine.worker import Worker
 
 log = logging.getLogger("waymark.engine")
@@ -32,7 +38,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 DEFAULT_WORKFLOW_THREADS = 16
 
 
-class Engine(Execution, BaseClient):
+class Engine:
     def __init__(
         self,
         app_name: str,
@@ -46,40 +52,65 @@ class Engine(Execution, BaseClient):
         heartbeat_timeout: float = 30.0,
         max_payload_bytes: int = serialization.DEFAULT_LIMIT,
         db_retry_seconds: float | None = None,
+        dispatcher: Dispatcher | None = None,
+        claim_queues: bool = True,
     ) -> None:
         """``queues``: names of the declared queues this engine takes work from (None: all);
         ``heartbeat_timeout``: seconds without a heartbeat after which an executor's
         unfinished workflows are handed to the live ones; ``db_retry_seconds``: how long an
         operation retries while the database is unreachable before the workflows it holds
-        pause (default WAYMARK_DB_RETRY_SECONDS or 60)."""
+        pause (default WAYMARK_DB_RETRY_SECONDS or 60); ``dispatcher``: hand the workflows
+        claimed from queues to other processes instead of running them here
+        (engine.dispatch); ``claim_queues=False``: heartbeat and recover dead executors, but
+        claim nothing from queues (a process that runs only what a dispatcher hands it)."""
         if not app_name or not isinstance(app_name, str):
             raise ValueError("app_name must be a non-empty string")
         if heartbeat_timeout <= 0:
             raise ValueError(f"heartbeat_timeout must be > 0 seconds, got {heartbeat_timeout!r}")
-        super().__init__(database_url or f"sqlite:///{app_name}.sqlite3", schema, db_retry_seconds)
         self.app_name = app_name
         self.max_payload_bytes = max_payload_bytes
-        self._explicit_version = application_version
         self._executor_id = executor_id or "local"
-        self._registry = registry.Registry()
-        self._version: str | None = None
-        self._runs: dict[str, Run] = {}
-        self._runs_lock = threading.Lock()
-        self._pool = ThreadPool(max_workflow_threads, f"waymark-{app_name}")
-        self._timers = Timers(f"waymark-timers-{app_name}")
-        self._stopping = threading.Event()
-        self._launched = False
-        self._queues: dict[str, Queue] = {}
         self._served = list(queues) if queues is not None else None
         self._heartbeat_timeout = heartbeat_timeout
+        self._dispatcher = dispatcher
+        self._claim_queues = claim_queues
+        url = database_url or f"sqlite:///{app_name}.sqlite3"
+        self._store = store.connect(url, schema, db_retry_seconds)
+        self._wakeups = Wakeups(self._store)
+        self._registry = registry.Registry(application_version)
+        runs = Runs()
+        self._results = Results(self._store, runs)
+        self._admission = Admission(
+            self._store,
+            self._wakeups,
+            max_payload_bytes,
+            registry=self._registry,
+            executor_id=self._executor_id,
+            app_name=app_name,
+        )
+        self.runtime = Runtime(
+            self._store,
+            self._wakeups,
+            self._registry,
+            self._admission,
+            self._results,
+            runs,
+            executor_id=self._executor_id,
+            name=app_name,
+            max_threads=max_workflow_threads,
+            max_payload_bytes=max_payload_bytes,
+        )
+        self._control = Control(
+            self._store,
+            self._wakeups,
+            self._admission,
+            self._results,
+            max_payload_bytes=max_payload_bytes,
+            local=self.runtime,
+        )
+        self._launched = False
         self._worker: Worker | None = None
         self._scheduler: scheduler.Scheduler | None = None
-        # What the worker loop does with a claimed workflow: run it here, or (Celery
-        # dispatch) hand it to another process.
-        self.dispatch: Callable[[Any], object] = self._run_row
-        # False: heartbeat and recover dead executors, but claim nothing from queues (a
-        # Celery worker process runs only what its tasks hand it).
-        self.serve_queues = True
 
     # -- registration ----------------------------------------------------------------------
 
@@ -106,15 +137,9 @@ class Engine(Execution, BaseClient):
         schedule: str | None = None,
         max_recovery_attempts: int = 100,
     ) -> None:
-        label = name or registry.default_name(fn)
         if schedule is not None:
-            scheduler.validate(schedule, label)
-        definition = self._registry.add(fn, name, schedule, max_recovery_attempts)
-        if schedule is not None and not definition.takes_input:
-            del self._registry.workflows[definition.name]
-            raise errors.EngineError(
-                f"scheduled workflow {label!r} must accept the tick time: def wf(ctx, tick)"
-            )
+            scheduler.validate(schedule, name or registry.default_name(fn))
+        self._registry.add(fn, name, schedule, max_recovery_attempts)
 
     def step(
         self,
@@ -131,7 +156,7 @@ class Engine(Execution, BaseClient):
 
         def decorate(fn: F) -> F:
             def step_call(*args: Any, **kwargs: Any) -> Any:
-                ctx = context.current()
+                ctx = current_context()
                 if ctx is None:  # outside a workflow: a plain call
                     return fn(*args, **kwargs)
                 return ctx.run_step(step_call, *args, **kwargs)
@@ -164,30 +189,18 @@ class Engine(Execution, BaseClient):
         """Declare a queue (before ``launch()``); pass it, or its name, as ``queue=``."""
         if self._launched:
             raise errors.EngineError(f"declare queue {name!r} before launch()")
-        if name in self._queues:
-            raise errors.EngineError(f"queue {name!r} is already declared")
         limit = (int(rate_limit[0]), float(rate_limit[1])) if rate_limit is not None else None
         declared = Queue(name, concurrency, worker_concurrency, limit)
-        self._queues[name] = declared
+        self._registry.declare_queue(declared)
         return declared
 
     @property
     def application_version(self) -> str:
-        if self._explicit_version is not None:
-            return self._explicit_version
-        if self._version is not None:
-            return self._version
-        return self._registry.version_hash()
+        return self._registry.application_version
 
     @property
     def executor_id(self) -> str:
         return self._executor_id
-
-    def _freeze(self, reason: str) -> None:
-        # From here on the version is fixed: workflows recorded under it must stay recoverable.
-        if self._registry.frozen_reason is None:
-            self._version = self.application_version
-            self._registry.frozen_reason = reason
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -196,27 +209,34 @@ class Engine(Execution, BaseClient):
         start the worker loop (heartbeat, dead executors, queues) and the scheduler."""
         if self._launched:
             return
-        unknown = set(self._served or ()) - set(self._queues)
+        declared = self._registry.queues
+        unknown = set(self._served or ()) - set(declared)
         if unknown:
             raise errors.EngineError(
                 f"queues {sorted(unknown)} were never declared with engine.queue()"
             )
-        self._freeze("the engine has launched")
-        store = self._ready()
-        recovered = 0
-        for workflow_id in store.recoverable_workflows(self.executor_id, self.application_version):
-            recovered += self._recover(workflow_id)
+        self._registry.freeze("the engine has launched")
+        self._store.ready()
+        recovered = self.runtime.recover_all()
         self._launched = True
-        self._ensure_listener()
-        served = [
-            q for q in self._queues.values() if self._served is None or q.name in self._served
-        ]
-        self._worker = Worker(self, served, self._heartbeat_timeout, self._dispatch_row)
+        self._wakeups.listen()
+        served = [q for q in declared.values() if self._served is None or q.name in self._served]
+        self._worker = Worker(
+            self._store,
+            self._wakeups,
+            self.runtime.stopping,
+            executor_id=self.executor_id,
+            application_version=self.application_version,
+            capacity=self.runtime,
+            dispatch=self._dispatch_function(),
+            queues=served,
+            schedules=self._registry.schedules(),
+            heartbeat_timeout=self._heartbeat_timeout,
+            claim_queues=self._claim_queues,
+        )
         self._worker.start()
         self._scheduler = scheduler.Scheduler(
-            {d.name: d.schedule for d in self._registry.workflows.values() if d.schedule},
-            self._start_tick,
-            self._stopping,
+            self._registry.schedules(), self._start_tick, self.runtime.stopping
         )
         self._scheduler.launch()
         log.info(
@@ -230,8 +250,22 @@ class Engine(Execution, BaseClient):
             },
         )
 
-    def _dispatch_row(self, row: Any) -> None:
-        self.dispatch(row)
+    def _dispatch_function(self) -> Callable[[records.WorkflowRow], object]:
+        """What the worker loop does with a claimed workflow: run it here, or hand it over."""
+        dispatcher = self._dispatcher
+        if dispatcher is None:
+            return self.runtime.run_claimed
+        executor_id, st = self.executor_id, self._store
+        dispatcher.start(
+            Handoff(
+                executor_id=executor_id,
+                stopping=self.runtime.stopping,
+                unclaimed=lambda older_than_s: st.handed_over_unclaimed(
+                    executor_id, int(older_than_s * 1000)
+                ),
+            )
+        )
+        return lambda row: dispatcher.dispatch(row.workflow_id)
 
     def run_forever(self, stop: threading.Event | None = None, grace: float = 10.0) -> None:
         """Launch, serve until ``stop`` is set, then drain: take no new work, let running
@@ -244,31 +278,22 @@ class Engine(Execution, BaseClient):
 
     def shutdown(self, timeout: float = 10.0) -> None:
         """Stop at the next step boundary; what has not finished stays PENDING for recovery."""
-        self._stopping.set()
-        self._closing.set()
-        self._timers.stop()
-        self._signals.fire("enq")  # the worker loop: stop waiting now
+        self.runtime.stopping.set()
+        self._wakeups.fire(keys.ENQUEUED)  # the worker loop: stop waiting now
         for part in (self._worker, self._scheduler):
             if part is not None:
                 part.join(timeout)
-        for workflow_id in list(self._runs):
-            self._signals.fire(f"stop:{workflow_id}")  # waiting workflows: stop waiting now
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self._runs_lock:
-                active = [run for run in self._runs.values() if not run.parked]
-            if not active:
-                break
-            active[0].done.wait(max(0.0, deadline - time.monotonic()))
-        with self._runs_lock:
-            left = list(self._runs.values())
-            self._runs.clear()
-        for run in left:  # parked or stuck: their awaiters fall back to the database
-            run.done.open()
-        self._pool.stop()
+        self.runtime.stop(timeout)
+        self._wakeups.close()
         self._store.close()
 
-    # -- starting and awaiting -------------------------------------------------------------
+    def take_over(self, workflow_id: str, dispatcher_id: str) -> None:
+        """Run a workflow that the dispatcher ``dispatcher_id`` claimed and handed to this
+        process, and wait until it ends or parks. Does nothing when it was taken already."""
+        self.launch()
+        self.runtime.take_over(workflow_id, dispatcher_id)
+
+    # -- starting --------------------------------------------------------------------------
 
     def start_workflow(
         self,
@@ -285,81 +310,31 @@ class Engine(Execution, BaseClient):
         """Start a workflow; returns once it is durably recorded. With ``queue`` it waits on
         that queue (``priority``: lower first; ``deduplication_id``: refused while another
         workflow holding it waits or runs; ``delay``: not before that many seconds)."""
-        if queue is None and (priority or deduplication_id is not None or delay is not None):
-            raise ValueError("priority, deduplication_id and delay need a queue=")
-        ctx = context.current()
-        if ctx is not None and ctx._engine is self and not ctx._in_step and queue is None:
+        ctx = current_context()
+        if ctx is not None and queue is None and ctx.records_for(self._results):
+            if priority or deduplication_id is not None or delay is not None:
+                raise ValueError("priority, deduplication_id and delay need a queue=")
             # Started from inside a workflow: a checkpointed child.
             return ctx.start_workflow(fn_or_name, input, workflow_id=workflow_id, timeout=timeout)
         definition = self._registry.resolve(fn_or_name)
-        if workflow_id is None:
-            workflow_id = str(uuid.uuid4())
-        elif not isinstance(workflow_id, str) or not workflow_id.strip():
-            raise ValueError(f"workflow_id must be a non-empty string, got {workflow_id!r}")
-        timeout_ms = (
-            int(context.seconds(timeout, "timeout") * 1000) if timeout is not None else None
-        )
-        queue_name = queues.queue_name(queue) if queue is not None else None
-        if queue_name is not None and queue_name not in self._queues:
-            raise errors.EngineError(
-                f"unknown queue {queue_name!r}; declare it with engine.queue()"
-            )
-        # Serialize before anything is written: a bad input leaves no trace.
-        inputs = serialization.encode_inputs(
-            input, f"the input of workflow {definition.name!r}", self.max_payload_bytes
-        )
-        if self._stopping.is_set():
+        if self.runtime.stopping.is_set():
             raise errors.EngineError(
                 "the engine is shut down; create a new Engine to start workflows"
             )
-        self._freeze("a workflow was already started")
-        store = self._ready()
-        if queue_name is not None:
-            enqueue(
-                store,
-                workflow_id,
-                definition.name,
-                inputs,
-                queue_name,
-                timeout_ms,
-                priority,
-                deduplication_id,
-                queues.delay_ms(delay),
-                self.application_version,
-                self.app_name,
-            )
-            self._signals.fire("enq")
-            return WorkflowHandle(workflow_id, self)
-        now = base.now_ms()
-        deadline = now + timeout_ms if timeout_ms is not None else None
-        created = store.insert_workflow(
+        admitted = self._admission.start(
+            definition.name,
+            input,
             workflow_id=workflow_id,
-            status=Status.PENDING.value,
-            name=definition.name,
-            inputs=inputs,
-            executor_id=self.executor_id,
-            application_version=self.application_version,
-            application_id=self.app_name,
-            started_at=now,
-            timeout_ms=timeout_ms,
-            deadline_ms=deadline,
+            timeout=timeout,
+            queue=queue,
+            priority=priority,
+            deduplication_id=deduplication_id,
+            delay=delay,
         )
-        if created:
-            # Run the body on the JSON form of the input, exactly what a recovery would see.
-            self._submit(
-                definition,
-                workflow_id,
-                serialization.decode_inputs(inputs, "input"),
-                None,
-                deadline,
-            )
-        else:
-            existing = store.get_workflow(workflow_id)
-            if existing is not None and existing["name"] != definition.name:
-                raise errors.ConflictingWorkflowError(
-                    workflow_id, existing["name"], definition.name
-                )
-        return WorkflowHandle(workflow_id, self)
+        if admitted.run_here is not None:
+            # Runs the body on the JSON form of the input, exactly what a recovery would see.
+            self.runtime.run_claimed(admitted.run_here)
+        return self._control.handle(admitted.workflow_id)
 
     def backfill(self, name: str, start: dt.datetime, end: dt.datetime) -> list[WorkflowHandle]:
         """Start the scheduled workflow ``name`` for every tick in [start, end); ticks that
@@ -379,84 +354,74 @@ class Engine(Execution, BaseClient):
     def _start_tick(self, name: str, tick: dt.datetime) -> WorkflowHandle:
         return self.start_workflow(name, tick, workflow_id=scheduler.tick_workflow_id(name, tick))
 
-    def _await_final(self, workflow_id: str, timeout: float | None) -> Any:
-        run = self._runs.get(workflow_id)
-        if run is not None:
-            started = time.monotonic()
-            if not run.done.wait(timeout):
-                raise TimeoutError(f"workflow {workflow_id!r} did not finish within {timeout} s")
-            if run.row is not None:
-                return run.row
-            if timeout is not None:
-                timeout = max(0.0, timeout - (time.monotonic() - started))
-        return super()._await_final(workflow_id, timeout)
+    # -- inspection and control (Control, shared with Client) ------------------------------
+
+    def retrieve_workflow(self, workflow_id: str) -> WorkflowHandle:
+        return self._control.retrieve_workflow(workflow_id)
+
+    def get_workflow_status(self, workflow_id: str) -> WorkflowStatus | None:
+        return self._control.get_workflow_status(workflow_id)
+
+    def list_workflows(
+        self,
+        *,
+        status: str | Sequence[str] | None = None,
+        name: str | None = None,
+        workflow_id_prefix: str | None = None,
+        queue_name: str | None = None,
+        application_version: str | None = None,
+        created_after: dt.datetime | None = None,
+        created_before: dt.datetime | None = None,
+        limit: int = 100,
+        offset: int = 0,
+        newest_first: bool = True,
+    ) -> list[WorkflowStatus]:
+        return self._control.list_workflows(
+            status=status,
+            name=name,
+            workflow_id_prefix=workflow_id_prefix,
+            queue_name=queue_name,
+            application_version=application_version,
+            created_after=created_after,
+            created_before=created_before,
+            limit=limit,
+            offset=offset,
+            newest_first=newest_first,
+        )
+
+    def list_steps(self, workflow_id: str) -> list[StepInfo]:
+        return self._control.list_steps(workflow_id)
+
+    def cancel_workflow(self, workflow_id: str) -> None:
+        self._control.cancel_workflow(workflow_id)
+
+    def resume_workflow(self, workflow_id: str) -> WorkflowHandle:
+        return self._control.resume_workflow(workflow_id)
+
+    def fork_workflow(
+        self,
+        workflow_id: str,
+        start_step: int,
+        *,
+        new_workflow_id: str | None = None,
+        application_version: str | None = None,
+    ) -> WorkflowHandle:
+        return self._control.fork_workflow(
+            workflow_id,
+            start_step,
+            new_workflow_id=new_workflow_id,
+            application_version=application_version,
+        )
 
     def send(self, destination_id: str, message: Any, topic: str | None = None) -> None:
-        ctx = context.current()
-        if ctx is not None and ctx._engine is self and not ctx._in_step:
-            ctx.send(destination_id, message, topic)
+        ctx = current_context()
+        if ctx is not None and ctx.records_for(self._results):
+            ctx.send(destination_id, message, topic)  # from a workflow: exactly once, a step
         else:
-            super().send(destination_id, message, topic)
+            self._control.send(destination_id, message, topic)
 
     def get_event(self, workflow_id: str, key: str, timeout: float = 60.0) -> Any:
-        ctx = context.current()
-        if ctx is not None and ctx._engine is self and not ctx._in_step:
-            return ctx.get_event(workflow_id, key, timeout)
-        return super().get_event(workflow_id, key, timeout)
-
-    def take_over(self, workflow_id: str, dispatcher_id: str) -> None:
-        """Run a workflow that the dispatcher ``dispatcher_id`` claimed and handed to this
-        process, and wait until it ends or parks. Does nothing when it was taken already."""
-        self.launch()
-        row = self._store.take_over(workflow_id, self.executor_id, dispatcher_id)
-        if row is None or not self._run_row(row):
-            return
-        run = self._runs.get(workflow_id)
-        while run is not None and not run.parked and not run.done.wait(0.5):
-            pass
-
-    # -- what BaseClient leaves to an executing process ------------------------------------
-
-    def _runs_version(self, version: str | None) -> bool:
-        return version == self.application_version
-
-    def _executor(self) -> str | None:
-        return self.executor_id
-
-
-def enqueue(
-    store: base.Store,
-    workflow_id: str,
-    name: str,
-    inputs: str,
-    queue_name: str,
-    timeout_ms: int | None,
-    priority: int,
-    deduplication_id: str | None,
-    delay_ms: int | None,
-    version: str | None,
-    app_name: str | None,
-) -> None:
-    """Record a workflow waiting on a queue (DELAYED first if ``delay_ms``)."""
-    if isinstance(priority, bool) or not isinstance(priority, int):
-        raise TypeError(f"priority must be an int, got {priority!r}")
-    now = base.now_ms()
-    created = store.enqueue_workflow(
-        workflow_id=workflow_id,
-        name=name,
-        inputs=inputs,
-        queue_name=queue_name,
-        status=Status.DELAYED if delay_ms else Status.ENQUEUED,
-        application_version=version,
-        application_id=app_name,
-        timeout_ms=timeout_ms,
-        priority=priority,
-        deduplication_id=deduplication_id,
-        delay_until=now + delay_ms if delay_ms else None,
-        parent_workflow_id=None,
-        deadline_ms=None,
-    )
-    if not created:
-        existing = store.get_workflow(workflow_id)
-        if existing is not None and existing["name"] != name:
-            raise errors.ConflictingWorkflowError(workflow_id, existing["name"], name)
+        ctx = current_context()
+        if ctx is not None and ctx.records_for(self._results):
+            return ctx.get_event(workflow_id, key, timeout)  # from a workflow: recorded
+        return self._control.get_event(workflow_id, key, timeout)

@@ -24,7 +24,12 @@ class StepFuture:
 
     def resolve(self, value: Any, error: BaseException | None) -> None:
         self._value, self._error = value, error
-        self._owner._completed(self)
+        self._owner.completed(self)
+
+    def mark_done(self, order: int) -> None:
+        """Called by its set, in completion order."""
+        self.completed_order = order
+        self._done.set()
 
     def result(self, timeout: float | None = None) -> Any:
         """The step's value (or its exception raised), waiting up to ``timeout`` seconds."""
@@ -49,11 +54,10 @@ class FutureSet:
             self._all.append(future)
         return future
 
-    def _completed(self, future: StepFuture) -> None:
+    def completed(self, future: StepFuture) -> None:
         with self._cond:
-            future.completed_order = self._completions
+            future.mark_done(self._completions)
             self._completions += 1
-            future._done.set()
             self._cond.notify_all()
 
     def pending(self) -> bool:

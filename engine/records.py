@@ -1,4 +1,8 @@
-"""Records the engine hands out: frozen dataclasses and the ``Status`` enum."""
+"""Records the engine hands out: frozen dataclasses, the ``Status`` enum and its sets.
+
+The status sets are the one definition of which statuses mean what (the console imports them
+rather than repeat the strings).
+"""
 
 from __future__ import annotations
 
@@ -22,8 +26,19 @@ class Status(enum.StrEnum):
         return self in FINAL_STATUSES
 
 
+# Ended for good: nothing runs it again unless an operator resumes (or forks) it.
 FINAL_STATUSES = frozenset(
     {Status.SUCCESS, Status.ERROR, Status.CANCELLED, Status.MAX_RECOVERY_ATTEMPTS_EXCEEDED}
+)
+# Not ended: running (PENDING) or waiting to run (on a queue, or for its start time).
+UNFINISHED_STATUSES = frozenset({Status.PENDING, Status.ENQUEUED, Status.DELAYED})
+# Waiting to be claimed by a worker.
+WAITING_STATUSES = frozenset({Status.ENQUEUED, Status.DELAYED})
+# What cancel_workflow acts on (a cancel of any other status does nothing).
+CANCELLABLE_STATUSES = UNFINISHED_STATUSES
+# What resume_workflow acts on: stopped or set aside, or stuck on a queue.
+RESUMABLE_STATUSES = frozenset(
+    {Status.CANCELLED, Status.MAX_RECOVERY_ATTEMPTS_EXCEEDED, Status.ENQUEUED}
 )
 
 

@@ -1,4 +1,5 @@
-"""What an engine knows about its code: registered workflows, step options, the version hash."""
+"""What an engine knows about its code: registered workflows, step options, declared queues, and
+the application version (a hash of the workflows' source unless given)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine import errors
+from engine.queues import Queue
 
 
 @dataclass(frozen=True)
@@ -78,10 +80,28 @@ def _source(fn: Callable[..., Any]) -> str:
 
 
 class Registry:
-    def __init__(self) -> None:
+    def __init__(self, application_version: str | None = None) -> None:
         self.workflows: dict[str, WorkflowDef] = {}
+        self.queues: dict[str, Queue] = {}
         self._by_fn: dict[Callable[..., Any], WorkflowDef] = {}
+        self._explicit_version = application_version
+        self._version: str | None = None
         self.frozen_reason: str | None = None
+
+    @property
+    def application_version(self) -> str:
+        if self._explicit_version is not None:
+            return self._explicit_version
+        if self._version is not None:
+            return self._version
+        return self.version_hash()
+
+    def freeze(self, reason: str) -> None:
+        """From here on the version is fixed: workflows recorded under it must stay
+        recoverable, so no workflow may be registered any more."""
+        if self.frozen_reason is None:
+            self._version = self.application_version
+            self.frozen_reason = reason
 
     def add(
         self,
@@ -103,9 +123,22 @@ class Registry:
         if max_recovery_attempts < 0:
             raise ValueError(f"max_recovery_attempts must be >= 0, got {max_recovery_attempts}")
         definition = WorkflowDef(name, fn, _takes_input(fn, name), schedule, max_recovery_attempts)
+        if schedule is not None and not definition.takes_input:
+            raise errors.EngineError(
+                f"scheduled workflow {name!r} must accept the tick time: def wf(ctx, tick)"
+            )
         self.workflows[name] = definition
         self._by_fn[fn] = definition
         return definition
+
+    def declare_queue(self, queue: Queue) -> None:
+        if queue.name in self.queues:
+            raise errors.EngineError(f"queue {queue.name!r} is already declared")
+        self.queues[queue.name] = queue
+
+    def schedules(self) -> dict[str, str]:
+        """``{workflow name: cron}`` of the scheduled workflows."""
+        return {d.name: d.schedule for d in self.workflows.values() if d.schedule is not None}
 
     def resolve(self, fn_or_name: Callable[..., Any] | str) -> WorkflowDef:
         if isinstance(fn_or_name, str):

@@ -38,7 +38,13 @@ def ticks(expr: str, after: dt.datetime) -> Iterator[dt.datetime]:
 
 
 def tick_workflow_id(name: str, tick: dt.datetime) -> str:
-    return f"{name}@{tick.astimezone(dt.UTC).isoformat()}"
+    """The workflow ID of a scheduled workflow's run for one tick: ``name@<ISO tick, UTC>``."""
+    return f"{tick_id_prefix(name)}{tick.astimezone(dt.UTC).isoformat()}"
+
+
+def tick_id_prefix(name: str) -> str:
+    """What every tick's workflow ID of the scheduled workflow ``name`` starts with."""
+    return f"{name}@"
 
 
 class Scheduler:

@@ -82,6 +82,19 @@ def decode_inputs(text: str | None, what: str) -> Any:
     return args[0] if args else None
 
 
+def unwrap_inputs(text: str | None, what: str) -> Any:
+    """The input as a reader should see it: the positional input (a list when a DBOS caller
+    passed several), else the named arguments; a payload not in input form as it is."""
+    payload = loads(text, what)
+    if not isinstance(payload, dict) or not isinstance(payload.get("positionalArgs"), list):
+        return payload
+    args = payload["positionalArgs"]
+    if args:
+        return args[0] if len(args) == 1 else args
+    named = payload.get("namedArgs")
+    return named if named else None
+
+
 def error_dict(exc: BaseException) -> dict[str, Any]:
     """The stored form of an exception; ``data`` lets a replay rebuild the same class."""
     cls = type(exc)

@@ -1,8 +1,9 @@
-"""In-process wake-ups by key ("msg:<id>", "evt:<id>", "stop:<id>", "done:<id>").
+"""In-process wake-ups by key, and the keys themselves (one place for their format).
 
 A waiter registers under its keys *before* checking the database, then sleeps on its event; a
 fire between the check and the sleep is therefore never lost. Keys fire from this process
-(a local send, cancel, finish) and, on Postgres, from other processes via LISTEN/NOTIFY.
+(a local send, cancel, finish) and, on Postgres, from other processes via LISTEN/NOTIFY (the
+store sends the same keys as NOTIFY payloads).
 """
 
 from __future__ import annotations
@@ -10,6 +11,36 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Iterator
+
+# Something was enqueued (here, or by another process): the worker loop looks for work.
+ENQUEUED = "enq"
+# A run ended or parked here: a workflow thread (and maybe a queue slot) is free again.
+FREED = "freed"
+
+
+def message_key(workflow_id: str) -> str:
+    """A message was sent to the workflow."""
+    return f"msg:{workflow_id}"
+
+
+def event_key(workflow_id: str) -> str:
+    """The workflow published an event."""
+    return f"evt:{workflow_id}"
+
+
+def stop_key(workflow_id: str) -> str:
+    """The workflow was cancelled or timed out, or this process is shutting down."""
+    return f"stop:{workflow_id}"
+
+
+def done_key(workflow_id: str) -> str:
+    """The workflow's execution here ended."""
+    return f"done:{workflow_id}"
+
+
+def step_key(workflow_id: str) -> str:
+    """A ``ctx.go`` step of the workflow completed (wakes a ``select``)."""
+    return f"step:{workflow_id}"
 
 
 class Signals:
@@ -36,6 +67,9 @@ class Signals:
 
     def fire(self, key: str) -> None:
         with self._lock:
-            waiters = list(self._waiters.get(key, ()))
+            found = self._waiters.get(key)
+            if not found:
+                return
+            waiters = list(found)
         for event in waiters:
             event.set()

@@ -2,48 +2,80 @@
 
 Each pass (``run_once``): heartbeat when due, re-enqueue the work of executors whose heartbeat
 expired, start delayed workflows whose time came, and claim queued workflows within every
-queue's limits. Between passes it sleeps until something is enqueued here, a run ends, or
-the poll interval passes (other processes' enqueues are seen by polling).
+queue's limits. Between passes it sleeps until something is enqueued here (or, on Postgres,
+anywhere), a thread frees up while claims were held back for lack of one, or the poll
+interval passes (other processes' enqueues on SQLite are seen by polling).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import logging
 import os
 import socket
 import threading
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Protocol
 
+from engine import heartbeat
+from engine import signals as keys
 from engine.queues import INTERNAL_QUEUE, Queue
-
-if TYPE_CHECKING:
-    from engine.engine import Engine
+from engine.store import Store, records
+from engine.wakeups import Wakeups
 
 log = logging.getLogger("waymark.worker")
 
-# Handles a claimed row: run it here (default) or hand it elsewhere (Celery).
-Dispatch = Callable[[Any], None]
+# What the loop does with a claimed row (PENDING under this executor): run it here, or hand it
+# to another process (a Dispatcher).
+Dispatch = Callable[[records.WorkflowRow], object]
+
+
+class Capacity(Protocol):
+    """How much more this process can run (the runtime)."""
+
+    def free_capacity(self) -> int: ...
+
+    def running_on(self, queue_name: str) -> int: ...
 
 
 class Worker:
     def __init__(
-        self, engine: Engine, queues: list[Queue], heartbeat_timeout: float, dispatch: Dispatch
+        self,
+        store: Store,
+        wakeups: Wakeups,
+        stopping: threading.Event,
+        *,
+        executor_id: str,
+        application_version: str,
+        capacity: Capacity,
+        dispatch: Dispatch,
+        queues: Sequence[Queue],
+        schedules: Mapping[str, str],
+        heartbeat_timeout: float,
+        claim_queues: bool = True,
     ) -> None:
-        self._engine = engine
-        self._store = engine._store
+        """``claim_queues=False``: heartbeat and recover dead executors, but claim nothing (a
+        Celery worker process runs only what its tasks hand it)."""
+        self._store = store
+        self._wakeups = wakeups
+        self._stopping = stopping
+        self._executor_id = executor_id
+        self._version = application_version
+        self._capacity = capacity
+        self._dispatch = dispatch
         # The internal queue (resumed and forked workflows) is served by every worker.
         self._queues = [Queue.internal(), *queues]
+        self._schedules = dict(schedules)
         self.heartbeat_timeout = heartbeat_timeout
-        self._dispatch = dispatch
+        self._claim_queues = claim_queues
         self._next_heartbeat = 0.0
         self._next_sweep = 0.0
         self._next_promotion = 0.0
+        # Per queue: did its last claim with room fill that room (so more may wait)? Then a
+        # freed thread is worth a pass. Unknown while there is no room: the last answer holds.
+        self._more: dict[str, bool] = {}
         self._thread: threading.Thread | None = None
-        self.poll_interval = 0.5 if self._store.dialect == "sqlite" else 1.0
+        self.poll_interval = 0.5 if store.poll_interval < 0.5 else 1.0
 
     def start(self) -> None:
         self.beat()
@@ -55,18 +87,31 @@ class Worker:
             self._thread.join(timeout)
 
     def _loop(self) -> None:
-        engine = self._engine
-        while not engine._stopping.is_set():
-            with engine._signals.watch("enq") as woken:
+        while not self._stopping.is_set():
+            with self._wakeups.watch(keys.ENQUEUED, keys.FREED) as woken:
+                enqueues = self._wakeups.enqueues
                 try:
                     claimed = self.run_once()
                 except Exception:
-                    if engine._stopping.is_set():
+                    if self._stopping.is_set():
                         return
                     log.exception("worker pass failed", extra={"action": "worker.failed"})
                     claimed = 0
                 if not claimed:
-                    woken.wait(self.poll_interval)
+                    self._idle(woken, enqueues)
+
+    def _idle(self, woken: threading.Event, enqueues: int) -> None:
+        """Wait for the next pass: an enqueue, or a freed thread while work was held back for
+        lack of one, or the poll interval. A run ending here is not worth a pass (a claiming
+        write) otherwise: with nothing queued it would claim nothing, after every workflow."""
+        deadline = time.monotonic() + self.poll_interval
+        while not self._stopping.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not woken.wait(remaining):
+                return
+            woken.clear()
+            if self._wakeups.enqueues != enqueues or any(self._more.values()):
+                return
 
     def run_once(self) -> int:
         """One pass of every duty; returns how many workflows were claimed."""
@@ -76,7 +121,7 @@ class Worker:
         if now >= self._next_sweep:
             self._next_sweep = now + self.heartbeat_timeout / 3
             self.sweep()
-        if not self._engine.serve_queues:
+        if not self._claim_queues:
             return 0
         if now >= self._next_promotion:  # delays are coarse: no write on every pass
             self._next_promotion = now + self.poll_interval
@@ -84,24 +129,21 @@ class Worker:
         return sum(self._claim(queue) for queue in self._queues)
 
     def beat(self) -> None:
-        engine = self._engine
         # What it serves, with limits and schedules, so the console can show them.
-        served = [dataclasses.asdict(q) for q in self._queues]
-        schedules = {d.name: d.schedule for d in engine._registry.workflows.values() if d.schedule}
         self._store.heartbeat(
-            engine.executor_id,
-            engine.application_version,
+            self._executor_id,
+            self._version,
             socket.gethostname(),
             os.getpid(),
-            json.dumps(served),
-            json.dumps(schedules),
+            heartbeat.encode_queues(self._queues),
+            heartbeat.encode_schedules(self._schedules),
         )
         self._next_heartbeat = time.monotonic() + self.heartbeat_timeout / 6
 
     def sweep(self) -> None:
         """Hand the unfinished work of executors whose heartbeat expired to the live ones."""
         requeued = self._store.requeue_dead_executors(
-            self._engine.executor_id, int(self.heartbeat_timeout * 1000), INTERNAL_QUEUE
+            self._executor_id, int(self.heartbeat_timeout * 1000), INTERNAL_QUEUE
         )
         for dead, workflow_ids in requeued.items():
             log.warning(
@@ -115,21 +157,26 @@ class Worker:
                 },
             )
             if workflow_ids:
-                self._engine._signals.fire("enq")
+                self._wakeups.fire(keys.ENQUEUED)
 
     def _claim(self, queue: Queue) -> int:
-        engine = self._engine
-        budget = engine._free_capacity()
+        capacity = self._capacity
+        budget = capacity.free_capacity()
         if queue.worker_concurrency is not None:
-            budget = min(budget, queue.worker_concurrency - engine._running_on(queue.name))
+            budget = min(budget, queue.worker_concurrency - capacity.running_on(queue.name))
         rows = self._store.dequeue(
             queue.name,
-            engine.application_version,
-            engine.executor_id,
+            self._version,
+            self._executor_id,
             budget,
             concurrency=queue.concurrency,
             rate_limit=queue.rate_limit,
         )
+        if budget > 0:
+            # A shared budget (global concurrency, rate limit) may hold work back too, and a
+            # run ending here may be what frees it.
+            shared = queue.concurrency is not None or queue.rate_limit is not None
+            self._more[queue.name] = shared or len(rows) >= budget
         for row in rows:
             self._dispatch(row)
         return len(rows)

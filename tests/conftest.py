@@ -1,5 +1,8 @@
 """Fixtures: every engine test runs on SQLite and on Postgres, each in a fresh database.
 
+Django is not set up here: only the console tests need it (tests/console/conftest.py), and
+an acceptance test that looks at the console sets it up itself (tests.console.console_site).
+
 Postgres comes from WAYMARK_TEST_PG_URL (default: the local server). When it is unreachable the
 Postgres variants skip with the reason, except under CI=true, where that is a failure.
 """
@@ -13,7 +16,6 @@ from collections.abc import Callable, Iterator
 import psycopg
 import pytest
 
-import tests.console_site  # noqa: F401  (Django is set up before any test module imports it)
 from engine import Engine
 
 PG_URL = os.environ.get("WAYMARK_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")

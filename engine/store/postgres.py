@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import re
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -21,18 +23,19 @@ import psycopg_pool
 from psycopg import sql as pgsql
 from psycopg.rows import dict_row
 
-from engine.store import base, groupcommit
+from engine import clock
+from engine.store import base, groupcommit, pgwire
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 CONNECT_TIMEOUT_S = 10
 POOL_MAX = 8
-# Writes that a batch merges into the one "write_batch" statement: the prefix of their
-# parameters there, and the columns by which each write finds its row in the result.
-_MERGEABLE: dict[str, tuple[str, tuple[str, ...]]] = {
-    "insert_workflow": ("wf", ("workflow_id", "name")),
-    "record_step": ("st", ("workflow_id", "step_id")),
-    "finish_workflow": ("fin", ("workflow_id",)),
-    "enqueue_workflow": ("eq", ("workflow_id",)),
+# Writes that a batch merges into the one "write_batch" statement (each kind is a JSON array
+# parameter named after its query), and the columns by which each write finds its row in the
+# result.
+MERGEABLE: dict[str, tuple[str, ...]] = {
+    "insert_workflow": ("workflow_id", "name"),
+    "record_step": ("workflow_id", "step_id"),
+    "finish_workflow": ("workflow_id",),
 }
 
 
@@ -47,17 +50,19 @@ def check_schema_name(schema: str) -> str:
 
 class PostgresStore(base.Store):
     dialect = "postgres"
+    pushes_changes = True  # LISTEN/NOTIFY
 
     def __init__(self, url: str, schema: str = "waymark") -> None:
         super().__init__()
         self.url = url
         self.schema = check_schema_name(schema)
         self.channel = f"waymark_{schema}"
-        self._merged_params = re.findall(r"%\((\w+)\)s", self.queries["write_batch"])
         self._search_path = pgsql.SQL("SET search_path TO {}").format(pgsql.Identifier(schema))
-        # Only the group-commit leader (one at a time) touches these: no lock needed.
-        self._single: psycopg.Connection[Any] | None = None
-        self._batch: psycopg.Connection[Any] | None = None
+        # Writer connections not in use, by kind (True: for merged batches). The group-commit
+        # leader (one at a time) takes one for its batch and gives it back.
+        self._idle: dict[bool, list[pgwire.Wire]] = {False: [], True: []}
+        self._writers: list[pgwire.Wire] = []
+        self._writers_lock = threading.Lock()
         self._pool = psycopg_pool.ConnectionPool(
             url,
             min_size=1,
@@ -84,30 +89,15 @@ class PostgresStore(base.Store):
         self, writes: Sequence[Sequence[groupcommit.Statement]]
     ) -> list[list[list[Any]]]:
         single = len(writes) == 1 and len(writes[0]) == 1
-        merged = not single and all(len(w) == 1 and w[0][0] in _MERGEABLE for w in writes)
-        if not merged:
-            if self._single is None or self._single.closed:
-                self._single = self._connect()
-            conn = self._single
-        else:
-            if self._batch is None or self._batch.closed:
-                self._batch = self._connect()
-                # write_batch is prepared once and then runs a generic plan, made while the
-                # tables are small or still unanalyzed; for such a table a sequential scan
-                # (or hash join) of workflow_status looks cheapest, and it stays cached while
-                # the table grows: each batch got slower with every workflow recorded. Every
-                # lookup in it is by primary key, so allow only index nested loops: the plan
-                # is then right at any size (measured flat over 18,000 workflows).
-                for setting in ("enable_seqscan", "enable_hashjoin", "enable_mergejoin"):
-                    self._batch.execute(f"SET {setting} = off")
-            conn = self._batch
+        merged = not single and all(len(w) == 1 and w[0][0] in MERGEABLE for w in writes)
+        wire = self._writer(merged)
+        conn = wire.conn
         try:
             if single:
                 name, params = writes[0][0]
-                cur = conn.execute(self.queries[name], params)  # autocommit: one round trip
-                return [[cur.fetchall() if cur.description else []]]
+                return [[wire.run(name, params)]]  # autocommit: one round trip
             if merged:
-                return [[rows] for rows in self._write_merged(conn, [w[0] for w in writes])]
+                return [[rows] for rows in self._write_merged(wire, [w[0] for w in writes])]
             # Other kinds in the mix: one transaction, pipelined (BEGIN..COMMIT in one sync).
             with conn.pipeline():
                 conn.execute("BEGIN")
@@ -121,28 +111,55 @@ class PostgresStore(base.Store):
             if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE or conn.broken:
                 conn.close()  # unknown state (failed mid-pipeline, lost): start afresh
             raise
+        finally:
+            with self._writers_lock:
+                if conn.closed:
+                    self._writers.remove(wire)
+                else:
+                    self._idle[merged].append(wire)
+
+    def _writer(self, merged: bool) -> pgwire.Wire:
+        with self._writers_lock:
+            idle = self._idle[merged]
+            while idle:
+                wire = idle.pop()
+                if not wire.conn.closed:
+                    return wire
+                self._writers.remove(wire)
+        conn = self._connect()
+        if merged:
+            # write_batch is prepared once and then runs a generic plan, made while the
+            # tables are small or still unanalyzed; for such a table a sequential scan (or
+            # hash join) of workflow_status looks cheapest, and it stays cached while the
+            # table grows: each batch got slower with every workflow recorded. Every lookup in
+            # it is by primary key, so allow only index nested loops: the plan is then right
+            # at any size (measured flat over 18,000 workflows).
+            for setting in ("enable_seqscan", "enable_hashjoin", "enable_mergejoin"):
+                conn.execute(f"SET {setting} = off")
+        wire = pgwire.Wire(conn, self.queries)
+        with self._writers_lock:
+            self._writers.append(wire)
+        return wire
 
     def _write_merged(
-        self, conn: psycopg.Connection[Any], statements: Sequence[groupcommit.Statement]
+        self, wire: pgwire.Wire, statements: Sequence[groupcommit.Statement]
     ) -> list[list[Any]]:
-        arrays: dict[str, list[Any]] = {name: [] for name in self._merged_params}
+        by_kind: dict[str, list[Mapping[str, Any]]] = {name: [] for name in MERGEABLE}
         for name, params in statements:
-            prefix = _MERGEABLE[name][0]
-            for key, value in params.items():
-                arrays[f"{prefix}_{key}"].append(value)
-        rows = conn.execute(self.queries["write_batch"], arrays).fetchall()
-        by_key = {}
-        for row in rows:
+            by_kind[name].append(params)
+        payload = {name: json.dumps(params) for name, params in by_kind.items()}
+        by_key: dict[tuple[Any, ...], dict[str, Any]] = {}
+        for row in wire.run("write_batch", payload):
             kind = row["kind"]
-            by_key[(kind, *(row[k] for k in _MERGEABLE[kind][1]))] = row
+            by_key[(kind, *(row[k] for k in MERGEABLE[kind]))] = row
         results: list[list[Any]] = []
         for name, params in statements:
             # pop: of two writes with one key (two starts of one ID), one gets the row.
-            row = by_key.pop((name, *(params[k] for k in _MERGEABLE[name][1])), None)
-            results.append([row] if row is not None else [])
+            found = by_key.pop((name, *(params[k] for k in MERGEABLE[name])), None)
+            results.append([found] if found is not None else [])
         return results
 
-    def _is_transient(self, exc: BaseException) -> bool:
+    def is_transient(self, exc: BaseException) -> bool:
         # Connection refused or lost, server shutting down or restarting, pool starved: all
         # OperationalError (or the pool's timeout). Constraint and syntax errors are not.
         return isinstance(exc, psycopg.OperationalError | psycopg_pool.PoolTimeout)
@@ -158,7 +175,7 @@ class PostgresStore(base.Store):
         with self._pool.connection() as conn, conn.transaction():
             yield lambda query, **params: conn.execute(self.queries[query], params).fetchall()
 
-    def notify_statements(self, payload: str) -> list[groupcommit.Statement]:
+    def _notify(self, payload: str) -> list[groupcommit.Statement]:
         return [("notify", {"channel": self.channel, "payload": payload})]
 
     def _fetch(self, sql: str, params: Mapping[str, Any]) -> list[Any]:
@@ -191,7 +208,7 @@ class PostgresStore(base.Store):
                 conn.execute(
                     "INSERT INTO waymark_migrations (version, name, applied_at) "
                     "VALUES (%s, %s, %s)",
-                    (version, name, base.now_ms()),
+                    (version, name, clock.now_ms()),
                 )
 
     def listen(self, on_payload: Any, stop: Any) -> None:
@@ -213,7 +230,8 @@ class PostgresStore(base.Store):
 
     def close(self) -> None:
         self._closed = True
-        for conn in (self._single, self._batch):
-            if conn is not None:
-                conn.close()
+        with self._writers_lock:
+            writers = list(self._writers)
+        for wire in writers:
+            wire.conn.close()
         self._pool.close()

@@ -14,6 +14,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
+from engine import clock
 from engine.store import base, groupcommit
 
 _PRAGMAS = (
@@ -38,6 +39,7 @@ def path_from_url(url: str) -> str:
 
 class SQLiteStore(base.Store):
     dialect = "sqlite"
+    poll_interval = 0.1  # SQLite cannot push other processes' changes: waiters poll
 
     def __init__(self, path: str) -> None:
         super().__init__()
@@ -94,7 +96,7 @@ class SQLiteStore(base.Store):
     def _list_param(self, values: Sequence[str] | None) -> Any:
         return json.dumps(list(values)) if values is not None else None
 
-    def _is_transient(self, exc: BaseException) -> bool:
+    def is_transient(self, exc: BaseException) -> bool:
         # Another process held the write lock past the busy timeout.
         return isinstance(exc, sqlite3.OperationalError) and (
             "locked" in str(exc) or "busy" in str(exc)
@@ -140,7 +142,7 @@ class SQLiteStore(base.Store):
                     conn.execute(statement)
                 conn.execute(
                     "INSERT INTO waymark_migrations (version, name, applied_at) VALUES (?, ?, ?)",
-                    (version, name, base.now_ms()),
+                    (version, name, clock.now_ms()),
                 )
             conn.execute("COMMIT")
         except BaseException:

@@ -57,14 +57,18 @@ class Command(BaseCommand):
         root.setLevel(logging.INFO)
 
         queues = options["queues"].split(",") if options["queues"] else None
-        engine = worker.build_engine(
-            executor_id=options["executor_id"], concurrency=options["concurrency"], queues=queues
-        )
-        if options["dispatch"] == "celery":
+        dispatcher = None
+        if options["dispatch"] == "celery":  # imported only when asked for: Celery is optional
             from console.celery import app as celery_app
             from engine.contrib import celery as celery_contrib
 
-            celery_contrib.dispatch_to_celery(engine, celery_app)
+            dispatcher = celery_contrib.CeleryDispatcher(celery_app)
+        engine = worker.build_engine(
+            executor_id=options["executor_id"],
+            concurrency=options["concurrency"],
+            queues=queues,
+            dispatcher=dispatcher,
+        )
 
         stop = threading.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):

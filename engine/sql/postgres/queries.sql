@@ -2,19 +2,21 @@
 -- defines the same names (a test checks). Parameters are named: %(name)s.
 
 -- insert_workflow --
--- Record a new workflow; returns nothing when the ID exists (the ID is an idempotency key).
+-- Record a new workflow: PENDING under an executor (it runs there now), or ENQUEUED / DELAYED
+-- on a queue. Returns nothing when the ID exists (the ID is an idempotency key); a
+-- deduplication ID held by an unfinished workflow of the queue raises a unique violation.
 INSERT INTO workflow_status (workflow_uuid, status, name, inputs, executor_id,
                              application_version, application_id, created_at, updated_at,
                              started_at_epoch_ms, parent_workflow_id, forked_from, queue_name,
                              workflow_timeout_ms, workflow_deadline_epoch_ms, priority,
-                             deduplication_id)
+                             deduplication_id, delay_until_epoch_ms)
 VALUES (%(workflow_id)s, %(status)s, %(name)s, %(inputs)s, %(executor_id)s,
         %(application_version)s, %(application_id)s, %(now)s, %(now)s,
         %(started_at)s, %(parent_workflow_id)s, %(forked_from)s, %(queue_name)s,
-        %(timeout_ms)s, %(deadline_ms)s, %(priority)s, %(deduplication_id)s)
+        %(timeout_ms)s, %(deadline_ms)s, %(priority)s, %(deduplication_id)s,
+        %(delay_until)s)
 ON CONFLICT (workflow_uuid) DO NOTHING
 RETURNING workflow_uuid;
-
 -- get_workflow --
 SELECT workflow_uuid, status, name, inputs, output, error, executor_id, application_version,
        created_at, updated_at, recovery_attempts, queue_name, workflow_timeout_ms,
@@ -71,7 +73,7 @@ SET status = %(status)s, output = %(output)s, error = %(error)s, updated_at = %(
     completed_at = %(now)s
 WHERE workflow_uuid = %(workflow_id)s AND status = 'PENDING'
   AND executor_id = %(executor_id)s
-RETURNING workflow_uuid;
+RETURNING workflow_uuid, recovery_attempts;
 
 -- recoverable_workflows --
 SELECT workflow_uuid
@@ -248,20 +250,6 @@ SELECT executor_id, application_version, hostname, pid, queues, schedules, start
 FROM executors
 ORDER BY executor_id;
 
--- enqueue_workflow --
--- A workflow that waits on a queue (ENQUEUED) or for its start time (DELAYED). Returns
--- nothing when the ID exists; a held deduplication ID raises a unique violation.
-INSERT INTO workflow_status (workflow_uuid, status, name, inputs, application_version,
-                             application_id, created_at, updated_at, queue_name,
-                             workflow_timeout_ms, priority, deduplication_id,
-                             delay_until_epoch_ms, parent_workflow_id,
-                             workflow_deadline_epoch_ms)
-VALUES (%(workflow_id)s, %(status)s, %(name)s, %(inputs)s, %(application_version)s,
-        %(application_id)s, %(now)s, %(now)s, %(queue_name)s, %(timeout_ms)s, %(priority)s,
-        %(deduplication_id)s, %(delay_until)s, %(parent_workflow_id)s, %(deadline_ms)s)
-ON CONFLICT (workflow_uuid) DO NOTHING
-RETURNING workflow_uuid;
-
 -- promote_delayed --
 UPDATE workflow_status SET status = 'ENQUEUED', updated_at = %(now)s
 WHERE status = 'DELAYED' AND delay_until_epoch_ms <= %(now)s;
@@ -326,85 +314,61 @@ WHERE status = 'PENDING' AND executor_id = %(executor_id)s AND updated_at < %(cu
 
 -- write_batch --
 -- Postgres only: the group committer's merged write. All the workflow inserts (started and
--- enqueued), step records and final updates of one batch, as arrays, in ONE statement (one round trip, one commit)
--- instead of one statement each. Every write finds its outcome by its key in the result.
--- All parts see the snapshot from before the statement, so a step's status is the one before
--- this batch's final updates (never the same workflow: a workflow waits for each write).
--- Like record_step and finish_workflow alone: steps report the owner, finishes require it.
+-- enqueued), step records and final updates of one batch in ONE statement (one round trip,
+-- one commit) instead of one statement each. Each kind arrives as one JSON array of the
+-- parameters its own query takes (insert_workflow, record_step, finish_workflow), one object
+-- per write; every write finds its outcome by its key in the result. All parts see the
+-- snapshot from before the statement, so a step's status is the one before this batch's final
+-- updates (never the same workflow: a workflow waits for each write). Like record_step and
+-- finish_workflow alone: steps report the owner, finishes require it.
 WITH new_workflows AS (
     INSERT INTO workflow_status (workflow_uuid, status, name, inputs, executor_id,
                                  application_version, application_id, created_at, updated_at,
                                  started_at_epoch_ms, parent_workflow_id, forked_from,
                                  queue_name, workflow_timeout_ms, workflow_deadline_epoch_ms,
-                                 priority, deduplication_id)
-    SELECT w_id, w_status, w_name, w_inputs, w_executor, w_version, w_app, w_now, w_now,
-           w_started, w_parent, w_forked, w_queue, w_timeout, w_deadline, w_priority, w_dedup
-    FROM unnest(%(wf_workflow_id)s::text[], %(wf_status)s::text[], %(wf_name)s::text[],
-                %(wf_inputs)s::text[], %(wf_executor_id)s::text[],
-                %(wf_application_version)s::text[], %(wf_application_id)s::text[],
-                %(wf_now)s::bigint[], %(wf_started_at)s::bigint[],
-                %(wf_parent_workflow_id)s::text[], %(wf_forked_from)s::text[],
-                %(wf_queue_name)s::text[], %(wf_timeout_ms)s::bigint[],
-                %(wf_deadline_ms)s::bigint[], %(wf_priority)s::int[],
-                %(wf_deduplication_id)s::text[])
-         AS v(w_id, w_status, w_name, w_inputs, w_executor, w_version, w_app, w_now, w_started,
-              w_parent, w_forked, w_queue, w_timeout, w_deadline, w_priority, w_dedup)
-    ON CONFLICT (workflow_uuid) DO NOTHING
-    RETURNING workflow_uuid, name
-), new_queued AS (
-    INSERT INTO workflow_status (workflow_uuid, status, name, inputs, application_version,
-                                 application_id, created_at, updated_at, queue_name,
-                                 workflow_timeout_ms, priority, deduplication_id,
-                                 delay_until_epoch_ms, parent_workflow_id,
-                                 workflow_deadline_epoch_ms)
-    SELECT q_id, q_status, q_name, q_inputs, q_version, q_app, q_now, q_now, q_queue,
-           q_timeout, q_priority, q_dedup, q_delay, q_parent, q_deadline
-    FROM unnest(%(eq_workflow_id)s::text[], %(eq_status)s::text[], %(eq_name)s::text[],
-                %(eq_inputs)s::text[], %(eq_application_version)s::text[],
-                %(eq_application_id)s::text[], %(eq_now)s::bigint[],
-                %(eq_queue_name)s::text[], %(eq_timeout_ms)s::bigint[],
-                %(eq_priority)s::int[], %(eq_deduplication_id)s::text[],
-                %(eq_delay_until)s::bigint[], %(eq_parent_workflow_id)s::text[],
-                %(eq_deadline_ms)s::bigint[])
-         AS v(q_id, q_status, q_name, q_inputs, q_version, q_app, q_now, q_queue, q_timeout,
-              q_priority, q_dedup, q_delay, q_parent, q_deadline)
+                                 priority, deduplication_id, delay_until_epoch_ms)
+    SELECT workflow_id, status, name, inputs, executor_id, application_version, application_id,
+           now, now, started_at, parent_workflow_id, forked_from, queue_name, timeout_ms,
+           deadline_ms, priority, deduplication_id, delay_until
+    FROM json_to_recordset(%(insert_workflow)s::json)
+         AS v(workflow_id text, status text, name text, inputs text, executor_id text,
+              application_version text, application_id text, now bigint, started_at bigint,
+              parent_workflow_id text, forked_from text, queue_name text, timeout_ms bigint,
+              deadline_ms bigint, priority int, deduplication_id text, delay_until bigint)
     -- A held deduplication ID fails the whole statement; the group committer then runs each
     -- write alone, so the error reaches the one write that caused it.
     ON CONFLICT (workflow_uuid) DO NOTHING
-    RETURNING workflow_uuid
+    RETURNING workflow_uuid, name
 ), new_steps AS (
     INSERT INTO operation_outputs (workflow_uuid, function_id, function_name, output, error,
                                    child_workflow_id, started_at_epoch_ms,
                                    completed_at_epoch_ms)
-    SELECT * FROM unnest(%(st_workflow_id)s::text[], %(st_step_id)s::int[],
-                         %(st_name)s::text[], %(st_output)s::text[], %(st_error)s::text[],
-                         %(st_child_workflow_id)s::text[], %(st_started)s::bigint[],
-                         %(st_completed)s::bigint[])
+    SELECT workflow_id, step_id, name, output, error, child_workflow_id, started, completed
+    FROM json_to_recordset(%(record_step)s::json)
+         AS v(workflow_id text, step_id int, name text, output text, error text,
+              child_workflow_id text, started bigint, completed bigint)
     ON CONFLICT (workflow_uuid, function_id) DO NOTHING
     RETURNING workflow_uuid, function_id
 ), finished AS (
     UPDATE workflow_status AS w
-    SET status = v.f_status, output = v.f_output, error = v.f_error, updated_at = v.f_now,
-        completed_at = v.f_now
-    FROM unnest(%(fin_workflow_id)s::text[], %(fin_status)s::text[], %(fin_output)s::text[],
-                %(fin_error)s::text[], %(fin_now)s::bigint[], %(fin_executor_id)s::text[])
-         AS v(f_id, f_status, f_output, f_error, f_now, f_executor)
-    WHERE w.workflow_uuid = v.f_id AND w.status = 'PENDING' AND w.executor_id = v.f_executor
-    RETURNING w.workflow_uuid
+    SET status = v.status, output = v.output, error = v.error, updated_at = v.now,
+        completed_at = v.now
+    FROM json_to_recordset(%(finish_workflow)s::json)
+         AS v(workflow_id text, status text, output text, error text, now bigint,
+              executor_id text)
+    WHERE w.workflow_uuid = v.workflow_id AND w.status = 'PENDING'
+      AND w.executor_id = v.executor_id
+    RETURNING w.workflow_uuid, w.recovery_attempts
 )
 SELECT 'insert_workflow' AS kind, workflow_uuid AS workflow_id, name, NULL::int AS step_id,
-       NULL::text AS status, NULL::text AS owner
+       NULL::text AS status, NULL::text AS owner, NULL::int AS recovery_attempts
 FROM new_workflows
 UNION ALL
-SELECT 'record_step', s.workflow_uuid, NULL, s.function_id, w.status, w.executor_id
+SELECT 'record_step', s.workflow_uuid, NULL, s.function_id, w.status, w.executor_id, NULL
 FROM new_steps AS s LEFT JOIN workflow_status AS w ON w.workflow_uuid = s.workflow_uuid
 UNION ALL
-SELECT 'finish_workflow', workflow_uuid, NULL, NULL, NULL, NULL
-FROM finished
-UNION ALL
-SELECT 'enqueue_workflow', workflow_uuid, NULL, NULL, NULL, NULL
-FROM new_queued;
-
+SELECT 'finish_workflow', workflow_uuid, NULL, NULL, NULL, NULL, recovery_attempts
+FROM finished;
 -- notify --
 -- Postgres only: wake waiters in other processes (messages, events, cancels) at commit.
 SELECT pg_notify(%(channel)s, %(payload)s);

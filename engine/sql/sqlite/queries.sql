@@ -2,19 +2,21 @@
 -- defines the same names (a test checks). Parameters are named: :name.
 
 -- insert_workflow --
--- Record a new workflow; returns nothing when the ID exists (the ID is an idempotency key).
+-- Record a new workflow: PENDING under an executor (it runs there now), or ENQUEUED / DELAYED
+-- on a queue. Returns nothing when the ID exists (the ID is an idempotency key); a
+-- deduplication ID held by an unfinished workflow of the queue raises a unique violation.
 INSERT INTO workflow_status (workflow_uuid, status, name, inputs, executor_id,
                              application_version, application_id, created_at, updated_at,
                              started_at_epoch_ms, parent_workflow_id, forked_from, queue_name,
                              workflow_timeout_ms, workflow_deadline_epoch_ms, priority,
-                             deduplication_id)
+                             deduplication_id, delay_until_epoch_ms)
 VALUES (:workflow_id, :status, :name, :inputs, :executor_id,
         :application_version, :application_id, :now, :now,
         :started_at, :parent_workflow_id, :forked_from, :queue_name,
-        :timeout_ms, :deadline_ms, :priority, :deduplication_id)
+        :timeout_ms, :deadline_ms, :priority, :deduplication_id,
+        :delay_until)
 ON CONFLICT (workflow_uuid) DO NOTHING
 RETURNING workflow_uuid;
-
 -- get_workflow --
 SELECT workflow_uuid, status, name, inputs, output, error, executor_id, application_version,
        created_at, updated_at, recovery_attempts, queue_name, workflow_timeout_ms,
@@ -69,7 +71,7 @@ SET status = :status, output = :output, error = :error, updated_at = :now,
     completed_at = :now
 WHERE workflow_uuid = :workflow_id AND status = 'PENDING'
   AND executor_id = :executor_id
-RETURNING workflow_uuid;
+RETURNING workflow_uuid, recovery_attempts;
 
 -- recoverable_workflows --
 SELECT workflow_uuid
@@ -247,20 +249,6 @@ SELECT executor_id, application_version, hostname, pid, queues, schedules, start
        last_heartbeat
 FROM executors
 ORDER BY executor_id;
-
--- enqueue_workflow --
--- A workflow that waits on a queue (ENQUEUED) or for its start time (DELAYED). Returns
--- nothing when the ID exists; a held deduplication ID raises a unique violation.
-INSERT INTO workflow_status (workflow_uuid, status, name, inputs, application_version,
-                             application_id, created_at, updated_at, queue_name,
-                             workflow_timeout_ms, priority, deduplication_id,
-                             delay_until_epoch_ms, parent_workflow_id,
-                             workflow_deadline_epoch_ms)
-VALUES (:workflow_id, :status, :name, :inputs, :application_version,
-        :application_id, :now, :now, :queue_name, :timeout_ms, :priority,
-        :deduplication_id, :delay_until, :parent_workflow_id, :deadline_ms)
-ON CONFLICT (workflow_uuid) DO NOTHING
-RETURNING workflow_uuid;
 
 -- promote_delayed --
 UPDATE workflow_status SET status = 'ENQUEUED', updated_at = :now

@@ -8,7 +8,7 @@ pauses (a stopped process, a long GC, a VM migration) past the heartbeat timeout
   write requires it: an execution whose workflow was handed to another executor stops at its
   next step boundary (only the step in flight can run twice), without cancelling or finishing it.
 
-The process tests run tests/fenceapp.py workers; they synchronise on the database and the
+The process tests run tests/apps/fenceapp.py workers; they synchronise on the database and the
 ledger with deadlines, never on sleeps.
 """
 
@@ -25,9 +25,9 @@ from pathlib import Path
 import pytest
 
 from engine import Client, Status
-from tests.test_control import wait_until
+from tests.support import wait_until
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 HEARTBEAT_S = 3.0
 
 pytestmark = pytest.mark.slow
@@ -46,7 +46,7 @@ class Fleet:
         args = [self.db.url, self.db.schema, str(self.ledger), executor_id, str(HEARTBEAT_S)]
         with (self.dir / f"{executor_id}.log").open("wb") as log:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "tests.fenceapp", *args],
+                [sys.executable, "-m", "tests.apps.fenceapp", *args],
                 cwd=ROOT,
                 env=env,
                 stdout=subprocess.DEVNULL,

@@ -10,11 +10,11 @@ import threading
 import pytest
 from django.test import Client as WebClient
 
-import tests.console_site as site
+import tests.console.console_site as site
 from console import actions
 from console.models import AuditRecord, AuditTarget, ReadOnlyError
 from engine import WorkflowFailedError
-from tests.test_console_operate import app, start_blocked, user, wait_for  # noqa: F401
+from tests.console.test_console_operate import app, start_blocked, user, wait_for  # noqa: F401
 
 SCRIPT = "<script>alert('content')</script>"
 

@@ -22,7 +22,7 @@ from urllib.parse import urlencode
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "gunicorn-test-passphrase-7"
 pytestmark = pytest.mark.slow
 

@@ -1,7 +1,7 @@
 """A worker application for the multi-process tests.
 
 As a module: ``build(engine)`` registers its workflows and queues (WAYMARK_APP for runworker).
-As a program: ``python -m tests.workerapp URL SCHEMA LEDGER EXECUTOR_ID [HEARTBEAT_S]`` runs a
+As a program: ``python -m tests.apps.workerapp URL SCHEMA LEDGER EXECUTOR_ID [HEARTBEAT_S]`` runs a
 worker until SIGTERM. Steps append lines to the LEDGER file (WAYMARK_TEST_LEDGER for
 runworker) so tests can see who ran what, and when.
 """

@@ -15,7 +15,7 @@ from django.urls import reverse
 
 from console import actions, filters
 from console.models import AuditRecord, BulkJob
-from tests.test_console_operate import app, start_blocked, status, user, wait_for  # noqa: F401
+from tests.console.test_console_operate import app, start_blocked, status, user, wait_for  # noqa: F401
 
 ODD_IDS = [
     "tenant/acme/order 17",

@@ -19,12 +19,12 @@ from django.core.management import call_command
 from django.db import connections
 from django.test import Client as WebClient
 
-import tests.console_site as site
+import tests.console.console_site as site
 from console import actions
 from console.models import AuditRecord, ReadOnlyError, Workflow
 from engine import Client, Engine
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def status(workflow_id: str) -> str:

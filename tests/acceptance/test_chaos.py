@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
 import signal
@@ -22,13 +23,14 @@ from pathlib import Path
 
 import pytest
 
-from engine import Client, Engine, Status
+from engine import Client, Engine, Status, store
+from engine.runs import Run
+from tests.acceptance.test_workers import Workers
 from tests.conftest import IN_CI, Database
 from tests.services import postgres_binaries_missing, private_postgres
 from tests.support import wait_until
-from tests.test_workers import Workers
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 WORKFLOWS = int(os.environ.get("WAYMARK_CHAOS_WORKFLOWS", "300"))
 KILLS = int(os.environ.get("WAYMARK_CHAOS_KILLS", "8"))
 
@@ -131,7 +133,7 @@ def test_postgres_restart_under_a_running_worker(tmp_path) -> None:
         from django.contrib.auth import get_user_model
         from django.test import Client as WebClient
 
-        import tests.console_site as site
+        import tests.console.console_site as site
 
         site.point_engine_database(db)
         web = WebClient()
@@ -162,20 +164,21 @@ def test_two_executions_racing_record_each_step_once(make_engine, db) -> None:
 
     engine.launch()
     handle = engine.start_workflow(race, workflow_id="racer")
-    # A duplicate recovery: a second execution of the same workflow, replaying nothing.
-    row = engine._store.get_workflow("racer")
-    runs = []
-    for _ in range(3):
-        from engine.execution import Run
-
-        run = Run()
-        runs.append(run)
-        engine._submit(engine._registry.workflows["race"], "racer", None, None, None, run)
+    # A duplicate recovery: more executions of the same workflow, replaying nothing.
+    system = store.connect(db.url, db.schema)
+    try:
+        row = system.get_workflow("racer")
+    finally:
+        system.close()
+    assert row is not None
+    runs = [Run() for _ in range(3)]
+    for run in runs:
+        engine.runtime.run_claimed(dataclasses.replace(row, fresh=True), run)
     first = handle.get_result(timeout=20)
     for run in runs:
         assert run.done.wait(20)
     recorded = [s.output for s in engine.list_steps("racer")]
     assert first == recorded  # the workflow's result is what was recorded...
-    assert all(r.row is None or r.row["status"] == "SUCCESS" for r in runs)
+    assert all(r.outcome is None or r.outcome.status == "SUCCESS" for r in runs)
     assert len(recorded) == 20 and len(set(recorded)) == 20
     assert row is not None and len(executions) >= 20  # ...though several executions ran

@@ -1,6 +1,6 @@
-"""A worker process for the fencing tests (tests/test_fencing.py).
+"""A worker process for the fencing tests (tests/acceptance/test_fencing.py).
 
-Usage: python -m tests.fenceapp URL SCHEMA LEDGER EXECUTOR_ID HEARTBEAT_S
+Usage: python -m tests.apps.fenceapp URL SCHEMA LEDGER EXECUTOR_ID HEARTBEAT_S
 Runs until SIGTERM. Workflow "ledgered"(n): n steps, each appending "step <workflow> <i>
 <executor>" to LEDGER as it starts, then taking a moment. Logs go to stderr with their
 ``action=`` key. WAYMARK_TEST_CLOCK_OFFSET_S moves this process's Python clock (time.time,

@@ -1,6 +1,6 @@
 """Workers at scale (both backends): queues, schedules, dead executors, draining.
 
-Multi-process tests run tests/workerapp.py workers as real processes on the test database.
+Multi-process tests run tests/apps/workerapp.py workers as real processes on the test database.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import pytest
 from engine import Client, QueueDeduplicatedError, Status
 from tests.support import wait_until
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.slow
 
@@ -34,7 +34,7 @@ class Workers:
             [
                 sys.executable,
                 "-m",
-                "tests.workerapp",
+                "tests.apps.workerapp",
                 self.db.url,
                 self.db.schema,
                 str(self.ledger),
@@ -215,7 +215,7 @@ def test_runworker_drains_on_sigterm_leaving_work_pending(db, client, tmp_path) 
         **os.environ,
         "WAYMARK_DATABASE_URL": db.url,
         "WAYMARK_SCHEMA": db.schema,
-        "WAYMARK_APP": "tests.workerapp:build",
+        "WAYMARK_APP": "tests.apps.workerapp:build",
         "WAYMARK_TEST_LEDGER": str(ledger),
         "WAYMARK_APP_NAME": "workerapp",
         "DATABASE_URL": f"sqlite:///{tmp_path / 'dj.db'}",

@@ -1,6 +1,6 @@
 """A small app that the crash tests run in a child process and SIGKILL.
 
-Usage: python -m tests.crashapp DATABASE_URL SCHEMA LEDGER MODE
+Usage: python -m tests.apps.crashapp DATABASE_URL SCHEMA LEDGER MODE
 MODE: start | recover (workflow "crashy"), sleep-start | sleep-recover (workflow "sleepy").
 Each step appends a line to the LEDGER file (fsynced), so the test can count executions.
 In "start" mode step "two" hangs after its ledger line, waiting for the kill.

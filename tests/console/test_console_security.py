@@ -15,7 +15,7 @@ from django.db import connections
 from django.test import Client as WebClient
 from django.test import override_settings
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 STRONG = "violet-harbour-lantern-42"
 
 
@@ -348,7 +348,7 @@ def test_the_admin_role_manages_lesser_users_and_a_superuser_can_do_everything()
 def console_app(make_engine, db):  # type: ignore[no-untyped-def]
     """An engine database with a finished workflow (steps, a sleep, a deadline) and a waiting
     one, and the console aimed at it."""
-    import tests.console_site as site
+    import tests.console.console_site as site
 
     engine = make_engine("security-app")
 
@@ -527,7 +527,7 @@ def test_forwarded_proto_is_believed_only_behind_a_proxy(tmp_path) -> None:
 
 # DEBUG off in-process, without collectstatic: WhiteNoise notes the missing STATIC_ROOT.
 @pytest.mark.filterwarnings("ignore:No directory at:UserWarning")
-@override_settings(ROOT_URLCONF="tests.raising_urls", DEBUG=False)
+@override_settings(ROOT_URLCONF="tests.console.raising_urls", DEBUG=False)
 def test_a_server_error_is_logged_with_its_traceback() -> None:
     import unittest
 
@@ -544,7 +544,7 @@ def test_with_debug_off_server_errors_reach_stderr_with_the_traceback(tmp_path) 
     probe = (
         "import django; django.setup();"
         "from django.test import Client, override_settings;"
-        "override_settings(ROOT_URLCONF='tests.raising_urls').enable();"
+        "override_settings(ROOT_URLCONF='tests.console.raising_urls').enable();"
         "r = Client(raise_request_exception=False).get("
         "'/boom/', HTTP_HOST='console.example.com', secure=True);"
         "print(r.status_code)"

@@ -9,7 +9,7 @@ from django.contrib.auth import get_user_model
 from django.db import connections
 from django.test import Client as WebClient
 
-import tests.console_site as site
+import tests.console.console_site as site
 from console.models import ReadOnlyError, Step, Workflow
 from engine import WorkflowFailedError
 

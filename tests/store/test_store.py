@@ -12,10 +12,10 @@ import psycopg
 import pytest
 
 from engine import store
-from engine.store import base, groupcommit, postgres
+from engine.store import base, groupcommit, postgres, records
 from tests.conftest import IN_CI, PG_URL, Database, postgres_unavailable
 
-SQL_DIR = Path(__file__).resolve().parent.parent / "engine" / "sql"
+SQL_DIR = Path(__file__).resolve().parents[2] / "engine" / "sql"
 TABLES = ("workflow_status", "operation_outputs", "notifications", "workflow_events")
 
 
@@ -24,12 +24,15 @@ def test_both_dialects_define_the_same_queries_and_migrations() -> None:
     # Postgres alone has the merged batch write (arrays via unnest); its parameters are those
     # of the writes it merges, prefixed.
     assert sorted(sqlite_queries) == sorted(set(pg_queries) - {"write_batch", "notify"})
-    merged = set(re.findall(r"%\(([a-z_]+)\)s", pg_queries["write_batch"]))
-    for name, (prefix, keys) in postgres._MERGEABLE.items():
+    # Each kind it merges arrives as a JSON recordset whose columns are that query's parameters.
+    for name, keys in postgres.MERGEABLE.items():
         params = set(re.findall(r"%\(([a-z_]+)\)s", pg_queries[name]))
-        assert {
-            p.removeprefix(f"{prefix}_") for p in merged if p.startswith(f"{prefix}_")
-        } == params
+        recordset = re.search(
+            rf"%\({name}\)s::json\)\s+AS v\((.*?)\)\n", pg_queries["write_batch"], re.S
+        )
+        assert recordset is not None, name
+        columns = {part.split()[0] for part in recordset.group(1).split(",")}
+        assert columns == params, name
         assert set(keys) <= params | {"name"}
     assert len(sqlite_queries) >= 10
     for name, sql in sqlite_queries.items():
@@ -168,41 +171,32 @@ def test_a_batch_of_writes_maps_each_outcome_to_its_write(db) -> None:
     st = store.connect(db.url, db.schema)
     try:
         st.migrate()
-        common = {
-            "status": "PENDING",
-            "inputs": "{}",
-            "executor_id": "x",
-            "application_version": "v",
-            "application_id": "a",
-            "now": 1,
-            "started_at": 1,
-            "parent_workflow_id": None,
-            "forked_from": None,
-            "queue_name": None,
-            "timeout_ms": None,
-            "deadline_ms": None,
-            "priority": 0,
-            "deduplication_id": None,
-        }
-        inserts = [
-            ("insert_workflow", {**common, "workflow_id": "w1", "name": "first"}),
-            ("insert_workflow", {**common, "workflow_id": "w1", "name": "second"}),
-            ("insert_workflow", {**common, "workflow_id": "w2", "name": "first"}),
-        ]
+
+        def new(workflow_id: str, name: str) -> groupcommit.Statement:
+            return base.workflow_statement(
+                records.NewWorkflow(
+                    workflow_id=workflow_id,
+                    name=name,
+                    inputs="{}",
+                    status="PENDING",
+                    application_version="v",
+                    application_id="a",
+                    executor_id="x",
+                    started_at=1,
+                )
+            )
+
+        inserts = [new("w1", "first"), new("w1", "second"), new("w2", "first")]
         outcome = [bool(rows) for (rows,) in st._execute_batch([[w] for w in inserts])]
         assert outcome.count(True) == 2 and outcome[2] is True
-        step = {
-            "output": "1",
-            "error": None,
-            "child_workflow_id": None,
-            "started": 1,
-            "completed": 2,
-            "name": "s",
-        }
+
+        def step(workflow_id: str) -> groupcommit.Statement:
+            return base.step_statement(records.NewStep(workflow_id, 1, "s", "1", None, 1))
+
         steps = [
-            ("record_step", {**step, "workflow_id": "w1", "step_id": 1}),
-            ("record_step", {**step, "workflow_id": "w1", "step_id": 1}),
-            ("record_step", {**step, "workflow_id": "w2", "step_id": 1}),
+            step("w1"),
+            step("w1"),
+            step("w2"),
             (
                 "finish_workflow",
                 {

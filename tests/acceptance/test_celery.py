@@ -19,7 +19,7 @@ from tests.conftest import IN_CI
 from tests.services import PrivateRedis, private_redis
 from tests.support import wait_until
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 REDIS_URL = os.environ.get("WAYMARK_TEST_REDIS_URL", "redis://127.0.0.1:6379/7")
 
 pytestmark = pytest.mark.slow
@@ -74,7 +74,7 @@ def test_celery_workers_lose_nothing_under_faults(db, broker, tmp_path, fault) -
         **os.environ,
         "WAYMARK_DATABASE_URL": db.url,
         "WAYMARK_SCHEMA": db.schema,
-        "WAYMARK_APP": "tests.workerapp:build",
+        "WAYMARK_APP": "tests.apps.workerapp:build",
         "WAYMARK_APP_NAME": "workerapp",
         "WAYMARK_TEST_LEDGER": str(ledger),
         "WAYMARK_CELERY_BROKER_URL": broker_url,

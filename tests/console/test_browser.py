@@ -19,7 +19,7 @@ import pytest
 from tests.conftest import IN_CI
 from tests.support import serve
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "tests" / "artifacts"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -49,7 +49,7 @@ def console(tmp_path_factory):
         **os.environ,
         "DATABASE_URL": db_url,
         "WAYMARK_DATABASE_URL": db_url,
-        "WAYMARK_APP": "tests.workerapp:build",
+        "WAYMARK_APP": "tests.apps.workerapp:build",
         "WAYMARK_APP_NAME": "workerapp",
         "WAYMARK_TEST_LEDGER": str(home / "ledger.txt"),
         "WAYMARK_TEST_SCHEDULE": "0 0 1 1 *",

@@ -9,8 +9,8 @@ from collections import Counter
 import pytest
 
 from engine import Engine, EngineError, WorkflowFailedError, WorkflowNotFoundError
+from tests.engine.test_recovery import rewind
 from tests.support import wait_until
-from tests.test_recovery import rewind
 
 
 def test_child_launch_and_result_are_checkpointed(make_engine, db) -> None:
@@ -235,7 +235,7 @@ def test_many_children_do_not_starve_the_pool(make_engine) -> None:
     engine.launch()
     roots = [engine.start_workflow(root, 5) for _ in range(4)]  # 4 parents, 2 threads
     assert [r.get_result(timeout=30) for r in roots] == [10] * 4
-    wait_until(lambda: not engine._runs, what="all runs ended")
+    wait_until(lambda: not engine.runtime.active(), what="all runs ended")
 
 
 def test_a_child_can_wait_on_a_queue(make_engine) -> None:

@@ -1,0 +1,81 @@
+"""The workflows this process is executing (or has parked), by ID: what awaiters here wait on,
+what the worker loop counts against its capacity, what shutdown drains."""
+
+from __future__ import annotations
+
+import threading
+
+from engine.store import records
+from engine.threads import Latch
+
+
+class Run:
+    """One execution here. In-process awaiters wait on ``done``."""
+
+    __slots__ = ("deadline_armed", "done", "outcome", "parked", "queue_name", "stopped")
+
+    def __init__(self, queue_name: str | None = None) -> None:
+        self.queue_name = queue_name
+        self.done = Latch()
+        # The final outcome, or None when the execution stopped without one (shutdown, the
+        # database lost, the workflow taken over): awaiters then ask the database.
+        self.outcome: records.Outcome | None = None
+        self.stopped: str | None = None  # set by a cancel or a timeout seen in this process
+        self.parked = False  # in a long durable sleep: no thread, a timer will resume it
+        self.deadline_armed = False
+
+
+class Runs:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._runs: dict[str, Run] = {}
+
+    def begin(self, workflow_id: str, queue_name: str | None) -> Run:
+        run = Run(queue_name)
+        with self._lock:
+            self._runs[workflow_id] = run
+        return run
+
+    def get(self, workflow_id: str) -> Run | None:
+        return self._runs.get(workflow_id)
+
+    def __contains__(self, workflow_id: str) -> bool:
+        return workflow_id in self._runs
+
+    def __len__(self) -> int:
+        return len(self._runs)
+
+    def end(self, workflow_id: str, run: Run) -> None:
+        """Forget ``run`` (unless another execution of the workflow replaced it meanwhile)."""
+        with self._lock:
+            if self._runs.get(workflow_id) is run:
+                del self._runs[workflow_id]
+
+    def ids(self) -> list[str]:
+        with self._lock:
+            return list(self._runs)
+
+    def busy(self) -> int:
+        """Runs holding a thread (not parked)."""
+        with self._lock:
+            return sum(1 for run in self._runs.values() if not run.parked)
+
+    def parked(self) -> int:
+        with self._lock:
+            return sum(1 for run in self._runs.values() if run.parked)
+
+    def running_on(self, queue_name: str) -> int:
+        with self._lock:
+            return sum(1 for run in self._runs.values() if run.queue_name == queue_name)
+
+    def first_active(self) -> Run | None:
+        """Any run holding a thread, or None."""
+        with self._lock:
+            return next((run for run in self._runs.values() if not run.parked), None)
+
+    def drain(self) -> list[Run]:
+        """Forget every run and return them."""
+        with self._lock:
+            left = list(self._runs.values())
+            self._runs.clear()
+        return left

@@ -1,0 +1,76 @@
+"""Waiting for a change made here or by another process: in-process signals, the one thread
+that LISTENs for other processes' NOTIFYs (Postgres), and polling as the safety net."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+from engine import signals
+from engine.signals import Signals
+from engine.store import Store
+
+T = TypeVar("T")
+
+
+class Wakeups:
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._signals = Signals()
+        self._closing = threading.Event()
+        self._lock = threading.Lock()
+        self._listener: threading.Thread | None = None
+        # How often a waiter re-reads the database for changes made by other processes.
+        self.poll_interval = store.poll_interval
+        # How many times ENQUEUED fired: the worker loop tells an enqueue from other wake-ups.
+        self.enqueues = 0
+
+    def fire(self, key: str) -> None:
+        if key == signals.ENQUEUED:
+            self.enqueues += 1
+        self._signals.fire(key)
+
+    def watch(self, *keys: str) -> contextlib.AbstractContextManager[threading.Event]:
+        """An event set whenever one of ``keys`` fires (register before checking)."""
+        return self._signals.watch(*keys)
+
+    def listen(self) -> None:
+        """Start delivering other processes' wake-ups (once; where the database pushes them)."""
+        if self._listener is not None or not self._store.pushes_changes:
+            return
+        with self._lock:
+            if self._listener is None and not self._closing.is_set():
+                self._listener = threading.Thread(
+                    target=self._store.listen,
+                    args=(self.fire, self._closing),
+                    name="waymark-listen",
+                    daemon=True,
+                )
+                self._listener.start()
+
+    def wait_for(
+        self, timeout: float | None, keys: Sequence[str], check: Callable[[], T | None]
+    ) -> T | None:
+        """Call ``check()`` until it returns non-None, waking on ``keys``; None on timeout."""
+        self.listen()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self.watch(*keys) as woken:
+            while True:
+                found = check()
+                if found is not None:
+                    return found
+                wait = self.poll_interval
+                if deadline is not None:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        return None
+                    wait = min(wait, remaining)
+                woken.wait(wait)
+                woken.clear()
+
+    def close(self) -> None:
+        """Stop listening (the listener notices within its poll)."""
+        self._closing.set()
