@@ -34,9 +34,10 @@ urlpatterns = [
         "workflows/<wid:workflow_id>/<str:action>/", operate.workflow_action, name="workflow_action"
     ),
     path("bulk/", operate.bulk_action, name="bulk_action"),
-    path("bulk/<int:job_id>/", operate.bulk_progress, name="bulk_progress"),
+    path("bulk/<int:record_id>/", operate.bulk_progress, name="bulk_progress"),
     path("queues/", pages.queues, name="queues"),
     path("audit/", operate.audit, name="audit"),
+    path("audit/<int:record_id>/ids.txt", operate.audit_ids, name="audit_ids"),
     path("schedules/", pages.schedules, name="schedules"),
     path("versions/", pages.versions, name="versions"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),

@@ -13,6 +13,7 @@ from typing import Any
 
 from django.conf import settings
 
+from console import bulk
 from engine import Engine
 
 
@@ -43,6 +44,29 @@ def build_engine(
         **options,
     )
     load_app(settings.WAYMARK_APP)(engine)
+    return engine
+
+
+def build_console_engine(*, executor_id: str | None = None) -> Engine:
+    """The console's own engine, run by every worker beside the application's: it serves only
+    the console's queue (bulk actions, console/bulk.py), with threads of its own.
+
+    Apart, because on the application's engine a bulk action would wait for a free thread
+    behind the very workflows it is meant to cancel (an incident's usual shape: every thread
+    stuck in a hung step), and because registering it there would change the application's
+    version hash and strand its unfinished workflows. Its version is fixed (bulk.VERSION), so
+    any worker's console engine recovers a bulk action a dead one left.
+    """
+    engine = Engine(
+        f"{settings.WAYMARK_APP_NAME}-console",
+        settings.WAYMARK_DATABASE_URL,
+        schema=settings.WAYMARK_SCHEMA,
+        application_version=bulk.VERSION,
+        executor_id=f"{executor_id or 'local'}/console",
+        max_workflow_threads=bulk.THREADS,
+        heartbeat_timeout=settings.WAYMARK_HEARTBEAT_TIMEOUT,
+    )
+    bulk.register(engine)
     return engine
 
 
