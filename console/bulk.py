@@ -3,10 +3,11 @@
 A bulk cancel, resume or fork is the workflow ``waymark.console.bulk_action``, registered on
 the console engine every worker runs beside the application's (console/worker.py) and started
 by name through ``engine.Client`` on the console's internal queue. It acts on its workflows
-in chunks, one step per chunk, and publishes its progress as an event after each; the last step writes the outcome of the audit record whose
-intent the web process wrote before starting it. So a restart of the web process loses nothing
-(the progress page reads the database), and a worker killed mid-way is recovered like any
-workflow: completed chunks are replayed from their checkpoints, the interrupted one runs again.
+in chunks, one step per chunk, and publishes its progress as an event after each; the last
+step writes the outcome of the audit record whose intent the web process wrote before
+starting it. So a restart of the web process loses nothing (the progress page reads the
+database), and a worker killed mid-way is recovered like any workflow: completed chunks are
+replayed from their checkpoints, the interrupted one runs again.
 
 Running a chunk again must not act twice: each item carries the status it had when the action
 was asked for, and an item whose workflow has already moved the way the action moves it is
