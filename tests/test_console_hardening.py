@@ -230,6 +230,8 @@ GET_PARAMS = {
         "after",
         "before",
         "cursor",
+        "back",
+        "internal",
         "v",
     ],
     "/workflows/fz/": ["fragment", "v"],
@@ -238,13 +240,21 @@ GET_PARAMS = {
     "/workflows/fz/messages/": ["after"],
     "/workflows/fz/fork/": ["step"],
     "/audit/": ["actor", "action", "target", "since", "format"],
-    "/queues/": ["x"],
+    "/queues/": ["internal"],
     "/schedules/": ["x"],
     "/versions/": ["x"],
 }
 POST_PARAMS = {
     "/workflows/fz/fork/": {"step": "2", "reason": "r", "version": ""},
-    "/bulk/": {"action": "cancel", "ids": "nobody", "reason": "r", "query": "", "confirm": "1"},
+    "/bulk/": {
+        "action": "cancel",
+        "ids": "nobody",
+        "reason": "r",
+        "query": "",
+        "confirm": "1",
+        "version": "",
+    },
+    "/views/": {"name": "n", "query": "", "shared": ""},
 }
 
 
