@@ -1,8 +1,8 @@
 """Bulk actions as durable Waymark workflows of the console's own.
 
 A bulk cancel, resume or fork is the workflow ``waymark.console.bulk_action``, registered on
-the console engine every worker runs beside the application's (console/worker.py) and started
-by name through ``engine.Client`` on the console's internal queue. It acts on its workflows
+every worker's engine (console/worker.py) and started by name through ``engine.Client`` on the
+console's internal queue, which every worker serves. It acts on its workflows
 in chunks, one step per chunk, and publishes its progress as an event after each; the last
 step writes the outcome of the audit record whose intent the web process wrote before
 starting it. So a restart of the web process loses nothing (the progress page reads the
@@ -26,11 +26,6 @@ from django.db import close_old_connections
 from engine import Engine
 
 WORKFLOW = "waymark.console.bulk_action"
-# The console engine's application version: fixed, so a bulk action left by a dead worker is
-# recovered by any other; change it only with a change the checkpoints of running bulk
-# actions cannot replay.
-VERSION = "waymark-console-1"
-THREADS = 4
 QUEUE = "_waymark_console"  # served by every console worker; never shown as a user queue
 CHUNK_STEP = "waymark.console.bulk_chunk"
 FINISH_STEP = "waymark.console.bulk_finish"

@@ -104,7 +104,7 @@ def _bulk_ids(request: HtmxHttpRequest, query: str) -> list[str]:
 
 
 def _live_versions() -> list[str]:
-    return sorted({e.application_version for e in stats.app_executors(now_ms())})
+    return sorted({e.application_version for e in stats.live_executors(now_ms())})
 
 
 @require_POST

@@ -35,7 +35,7 @@ def overview(request: HtmxHttpRequest) -> HttpResponse:
         for s in ("SUCCESS", "ERROR", "CANCELLED", "MAX_RECOVERY_ATTEMPTS_EXCEEDED")
     )
     series = stats.series(since, now)
-    live = stats.app_executors(now)
+    live = stats.live_executors(now)
     return render(
         request,
         "console/overview.html",
@@ -93,7 +93,7 @@ def schedules(request: HtmxHttpRequest) -> HttpResponse:
 @login_required
 def versions(request: HtmxHttpRequest) -> HttpResponse:
     now = _now_ms()
-    live = stats.app_executors(now)
+    live = stats.live_executors(now)
     return render(
         request,
         "console/versions.html",

@@ -31,11 +31,6 @@ def live_executors(now_ms: int) -> list[Executor]:
     return list(Executor.objects.filter(last_heartbeat__gte=cutoff).order_by("executor_id"))
 
 
-def app_executors(now_ms: int) -> list[Executor]:
-    """Live executors of the application (the console's own engines left out)."""
-    return [e for e in live_executors(now_ms) if e.application_version != bulk.VERSION]
-
-
 def status_counts(since_ms: int) -> dict[str, int]:
     rows = (
         user_workflows()

@@ -32,7 +32,8 @@ def build_engine(
 ) -> Engine:
     options: dict[str, Any] = {
         "executor_id": executor_id,
-        "queues": queues,
+        # Every worker also serves the console's queue: bulk actions run wherever one is.
+        "queues": [*queues, bulk.QUEUE] if queues is not None else None,
         "heartbeat_timeout": settings.WAYMARK_HEARTBEAT_TIMEOUT,
     }
     if concurrency is not None:
@@ -44,28 +45,9 @@ def build_engine(
         **options,
     )
     load_app(settings.WAYMARK_APP)(engine)
-    return engine
-
-
-def build_console_engine(*, executor_id: str | None = None) -> Engine:
-    """The console's own engine, run by every worker beside the application's: it serves only
-    the console's queue (bulk actions, console/bulk.py), with threads of its own.
-
-    Apart, because on the application's engine a bulk action would wait for a free thread
-    behind the very workflows it is meant to cancel (an incident's usual shape: every thread
-    stuck in a hung step), and because registering it there would change the application's
-    version hash and strand its unfinished workflows. Its version is fixed (bulk.VERSION), so
-    any worker's console engine recovers a bulk action a dead one left.
-    """
-    engine = Engine(
-        f"{settings.WAYMARK_APP_NAME}-console",
-        settings.WAYMARK_DATABASE_URL,
-        schema=settings.WAYMARK_SCHEMA,
-        application_version=bulk.VERSION,
-        executor_id=f"{executor_id or 'local'}/console",
-        max_workflow_threads=bulk.THREADS,
-        heartbeat_timeout=settings.WAYMARK_HEARTBEAT_TIMEOUT,
-    )
+    # The console's own workflow (bulk actions, console/bulk.py) on the same engine: a separate
+    # engine in the worker would also serve the engine's internal queue and take (and fail)
+    # the application's workflows started by name without a version.
     bulk.register(engine)
     return engine
 

@@ -35,8 +35,8 @@ def targets(db):
 
 
 def _build(make_engine, executor_id: str):
-    """A console engine (console/worker.py's build_console_engine, on the test database)."""
-    engine = make_engine("bulk-console", executor_id=executor_id, application_version=bulk.VERSION)
+    """A worker's engine, with the console's workflow as console/worker.py registers it."""
+    engine = make_engine("bulk-app", executor_id=executor_id, application_version="v-bulk")
     bulk.register(engine)
     return engine
 

@@ -66,8 +66,6 @@ class Command(BaseCommand):
 
             celery_contrib.dispatch_to_celery(engine, celery_app)
 
-        # Beside the application's engine, the console's (bulk actions): its own threads.
-        console_engine = worker.build_console_engine(executor_id=options["executor_id"])
         stop = threading.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
@@ -76,11 +74,7 @@ class Command(BaseCommand):
             engine.executor_id,
             extra={"action": "worker.start", "executor_id": engine.executor_id},
         )
-        console_engine.launch()
-        try:
-            engine.run_forever(stop, grace=options["grace"])
-        finally:
-            console_engine.shutdown(timeout=options["grace"])
+        engine.run_forever(stop, grace=options["grace"])
         root.info(
             "worker %s stopped",
             engine.executor_id,
