@@ -54,7 +54,8 @@ class Series:
 
 
 def series(since_ms: int, now_ms: int) -> Series:
-    """Throughput, failures and latency (created -> completed) in BUCKETS time buckets."""
+    """Throughput (SUCCESS and ERROR), failures and latency (created -> completed) in BUCKETS
+    time buckets; cancelled workflows are left out of all three."""
     bucket = max((now_ms - since_ms) // BUCKETS, 1)
     rows = (
         user_workflows()
@@ -66,6 +67,8 @@ def series(since_ms: int, now_ms: int) -> Series:
     failed = [0] * BUCKETS
     latencies: list[list[float]] = [[] for _ in range(BUCKETS)]
     for created, done, status in rows:
+        if status not in ("SUCCESS", "ERROR"):
+            continue  # a cancelled workflow neither completed its work nor measures latency
         i = min(max((done - since_ms) // bucket, 0), BUCKETS - 1)
         completed[i] += 1
         failed[i] += status == "ERROR"
