@@ -85,16 +85,26 @@ def _act_once(action: str, workflow_id: str, before: str, record: int, version: 
         return "resumed"
     if action == "fork":
         new_id = fork_id(workflow_id, record)
-        if Workflow.objects.filter(workflow_uuid=new_id, forked_from=workflow_id).exists():
-            return f"forked into {new_id}"
-        # From its last completed step: every recorded step is copied, the rest runs anew.
-        steps = Step.objects.filter(workflow_uuid=workflow_id).order_by("-function_id")
-        last = steps.values_list("function_id", flat=True).first()
-        step = (last + 1) if last is not None else 1
-        return actions.one(action, workflow_id, step, version, new_workflow_id=new_id).message
+        if not Workflow.objects.filter(workflow_uuid=new_id, forked_from=workflow_id).exists():
+            # From its last completed step: every recorded step is copied, the rest runs anew.
+            steps = Step.objects.filter(workflow_uuid=workflow_id).order_by("-function_id")
+            last = steps.values_list("function_id", flat=True).first()
+            step = (last + 1) if last is not None else 1
+            outcome = actions.one(action, workflow_id, step, version, new_workflow_id=new_id)
+            if not outcome.ok:
+                return outcome.message
+        _target(record, new_id)  # the record shows on the fork's page too
+        return f"forked into {new_id}"
     if not actions.allowed(action, status):
         return f"skipped: {status}"
     return actions.one(action, workflow_id).message
+
+
+def _target(record: int, workflow_id: str) -> None:
+    from console.models import AuditTarget
+
+    if not AuditTarget.objects.filter(record_id=record, workflow_id=workflow_id).exists():
+        AuditTarget.objects.create(record_id=record, workflow_id=workflow_id)
 
 
 def act_on_chunk(spec: dict[str, Any], items: list[list[str]]) -> dict[str, str]:

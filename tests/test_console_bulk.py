@@ -10,6 +10,7 @@ from collections import Counter
 
 import pytest
 from django.db import connections
+from django.urls import reverse
 
 import tests.console_site as site
 from console import actions, bulk
@@ -136,6 +137,8 @@ def test_stranded_versions_are_forked_onto_a_live_version_or_cancelled(app, db) 
         assert fork.workflow_uuid == bulk.fork_id(workflow_id, record_id)
         assert fork.application_version == engine.application_version
         wait_until(lambda f=fork: Workflow.objects.get(pk=f.pk).status == "SUCCESS")
+        page = web.get(reverse("workflow_detail", args=[fork.workflow_uuid]))
+        assert "v-old is gone" in text_of(page)  # the bulk record, on each fork's page
     record = AuditRecord.objects.get(pk=record_id)
     assert record.action == "bulk_fork" and record.outcome == "4 workflows: 4 forked"
     cancel = {"action": "cancel", "all": "1", "query": query, "confirm": "1"}
