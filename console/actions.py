@@ -1,16 +1,17 @@
 """Operator actions: cancel, resume, fork (one workflow or many), each through engine.Client,
-each leaving an append-only audit record. Used by the views and by `manage.py workflows`."""
+each leaving an append-only audit record: its intent before it acts, its outcome after. Used by
+the views and by `manage.py workflows`; bulk actions run as durable workflows (console/bulk.py)."""
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass, field
 from functools import lru_cache
 
 from django.conf import settings
-from django.db import close_old_connections, transaction
+from django.db import transaction
 
-from console.models import AuditRecord, AuditTarget, BulkJob, Workflow
+from console import bulk as bulk_workflow
+from console.models import AuditRecord, AuditTarget, Workflow
 from engine import Client, EngineError
 
 CANCELLABLE = ("PENDING", "ENQUEUED", "DELAYED")
@@ -23,7 +24,6 @@ WHAT_HAPPENS = {
     "fork": "A new workflow starts from the chosen step: the steps before it are copied from "
     "this one, not run again; this workflow is left as it is.",
 }
-INLINE_BULK = 50  # bulk actions on more workflows than this run in the background
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,8 @@ def _intend(actor: Actor, action: str, ids: list[str], reason: str, query: str =
     return record
 
 
-def _complete(record: AuditRecord, outcome: Outcome) -> None:
+def complete(record: AuditRecord, outcome: Outcome) -> None:
+    """Write how an action went on its intent record (once)."""
     AuditRecord.objects.complete(  # type: ignore[attr-defined]
         record.pk,
         outcome=outcome.message,
@@ -89,9 +90,15 @@ def _complete(record: AuditRecord, outcome: Outcome) -> None:
     )
 
 
-def _one(
-    action: str, workflow_id: str, step: int | None = None, version: str | None = None
+def one(
+    action: str,
+    workflow_id: str,
+    step: int | None = None,
+    version: str | None = None,
+    *,
+    new_workflow_id: str | None = None,
 ) -> Outcome:
+    """Run one action through the engine's client; no audit (the callers write it)."""
     c = client()
     try:
         if action == "cancel":
@@ -101,7 +108,12 @@ def _one(
             c.resume_workflow(workflow_id)
             return Outcome(True, "resumed")
         if action == "fork":
-            handle = c.fork_workflow(workflow_id, step or 1, application_version=version or None)
+            handle = c.fork_workflow(
+                workflow_id,
+                step or 1,
+                new_workflow_id=new_workflow_id,
+                application_version=version or None,
+            )
             return Outcome(True, f"forked into {handle.workflow_id}", handle.workflow_id)
     except (EngineError, ValueError) as exc:
         return Outcome(False, str(exc))
@@ -118,7 +130,7 @@ def act(
     version: str | None = None,
 ) -> Outcome:
     """Record the intent, run one action (if valid for the workflow's status now), record
-    how it went."""
+    how it went. A fork's record also targets the new workflow, so it shows on both pages."""
     record = _intend(actor, action, [workflow_id], reason)
     status = record.status_before[workflow_id]
     if status == "NOT FOUND":
@@ -126,50 +138,35 @@ def act(
     elif not allowed(action, status):
         outcome = Outcome(False, f"cannot {action} a workflow that is {status}")
     else:
-        outcome = _one(action, workflow_id, step, version)
-    _complete(record, outcome)
+        outcome = one(action, workflow_id, step, version)
+    if outcome.new_workflow_id:
+        AuditTarget.objects.create(record=record, workflow_id=outcome.new_workflow_id)
+    complete(record, outcome)
     return outcome
 
 
-def bulk(actor: Actor, action: str, ids: list[str], reason: str, query: str = "") -> BulkJob:
-    """Cancel or resume many workflows; large batches continue in a background thread.
-
-    Each workflow is acted on only if the action is valid for it; the per-item outcomes are
-    on the returned job (and its progress page); one audit record covers the batch.
-    """
-    if action not in ("cancel", "resume"):
-        raise ValueError(f"bulk action must be cancel or resume, not {action!r}")
+def bulk(
+    actor: Actor,
+    action: str,
+    ids: list[str],
+    reason: str,
+    query: str = "",
+    *,
+    version: str | None = None,
+    chunk: int = bulk_workflow.CHUNK,
+) -> AuditRecord:
+    """Cancel, resume or fork many workflows, durably: the intent is recorded here, then the
+    console's bulk workflow (console/bulk.py) does the work on a worker and writes the
+    outcome. Each workflow is acted on only if the action is valid for it; its progress
+    page reads how far it got from the database."""
+    if action not in bulk_workflow.ACTIONS:
+        raise ValueError(f"bulk action must be one of {bulk_workflow.ACTIONS}, not {action!r}")
     record = _intend(actor, f"bulk_{action}", ids, reason, query)
-    job = BulkJob.objects.create(actor=actor.name, action=action, total=len(ids), audit=record)
-    before = record.status_before
-
-    def run() -> None:
-        try:
-            outcomes: dict[str, str] = {}
-            for n, workflow_id in enumerate(ids, 1):
-                status = before[workflow_id]
-                if not allowed(action, status):
-                    outcomes[workflow_id] = f"skipped: {status}"
-                else:
-                    result = _one(action, workflow_id)
-                    outcomes[workflow_id] = result.message
-                if n % 25 == 0 or n == len(ids):
-                    BulkJob.objects.filter(pk=job.pk).update(done=n, outcomes=outcomes)
-            done = sum(1 for o in outcomes.values() if o.startswith(("cancelled", "resumed")))
-            past = {"cancel": "cancelled", "resume": "resumed"}[action]
-            summary = Outcome(
-                done == len(ids),
-                f"{done} {past}, {len(ids) - done} skipped or failed",
-                outcomes=outcomes,
-            )
-            _complete(record, summary)
-            BulkJob.objects.filter(pk=job.pk).update(finished=True)
-        finally:
-            close_old_connections()
-
-    if len(ids) <= INLINE_BULK:
-        run()
-    else:
-        threading.Thread(target=run, name=f"waymark-bulk-{job.pk}", daemon=True).start()
-    job.refresh_from_db()
-    return job
+    payload = bulk_workflow.spec(
+        action, record.pk, record.status_before, version=version, chunk=chunk
+    )
+    try:
+        bulk_workflow.start(client(), record.pk, payload)
+    except (EngineError, ValueError, TypeError) as exc:
+        complete(record, Outcome(False, f"the bulk action could not start: {exc}"))
+    return record

@@ -10,7 +10,9 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
+from console import bulk
 from console.models import AuditRecord, BulkJob
 
 SHOWN_IDS = 5
@@ -33,7 +35,8 @@ class AuditRow:
     more_ids: int
     transitions: list[Transition]
     more_transitions: int
-    progress: BulkJob | None  # a bulk action still running, or cut short before its outcome
+    # A bulk action still running (or cut short before its outcome): {"done", "total"}.
+    progress: dict[str, Any] | None
 
 
 def transitions(before: dict[str, str], after: dict[str, str]) -> list[Transition]:
@@ -43,8 +46,16 @@ def transitions(before: dict[str, str], after: dict[str, str]) -> list[Transitio
 
 def rows(records: Iterable[AuditRecord]) -> list[AuditRow]:
     found = list(records)
-    unfinished = [r.pk for r in found if r.completed_at is None]
-    jobs = {j.audit_id: j for j in BulkJob.objects.filter(audit_id__in=unfinished)}
+    unfinished = [r for r in found if r.completed_at is None and r.action.startswith("bulk_")]
+    # Bulk actions run as workflows (console/bulk.py); records from before that, as BulkJobs.
+    jobs: dict[int, dict[str, Any]] = {
+        j.audit_id: {"done": j.done, "total": j.total}
+        for j in BulkJob.objects.filter(audit_id__in=[r.pk for r in unfinished])
+    }
+    for r in unfinished:
+        running = bulk.progress(r.pk)
+        if running is not None:
+            jobs[r.pk] = {"done": running["done"], "total": len(r.workflow_ids)}
     result = []
     for record in found:
         moves = transitions(record.status_before, record.status_after)

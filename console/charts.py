@@ -46,10 +46,11 @@ def lines(series: dict[str, list[float | None]]) -> LineChart:
     out = []
     for name, points in series.items():
         step = WIDTH / max(len(points) - 1, 1)
-        coords = [
-            f"{round(i * step, 1)},{round(HEIGHT - PAD - (HEIGHT - 2 * PAD) * v / peak, 1)}"
+        dots = [
+            (round(i * step, 1), round(HEIGHT - PAD - (HEIGHT - 2 * PAD) * v / peak, 1))
             for i, v in enumerate(points)
             if v is not None
         ]
-        out.append({"name": name, "points": " ".join(coords)})
+        # A line needs two points; the dots show a single bucket's value too.
+        out.append({"name": name, "points": " ".join(f"{x},{y}" for x, y in dots), "dots": dots})
     return LineChart(out, peak)

@@ -15,6 +15,7 @@ from django.db.models import Q, QuerySet
 from django.http import QueryDict
 
 from console import params
+from console.bulk import WORKFLOW as CONSOLE_WORKFLOW
 from engine.records import Status
 
 PAGE_SIZE = 50
@@ -51,6 +52,7 @@ class WorkflowFilter:
     since: str = ""  # one of WINDOWS, or ""
     after: dt.datetime | None = None
     before: dt.datetime | None = None
+    internal: bool = False  # also the console's own workflows (bulk actions)
 
     @property
     def active(self) -> bool:
@@ -66,6 +68,7 @@ class WorkflowFilter:
                 self.since,
                 self.after,
                 self.before,
+                self.internal,
             )
         )
 
@@ -81,6 +84,8 @@ class WorkflowFilter:
             value = getattr(self, key)
             if value is not None:
                 pairs.append((key, value.isoformat()))
+        if self.internal:
+            pairs.append(("internal", "1"))
         pairs += [(k, v) for k, v in overrides.items() if v]
         return urlencode(pairs)
 
@@ -125,6 +130,9 @@ def parse(query: QueryDict) -> WorkflowFilter:
     before = _datetime(query["before"], "before") if query.get("before") else None
     if after and before and after >= before:
         raise BadFilterError("after must be earlier than before")
+    internal = query.get("internal", "")
+    if internal not in ("", "1"):
+        raise BadFilterError(f"internal={internal[:40]!r} must be 1 or absent")
     return WorkflowFilter(
         statuses=statuses,
         name=_text(query, "name"),
@@ -136,7 +144,17 @@ def parse(query: QueryDict) -> WorkflowFilter:
         since=since,
         after=after,
         before=before,
+        internal=internal == "1",
     )
+
+
+def prefix_range(column: str, prefix: str) -> dict[str, str]:
+    """Filters matching ``column`` values that start with ``prefix``, as a range the column's
+    index serves (``LIKE 'p%'`` cannot use it under Postgres's non-"C" collations, C.UTF-8
+    included) plus the prefix test itself. The range [p, p with its last character bumped)
+    holds every string starting with p in code-point order (SQLite's, "C" and C.UTF-8)."""
+    upper = prefix[:-1] + chr(min(ord(prefix[-1]) + 1, 0x10FFFF))
+    return {f"{column}__gte": prefix, f"{column}__lt": upper, f"{column}__startswith": prefix}
 
 
 def _ms(value: dt.datetime) -> int:
@@ -146,8 +164,11 @@ def _ms(value: dt.datetime) -> int:
 def apply(qs: QuerySet, f: WorkflowFilter, now: dt.datetime) -> QuerySet:  # type: ignore[type-arg]
     if f.statuses:
         qs = qs.filter(status__in=f.statuses)
+    if f.name:  # a prefix: "shop." finds shop.checkout and shop.refund
+        qs = qs.filter(**prefix_range("name", f.name))
+    if not f.internal:  # the console's own bulk actions are not user workflows
+        qs = qs.exclude(name=CONSOLE_WORKFLOW)
     for column, value in (
-        ("name", f.name),
         ("queue_name", f.queue),
         ("application_version", f.version),
         ("executor_id", f.executor),
@@ -166,20 +187,50 @@ def apply(qs: QuerySet, f: WorkflowFilter, now: dt.datetime) -> QuerySet:  # typ
     return qs
 
 
-def parse_cursor(value: str) -> tuple[int, str] | None:
-    """``<created_at ms>~<workflow id>``: the last row of the previous page (keyset)."""
+def parse_cursor(value: str, param: str = "cursor") -> tuple[int, str] | None:
+    """``<created_at ms>~<workflow id>``: the last row of the previous page (``cursor``) or
+    the first row of the next one (``back``), for keyset pagination."""
     if not value:
         return None
     match = CURSOR.fullmatch(value)
     if not match or len(value) > ID_LIMIT + 16 or "\x00" in value:
         raise BadFilterError(
-            f"cursor={value[:40]!r} is not a page cursor; follow the list's Next link"
+            f"{param}={value[:40]!r} is not a page cursor; follow the list's page links"
         )
     return int(match[1]), match[2]
 
 
-def page(qs: QuerySet, cursor: tuple[int, str] | None) -> tuple[list, str]:  # type: ignore[type-arg]
-    """One page, newest first, by keyset on (created_at, id) — never OFFSET."""
+@dataclass(frozen=True)
+class Page:
+    rows: list  # type: ignore[type-arg]
+    next_cursor: str  # "" on the last page
+    prev_cursor: str  # "" on the first page
+
+
+def _key(row: object) -> str:
+    return f"{row.created_at}~{row.workflow_uuid}"  # type: ignore[attr-defined]
+
+
+def page(
+    qs: QuerySet,  # type: ignore[type-arg]
+    cursor: tuple[int, str] | None,
+    back: tuple[int, str] | None = None,
+) -> Page:
+    """One page, newest first, by keyset on (created_at, id) — never OFFSET.
+
+    ``cursor``: the rows after (older than) that key; ``back``: the page before that key,
+    read newer-first from the key upwards (the same index, scanned the other way).
+    """
+    if back is not None:
+        created, workflow_id = back
+        newer = qs.filter(
+            Q(created_at__gt=created) | Q(created_at=created, workflow_uuid__gt=workflow_id)
+        )
+        found = list(newer.order_by("created_at", "workflow_uuid")[: PAGE_SIZE + 1])
+        if len(found) <= PAGE_SIZE:  # back at the start: the first page, full
+            return page(qs, None)
+        rows = found[:PAGE_SIZE][::-1]
+        return Page(rows, _key(rows[-1]), _key(rows[0]))
     if cursor is not None:
         created, workflow_id = cursor
         qs = qs.filter(
@@ -187,8 +238,11 @@ def page(qs: QuerySet, cursor: tuple[int, str] | None) -> tuple[list, str]:  # t
         )
     found = list(qs.order_by("-created_at", "-workflow_uuid")[: PAGE_SIZE + 1])
     rows, more = found[:PAGE_SIZE], len(found) > PAGE_SIZE
-    next_cursor = f"{rows[-1].created_at}~{rows[-1].workflow_uuid}" if more else ""
-    return rows, next_cursor
+    return Page(
+        rows,
+        _key(rows[-1]) if more else "",
+        _key(rows[0]) if cursor is not None and rows else "",
+    )
 
 
 def capped_count(qs: QuerySet) -> tuple[int, bool]:  # type: ignore[type-arg]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
@@ -227,3 +228,22 @@ class BulkJob(models.Model):
 
     class Meta:
         app_label = "console"
+
+
+class SavedView(models.Model):
+    """A named filter set of the workflow list: its owner's, or everyone's when shared (only
+    a user with ``share_views``, the admin role, may share one)."""
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE)
+    name = models.CharField(max_length=80)
+    query = models.TextField()  # the list's query string, validated when saved
+    shared = models.BooleanField(default=False)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        app_label = "console"
+        ordering = ["name", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["owner", "name"], name="saved_view_unique_name")
+        ]
+        permissions = [("share_views", "Can share saved views with everyone")]

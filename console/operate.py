@@ -5,21 +5,22 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-from collections import Counter
 from collections.abc import Iterator
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import Http404, HttpResponse, QueryDict, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_htmx.http import HTMX_STOP_POLLING
 
-from console import actions, audit_trail, filters, params
+from console import actions, audit_trail, bulk, filters, params, stats
 from console.http import HtmxHttpRequest, client_address
-from console.models import AuditRecord, BulkJob, Step, Workflow
-from console.views import bad_request
+from console.models import AuditRecord, Step, Workflow
+from console.views import bad_request, now_ms
 
 OPERATE = "console.operate_workflows"
 AUDIT = "console.view_audit"
@@ -28,6 +29,11 @@ AUDIT_PAGE = 100
 PROGRESS_ROWS = 100  # a bulk progress page lists this many outcomes, then counts the rest
 REASON_LIMIT = 2000
 QUERY_LIMIT = 4000
+BULK_WHAT = {
+    "fork": "Each workflow is forked onto the chosen version from its last completed step: "
+    "its recorded steps are copied, not run again, and the fork runs the rest; the originals "
+    "are left as they are (cancel them afterwards if they should not run).",
+}
 
 
 def actor_of(request: HtmxHttpRequest) -> actions.Actor:
@@ -67,6 +73,7 @@ def workflow_action(request: HtmxHttpRequest, workflow_id: str, action: str) -> 
                 "action": action,
                 "what": actions.WHAT_HAPPENS[action],
                 "allowed": actions.allowed(action, workflow.status),
+                "past": bulk.PAST[action],
                 "steps": steps,
                 "versions": versions,
                 "default_step": request.GET.get("step", "")[:10],
@@ -87,29 +94,44 @@ def workflow_action(request: HtmxHttpRequest, workflow_id: str, action: str) -> 
     return redirect("workflow_detail", workflow_id=target)
 
 
+def _bulk_ids(request: HtmxHttpRequest, query: str) -> list[str]:
+    if request.POST.get("all") == "1":
+        f = filters.parse(QueryDict(query))
+        qs = filters.apply(Workflow.objects.all(), f, dt.datetime.now(dt.UTC))
+        return list(qs.order_by("-created_at").values_list("workflow_uuid", flat=True)[:BULK_CAP])
+    chosen = request.POST.getlist("ids")[:BULK_CAP]
+    return list(dict.fromkeys(params.clean(i, "ids", filters.ID_LIMIT) for i in chosen))
+
+
+def _live_versions() -> list[str]:
+    return sorted({e.application_version for e in stats.live_executors(now_ms())})
+
+
 @require_POST
 @login_required
 @permission_required(OPERATE, raise_exception=True)
 def bulk_action(request: HtmxHttpRequest) -> HttpResponse:
+    """Confirm, then start a durable bulk action (cancel, resume, or fork onto a live version
+    from each workflow's last completed step) and show its progress."""
     action = request.POST.get("action", "")
-    if action not in ("cancel", "resume"):
-        return bad_request(request, "action must be cancel or resume")
+    if action not in bulk.ACTIONS:
+        return bad_request(request, f"action must be one of {', '.join(bulk.ACTIONS)}")
     try:
         query = params.text(request.POST, "query", QUERY_LIMIT)
         reason = params.text(request.POST, "reason", REASON_LIMIT)
-        if request.POST.get("all") == "1":
-            f = filters.parse(QueryDict(query))
-            qs = filters.apply(Workflow.objects.all(), f, dt.datetime.now(dt.UTC))
-            ids = list(
-                qs.order_by("-created_at").values_list("workflow_uuid", flat=True)[:BULK_CAP]
-            )
-        else:
-            chosen = request.POST.getlist("ids")[:BULK_CAP]
-            ids = list(dict.fromkeys(params.clean(i, "ids", filters.ID_LIMIT) for i in chosen))
+        version = params.text(request.POST, "version") or None
+        ids = _bulk_ids(request, query)
     except params.BadParameterError as exc:
         return bad_request(request, str(exc))
     if not ids:
         return bad_request(request, "select at least one workflow (or all matching)")
+    live = _live_versions()
+    if action == "fork" and version not in live:
+        return bad_request(
+            request,
+            "a bulk fork needs version= naming a version a live executor runs "
+            f"(now: {', '.join(live) or 'none'})",
+        )
     if request.POST.get("confirm") != "1":
         return render(
             request,
@@ -120,29 +142,54 @@ def bulk_action(request: HtmxHttpRequest) -> HttpResponse:
                 "count": len(ids),
                 "query": query,
                 "all": request.POST.get("all") == "1",
-                "what": actions.WHAT_HAPPENS[action],
+                "what": BULK_WHAT.get(action, actions.WHAT_HAPPENS[action]),
                 "capped": len(ids) == BULK_CAP,
+                "version": version,
             },
         )
-    job = actions.bulk(actor_of(request), action, ids, reason, query)
-    return redirect("bulk_progress", job_id=job.pk)
+    record = actions.bulk(actor_of(request), action, ids, reason, query, version=version)
+    return redirect("bulk_progress", record_id=record.pk)
 
 
 @require_GET
 @login_required
 @permission_required(OPERATE, raise_exception=True)
-def bulk_progress(request: HtmxHttpRequest, job_id: int) -> HttpResponse:
-    job = get_object_or_404(BulkJob, pk=job_id)
-    outcomes = Counter(o.split(":")[0] for o in job.outcomes.values())
+def bulk_progress(request: HtmxHttpRequest, record_id: int) -> HttpResponse:
+    """How far a bulk action got, read from its workflow's progress event and checkpoints
+    (so it survives a restart of this process and of the worker)."""
+    record = get_object_or_404(AuditRecord, pk=record_id, action__startswith="bulk_")
+    found = bulk.progress(record.pk)
+    finished = record.completed_at is not None
+    live = stats.live_executors(now_ms())
     context = {
-        "job": job,
-        "outcome_counts": outcomes.most_common(),
-        "first": list(job.outcomes.items())[:PROGRESS_ROWS],
-        "more": max(0, len(job.outcomes) - PROGRESS_ROWS),
+        "record": record,
+        "action": record.action.removeprefix("bulk_"),
+        "total": len(record.workflow_ids),
+        "progress": found,
+        "finished": finished,
+        "outcome_counts": sorted((found or {}).get("counts", {}).items()),
+        "first": bulk.first_outcomes(record.pk, PROGRESS_ROWS),
+        "served": any(bulk.QUEUE in (e.queues or "") for e in live),
+        "bulk_workflow_id": bulk.workflow_id(record.pk),
     }
+    context["more"] = max(0, ((found or {}).get("done") or 0) - len(context["first"]))
     response = render(request, "console/bulk_progress.html", context)
-    if request.htmx and job.finished:
-        response.status_code = 286  # done: stop polling
+    if request.htmx and finished:
+        response.status_code = HTMX_STOP_POLLING
+    return response
+
+
+@require_GET
+@login_required
+def audit_ids(request: HtmxHttpRequest, record_id: int) -> HttpResponse:
+    """Every workflow ID an audit record names, one a line (a bulk record shows five)."""
+    if not (request.user.has_perm(AUDIT) or request.user.has_perm(OPERATE)):
+        raise PermissionDenied
+    record = get_object_or_404(AuditRecord, pk=record_id)
+    response = HttpResponse(
+        "".join(f"{i}\n" for i in record.workflow_ids), content_type="text/plain; charset=utf-8"
+    )
+    response["Content-Disposition"] = f'attachment; filename="audit-{record.pk}-ids.txt"'
     return response
 
 
@@ -185,7 +232,7 @@ def audit(request: HtmxHttpRequest) -> HttpResponse:
             "records": audit_trail.rows(qs[:AUDIT_PAGE]),
             "params": chosen,
             "windows": list(filters.WINDOWS),
-            "actions": ["cancel", "resume", "fork", "bulk_cancel", "bulk_resume"],
+            "actions": ["cancel", "resume", "fork", "bulk_cancel", "bulk_resume", "bulk_fork"],
             "csv_url": reverse("audit") + "?" + request.GET.urlencode() + "&format=csv",
         },
     )

@@ -58,11 +58,18 @@ def overview(request: HtmxHttpRequest) -> HttpResponse:
 @require_GET
 @login_required
 def queues(request: HtmxHttpRequest) -> HttpResponse:
+    internal = request.GET.get("internal", "")
+    if internal not in ("", "1"):
+        return bad_request(request, f"internal={internal[:40]!r} must be 1 or absent")
     now = _now_ms()
     return render(
         request,
         "console/queues.html",
-        {"queues": stats.queues(stats.live_executors(now)), "now": now},
+        {
+            "queues": stats.queues(stats.live_executors(now), now, internal=internal == "1"),
+            "internal": internal == "1",
+            "now": now,
+        },
     )
 
 
@@ -90,5 +97,10 @@ def versions(request: HtmxHttpRequest) -> HttpResponse:
     return render(
         request,
         "console/versions.html",
-        {"versions": stats.versions(live), "executors": live, "now": now},
+        {
+            "versions": stats.versions(live),
+            "executors": live,
+            "live_versions": sorted({e.application_version for e in live}),
+            "now": now,
+        },
     )

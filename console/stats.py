@@ -10,13 +10,20 @@ from typing import Any
 
 from croniter import croniter
 from django.conf import settings
-from django.db.models import Count, Min
+from django.db.models import Count, Min, QuerySet
 
+from console import bulk, now
 from console.models import Executor, Workflow
 
 UNFINISHED = ("PENDING", "ENQUEUED", "DELAYED")
+CLASSIFY_CAP = 2000  # PENDING workflows whose last step the queues page reads
 LATENCY_SAMPLE = 5000  # latency percentiles come from the most recent finished workflows
 BUCKETS = 24
+
+
+def user_workflows() -> QuerySet[Workflow]:
+    """Every workflow but the console's own (its bulk actions)."""
+    return Workflow.objects.exclude(name=bulk.WORKFLOW)
 
 
 def live_executors(now_ms: int) -> list[Executor]:
@@ -26,7 +33,8 @@ def live_executors(now_ms: int) -> list[Executor]:
 
 def status_counts(since_ms: int) -> dict[str, int]:
     rows = (
-        Workflow.objects.filter(created_at__gte=since_ms)
+        user_workflows()
+        .filter(created_at__gte=since_ms)
         .values("status")
         .annotate(n=Count("workflow_uuid"))
         .order_by()
@@ -46,10 +54,12 @@ class Series:
 
 
 def series(since_ms: int, now_ms: int) -> Series:
-    """Throughput, failures and latency (created -> completed) in BUCKETS time buckets."""
+    """Throughput (SUCCESS and ERROR), failures and latency (created -> completed) in BUCKETS
+    time buckets; cancelled workflows are left out of all three."""
     bucket = max((now_ms - since_ms) // BUCKETS, 1)
     rows = (
-        Workflow.objects.filter(completed_at__isnull=False, created_at__gte=since_ms)
+        user_workflows()
+        .filter(completed_at__isnull=False, created_at__gte=since_ms)
         .order_by("-created_at")
         .values_list("created_at", "completed_at", "status")[:LATENCY_SAMPLE]
     )
@@ -57,6 +67,8 @@ def series(since_ms: int, now_ms: int) -> Series:
     failed = [0] * BUCKETS
     latencies: list[list[float]] = [[] for _ in range(BUCKETS)]
     for created, done, status in rows:
+        if status not in ("SUCCESS", "ERROR"):
+            continue  # a cancelled workflow neither completed its work nor measures latency
         i = min(max((done - since_ms) // bucket, 0), BUCKETS - 1)
         completed[i] += 1
         failed[i] += status == "ERROR"
@@ -88,7 +100,8 @@ def stuck(now_ms: int, live: list[Executor]) -> list[Workflow]:
     """PENDING workflows whose executor has no live heartbeat, oldest first."""
     alive = [e.executor_id for e in live]
     return list(
-        Workflow.objects.filter(status="PENDING")
+        user_workflows()
+        .filter(status="PENDING")
         .exclude(executor_id__in=alive)
         .only("workflow_uuid", "name", "executor_id", "updated_at", "status")
         .order_by("updated_at")[:20]
@@ -100,13 +113,23 @@ class QueueInfo:
     name: str
     enqueued: int = 0
     running: int = 0
+    sleeping: int = 0  # PENDING, but parked in a durable sleep
+    waiting: int = 0  # PENDING, but waiting for a message, an event or a child
     delayed: int = 0
     oldest_ms: int | None = None
     limits: dict[str, Any] = field(default_factory=dict)
     workers: list[str] = field(default_factory=list)
 
+    @property
+    def limits_text(self) -> str:
+        return now.limits_text(self.limits)
 
-def queues(live: list[Executor]) -> list[QueueInfo]:
+
+def queues(live: list[Executor], now_ms: int, *, internal: bool = False) -> list[QueueInfo]:
+    """Per queue: depth, what its PENDING workflows do (running, sleeping, waiting), limits.
+
+    The engine's internal queue and the console's own are left out unless ``internal``.
+    """
     found: dict[str, QueueInfo] = {}
     for executor in live:
         for spec in json.loads(executor.queues or "[]"):
@@ -127,7 +150,29 @@ def queues(live: list[Executor]) -> list[QueueInfo]:
             info.running = row["n"]
         else:
             info.delayed = row["n"]
-    return sorted(found.values(), key=lambda q: q.name)
+    _classify_pending(found, now.Live.of(live), now_ms)
+    shown = [q for q in found.values() if internal or q.name not in now.HIDDEN_QUEUES]
+    return sorted(shown, key=lambda q: q.name)
+
+
+def _classify_pending(found: dict[str, QueueInfo], live: now.Live, now_ms: int) -> None:
+    """Split each queue's PENDING count: a parked sleep or a wait is not running (it holds
+    no thread), though the engine still counts it against the queue's concurrency."""
+    pending = list(
+        Workflow.objects.filter(status="PENDING", queue_name__in=list(found))
+        .only(*now.FIELDS)
+        .order_by("created_at")[:CLASSIFY_CAP]
+    )
+    lines = now.for_workflows(pending, live, now_ms)
+    for w in pending:
+        kind = lines[w.workflow_uuid].kind if w.workflow_uuid in lines else "running"
+        info = found[w.queue_name or ""]
+        if kind == "sleeping":
+            info.sleeping += 1
+            info.running -= 1
+        elif kind in ("waiting", "child"):
+            info.waiting += 1
+            info.running -= 1
 
 
 @dataclass
@@ -168,7 +213,8 @@ def schedules(live: list[Executor], now: dt.datetime) -> list[ScheduleInfo]:
 
 def versions(live: list[Executor]) -> list[dict[str, Any]]:
     rows = (
-        Workflow.objects.values("application_version", "status")
+        user_workflows()
+        .values("application_version", "status")
         .annotate(n=Count("workflow_uuid"))
         .order_by()
     )

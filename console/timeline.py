@@ -1,28 +1,30 @@
 """The step timeline, laid out on the server: one row per step, bars positioned in percent.
 
-Long idle stretches (a durable sleep of hours) are compressed into a labelled break so the
-work around them stays readable; the deadline is a vertical line.
+A sleep is drawn to its recorded wake-up time (ahead of now while it sleeps), labelled with
+it. Long idle stretches (inside a durable sleep or a wait, or between steps) are compressed into
+labelled breaks so the work around them stays readable; a break is only ever placed where no
+working step runs. The deadline and "now" are vertical lines. Every position is a percent of
+the track, which the page's marks overlay shares exactly.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from dataclasses import dataclass
 
 from console.models import Step, Workflow
+from engine import operations as names
 
 BREAK_WIDTH = 4.0  # percent of the width a compressed gap takes
 MIN_BREAK_MS = 60_000  # gaps shorter than this are never compressed
 BREAK_SHARE = 0.2  # ...nor those shorter than this share of the whole span
 NAME_CHARS = 40
 
-WAITS = {"waymark.recv", "waymark.get_event", "waymark.get_result"}
-MARKERS = {
-    "waymark.send": "message",
-    "waymark.set_event": "event",
-    "waymark.recv.timeout": "timer",
-    "waymark.get_event.timeout": "timer",
-}
+# Steps that wait rather than work: their bars are hatched, and their inside is idle time
+# the scale may compress (a one-hour sleep must not squeeze the work around it to nothing).
+WAITS = names.WAITS
+MARKERS = names.MARKERS
 
 
 @dataclass
@@ -35,6 +37,8 @@ class Bar:
     left: float
     width: float
     tick: float | None  # a sleep's wake-up time
+    wake_label: str  # "wakes 15:03:02 UTC", beside the tick
+    wake_side: str  # left | right of the tick, whichever has room
     child_workflow_id: str | None
     title: str
 
@@ -42,7 +46,8 @@ class Bar:
 @dataclass
 class Break:
     left: float
-    label: str
+    width: float
+    label: str  # "58.0 min idle, 14:03:05 → 15:01:05 UTC"
 
 
 @dataclass
@@ -50,12 +55,13 @@ class Timeline:
     bars: list[Bar]
     breaks: list[Break]
     deadline: float | None
+    now: float | None  # where "now" is, while the workflow is unfinished
     start_ms: int
     end_ms: int
 
 
 def _kind(step: Step) -> str:
-    if step.function_name == "waymark.sleep":
+    if step.function_name == names.SLEEP:
         return "sleep"
     if step.function_name in WAITS:
         return "wait"
@@ -66,15 +72,29 @@ def _kind(step: Step) -> str:
     return "compute"
 
 
+def _wake(step: Step) -> int | None:
+    try:
+        return int(json.loads(step.output_head)) if step.output_head else None
+    except (ValueError, TypeError):
+        return None
+
+
 def _span(step: Step, kind: str, now: int) -> tuple[int, int]:
+    """A step's bar: a sleep is drawn to its recorded wake-up time, even one still ahead."""
     start = step.started_at_epoch_ms or step.completed_at_epoch_ms or now
     end = step.completed_at_epoch_ms or now
-    if kind == "sleep" and step.output_head:
-        try:
-            end = max(end, min(int(json.loads(step.output_head)), now))
-        except (ValueError, TypeError):
-            pass
+    wake = _wake(step) if kind == "sleep" else None
+    if wake is not None:
+        end = max(end, wake)
     return start, max(end, start)
+
+
+def _busy(kind: str, span: tuple[int, int]) -> list[tuple[int, int]]:
+    """What the scale must keep readable: a working step whole, a wait only its two ends."""
+    start, end = span
+    if kind in ("sleep", "wait"):
+        return [(start, start), (end, end)]
+    return [span]
 
 
 def _human(ms: int) -> str:
@@ -85,8 +105,13 @@ def _human(ms: int) -> str:
     return f"{seconds:.1f} s"
 
 
+def _clock(ms: int) -> str:
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%H:%M:%S")
+
+
 class _Scale:
-    """Maps epoch ms to percent, with long idle gaps squeezed into fixed-width breaks."""
+    """Maps epoch ms to percent of the track, with long idle gaps squeezed into fixed-width
+    breaks."""
 
     def __init__(self, start: int, end: int, spans: list[tuple[int, int]]) -> None:
         total = max(end - start, 1)
@@ -131,9 +156,12 @@ def build(workflow: Workflow, steps: list[Step], now: int) -> Timeline:
     start = workflow.started_at_epoch_ms or workflow.created_at
     kinds = [_kind(s) for s in steps]
     spans = [_span(s, k, now) for s, k in zip(steps, kinds, strict=True)]
-    end = max([finished or now, *(e for _, e in spans)]) if spans else (finished or now)
+    end = max([finished or now, *(e for _, e in spans)])
     start = min([start, *(s for s, _ in spans)])
-    scale = _Scale(start, end, spans)
+    busy = [part for k, span in zip(kinds, spans, strict=True) for part in _busy(k, span)]
+    if not finished:
+        busy.append((now, now))  # "now" stays readable, never inside a break
+    scale = _Scale(start, end, busy)
     bars = []
     for step, kind, (s, e) in zip(steps, kinds, spans, strict=True):
         left = scale.x(s)
@@ -143,12 +171,8 @@ def build(workflow: Workflow, steps: list[Step], now: int) -> Timeline:
             if step.error_head is not None
             else ("running" if step.completed_at_epoch_ms is None else "ok")
         )
-        tick = None
-        if kind == "sleep" and step.output_head:
-            try:
-                tick = scale.x(int(json.loads(step.output_head)))
-            except (ValueError, TypeError):
-                tick = None
+        wake = _wake(step) if kind == "sleep" else None
+        tick = scale.x(wake) if wake is not None else None
         name = step.function_name
         bars.append(
             Bar(
@@ -159,14 +183,34 @@ def build(workflow: Workflow, steps: list[Step], now: int) -> Timeline:
                 outcome=outcome,
                 left=round(min(left, 99.6), 3),
                 width=round(min(width, 100 - left), 3),
-                tick=round(tick, 3) if tick else None,
+                tick=round(tick, 3) if tick is not None else None,
+                wake_label=(
+                    f"{'wakes' if wake > now else 'woke'} {_clock(wake)} UTC"
+                    if wake is not None
+                    else ""
+                ),
+                wake_side="left" if tick is not None and tick > 50 else "right",
                 child_workflow_id=step.child_workflow_id,
-                title=f"step {step.function_id}: {name} — {_human(e - s)}",
+                title=f"step {step.function_id}: {name} — {_human(e - s)}"
+                + (f", until {_clock(wake)} UTC" if wake is not None else ""),
             )
         )
     breaks = [
-        Break(left=round(scale.x(a), 3), label=f"{_human(b - a)} idle") for a, b in scale.gaps
+        Break(
+            left=round(scale.x(a), 3),
+            width=BREAK_WIDTH,
+            label=f"{_human(b - a)} idle, {_clock(a)} → {_clock(b)} UTC",
+        )
+        for a, b in scale.gaps
     ]
     deadline = workflow.workflow_deadline_epoch_ms
     deadline_x = scale.x(deadline) if deadline is not None and deadline <= end else None
-    return Timeline(bars, breaks, round(deadline_x, 3) if deadline_x else None, start, end)
+    now_x = scale.x(now) if not finished and now < end else None
+    return Timeline(
+        bars,
+        breaks,
+        round(deadline_x, 3) if deadline_x is not None else None,
+        round(now_x, 3) if now_x is not None else None,
+        start,
+        end,
+    )

@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import path, register_converter
 
-from console import operate, pages, views
+from console import operate, pages, saved_views, views
 from console.converters import StepNumberConverter, WorkflowIdConverter
 
 register_converter(WorkflowIdConverter, "wid")
@@ -34,9 +34,12 @@ urlpatterns = [
         "workflows/<wid:workflow_id>/<str:action>/", operate.workflow_action, name="workflow_action"
     ),
     path("bulk/", operate.bulk_action, name="bulk_action"),
-    path("bulk/<int:job_id>/", operate.bulk_progress, name="bulk_progress"),
+    path("bulk/<int:record_id>/", operate.bulk_progress, name="bulk_progress"),
+    path("views/", saved_views.save_view, name="save_view"),
+    path("views/<int:view_id>/delete/", saved_views.delete_view, name="delete_view"),
     path("queues/", pages.queues, name="queues"),
     path("audit/", operate.audit, name="audit"),
+    path("audit/<int:record_id>/ids.txt", operate.audit_ids, name="audit_ids"),
     path("schedules/", pages.schedules, name="schedules"),
     path("versions/", pages.versions, name="versions"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),

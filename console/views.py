@@ -13,33 +13,16 @@ import time
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpResponse
 from django.shortcuts import render
+from django.urls import reverse
 from django.views.decorators.http import require_GET
 from django_htmx.http import HTMX_STOP_POLLING
 
-from console import actions, audit_trail, filters, params, timeline
+from console import actions, detail, filters, params, stats
+from console import now as now_line
 from console.http import HtmxHttpRequest
-from console.models import AuditRecord, Event, Notification, Step, Workflow
-from console.payloads import FULL_CHARS, PREVIEW_CHARS, Payload, with_heads
-from engine.records import FINAL_STATUSES
-
-STEP_WINDOW = 100  # a long workflow shows its first and last this-many steps, then "load more"
-SIDE_LIST = 50  # events, messages and children shown per page on the detail page
-WORKFLOW_PAYLOADS = ("inputs", "output", "error")
-STEP_PAYLOADS = ("output", "error")
-# Enough of a step's output for its one-line preview and the timeline's sleep wake-up time.
-STEP_HEAD_CHARS = 4 * PREVIEW_CHARS
-LIST_FIELDS = (
-    "workflow_uuid",
-    "status",
-    "name",
-    "queue_name",
-    "application_version",
-    "executor_id",
-    "created_at",
-    "updated_at",
-    "recovery_attempts",
-    "parent_workflow_id",
-)
+from console.models import Step, Workflow
+from console.payloads import FULL_CHARS, with_heads
+from engine.records import Status
 
 
 def now_ms() -> int:
@@ -51,19 +34,15 @@ def bad_request(request: HtmxHttpRequest, reason: str) -> HttpResponse:
 
 
 def _workflow_or_404(workflow_id: str) -> Workflow:
-    """The workflow with the start of its payloads (never a whole multi-megabyte input)."""
-    qs = with_heads(Workflow.objects.all(), WORKFLOW_PAYLOADS, FULL_CHARS)
-    try:
-        return qs.get(workflow_uuid=workflow_id)
-    except Workflow.DoesNotExist:
+    found = detail.workflow(workflow_id)
+    if found is None:
         raise Http404(f"No workflow with ID {workflow_id!r}: it may have been deleted.")
+    return found
 
 
-def _with_payloads(steps: list[Step]) -> list[Step]:
-    for step in steps:
-        step.out = Payload.of(step, "output")  # type: ignore[attr-defined]
-        step.err = Payload.of(step, "error")  # type: ignore[attr-defined]
-    return steps
+def _list_url(f: filters.WorkflowFilter, **extra: str) -> str:
+    query = f.query_string(**extra)
+    return reverse("workflow_list") + (f"?{query}" if query else "")
 
 
 @require_GET
@@ -72,108 +51,68 @@ def workflow_list(request: HtmxHttpRequest) -> HttpResponse:
     try:
         f = filters.parse(request.GET)
         cursor = filters.parse_cursor(request.GET.get("cursor", ""))
+        back = filters.parse_cursor(request.GET.get("back", ""), "back")
     except filters.BadFilterError as exc:
         return bad_request(request, str(exc))
-    qs = filters.apply(Workflow.objects.only(*LIST_FIELDS), f, dt.datetime.now(dt.UTC))
-    rows, next_cursor = filters.page(qs, cursor)
+    qs = filters.apply(Workflow.objects.only(*detail.LIST_FIELDS), f, dt.datetime.now(dt.UTC))
+    found = filters.page(qs, cursor, back)
+    rows = found.rows
     fingerprint = f"{len(rows)}-{max((r.updated_at for r in rows), default=0)}"
     if request.htmx and request.GET.get("v") == fingerprint:
         return HttpResponse(status=204)  # polled and unchanged: nothing to swap
+    now = now_ms()
+    lines = now_line.for_workflows(
+        rows, now_line.Live.of(stats.live_executors(now)), now, now_line.LIST_AHEAD_CAP
+    )
+    for row in rows:
+        row.now = lines.get(row.workflow_uuid)
+        row.shown_queue = now_line.shown_queue(row.queue_name)
     count, capped = filters.capped_count(qs) if not request.htmx else (0, False)
+    here = {"cursor": request.GET.get("cursor", ""), "back": request.GET.get("back", "")}
     context = {
         "rows": rows,
         "filter": f,
-        "next_cursor": next_cursor,
-        "cursor": cursor,
+        "cursor": cursor or back,
+        "next_cursor": found.next_cursor,
+        "prev_cursor": found.prev_cursor,
+        "next_url": _list_url(f, cursor=found.next_cursor) if found.next_cursor else "",
+        "prev_url": _list_url(f, back=found.prev_cursor) if found.prev_cursor else "",
+        "poll_url": _list_url(f, **here, v=fingerprint),
         "count": count,
         "capped": capped,
         "fingerprint": fingerprint,
-        "statuses": [
-            s
-            for s in (
-                "PENDING",
-                "ENQUEUED",
-                "DELAYED",
-                "SUCCESS",
-                "ERROR",
-                "CANCELLED",
-                "MAX_RECOVERY_ATTEMPTS_EXCEEDED",
-            )
-        ],
+        "statuses": list(Status.__members__),
         "windows": list(filters.WINDOWS),
-        "now": now_ms(),
+        "names": sorted({r.name for r in rows})[:10],
+        "now": now,
     }
     template = "console/_workflow_rows.html" if request.htmx else "console/workflow_list.html"
     return render(request, template, context)
 
 
-def _steps_window(workflow_id: str, start: int | None) -> tuple[list[Step], int, bool]:
-    """First and last STEP_WINDOW steps (or a page from ``start``), the total, and whether
-    steps were left out in the middle."""
-    steps = with_heads(
-        Step.objects.filter(workflow_uuid=workflow_id), STEP_PAYLOADS, STEP_HEAD_CHARS
-    )
-    total = steps.count()
-    if start is not None:
-        page = steps.filter(function_id__gte=start).order_by("function_id")[:STEP_WINDOW]
-        return _with_payloads(list(page)), total, False
-    if total <= 2 * STEP_WINDOW:
-        return _with_payloads(list(steps.order_by("function_id"))), total, False
-    head = list(steps.order_by("function_id")[:STEP_WINDOW])
-    tail = list(steps.order_by("-function_id")[:STEP_WINDOW])[::-1]
-    return _with_payloads(head + tail), total, True
-
-
-def _detail_context(workflow: Workflow) -> dict[str, object]:
-    now = now_ms()
-    steps, total, gap = _steps_window(workflow.workflow_uuid, None)
-    head = steps[:STEP_WINDOW] if gap else steps
-    return {
-        "workflow": workflow,
-        "input": Payload.of(workflow, "inputs"),
-        "output": Payload.of(workflow, "output"),
-        "error": Payload.of(workflow, "error"),
-        "steps": head,
-        "tail_steps": steps[STEP_WINDOW:] if gap else [],
-        "steps_total": total,
-        "steps_gap": gap,
-        "next_step": STEP_WINDOW + 1,
-        "timeline": timeline.build(workflow, steps, now),
-        "finished": workflow.status in FINAL_STATUSES,
-        "now": now,
-    }
-
-
 @require_GET
 @login_required
 def workflow_detail(request: HtmxHttpRequest, workflow_id: str) -> HttpResponse:
-    workflow = _workflow_or_404(workflow_id)
-    if request.htmx and request.GET.get("fragment") == "live":
-        if request.GET.get("v") == str(workflow.updated_at):
-            # Unchanged since the last poll; if it is finished, stop polling too.
-            finished = workflow.status in FINAL_STATUSES
-            return HttpResponse(status=HTMX_STOP_POLLING if finished else 204)
-        context = _detail_context(workflow)
-        response = render(request, "console/_live.html", context)
-        if context["finished"]:
-            response.status_code = HTMX_STOP_POLLING
-        return response
-    context = _detail_context(workflow)
-    children = Workflow.objects.filter(parent_workflow_id=workflow_id)
-    context["children"] = list(children.only(*LIST_FIELDS).order_by("created_at")[:SIDE_LIST])
-    context["children_count"] = (
-        children.count() if len(context["children"]) == SIDE_LIST else len(context["children"])
-    )
-    context["events"], context["events_next"] = _events_page(workflow_id, "")
-    context["waiting_messages"], context["messages_next"] = _messages_page(workflow_id, 0)
+    """The detail page, and its live fragment (``?fragment=live&v=<fingerprint>``): 204 while
+    nothing on it changed, the whole fragment when something did, 286 (stop polling) once the
+    workflow is finished."""
+    polled = request.htmx and request.GET.get("fragment") == "live"
+    found = detail.fingerprint(workflow_id, detail.sees_audit(request.user))
+    if found is None:
+        raise Http404(f"No workflow with ID {workflow_id!r}: it may have been deleted.")
+    print_, finished = found
+    if polled and request.GET.get("v") == print_:
+        return HttpResponse(status=HTMX_STOP_POLLING if finished else 204)
+    context = detail.context(_workflow_or_404(workflow_id), request.user, now_ms(), print_)
     context["cancellable"], context["resumable"] = actions.CANCELLABLE, actions.RESUMABLE
-    user = request.user
-    context["audit_records"] = (
-        audit_trail.rows(AuditRecord.objects.filter(targets__workflow_id=workflow_id)[:20])
-        if user.has_perm("console.operate_workflows") or user.has_perm("console.view_audit")
-        else None
-    )
-    return render(request, "console/workflow_detail.html", context)
+    if request.htmx and request.GET.get("fragment") == "summary":  # a child, expanded in place
+        return render(request, "console/_summary.html", context)
+    if not polled:
+        return render(request, "console/workflow_detail.html", context)
+    response = render(request, "console/_live.html", context)
+    if context["finished"]:
+        response.status_code = HTMX_STOP_POLLING
+    return response
 
 
 @require_GET
@@ -185,7 +124,7 @@ def workflow_steps(request: HtmxHttpRequest, workflow_id: str) -> HttpResponse:
         start = params.number(request.GET, "from", default=1)
     except params.BadParameterError as exc:
         return bad_request(request, str(exc))
-    steps, total, _ = _steps_window(workflow_id, start)
+    steps, total, _ = detail.steps_window(workflow_id, start, now_ms())
     return render(
         request,
         "console/_steps_page.html",
@@ -193,7 +132,9 @@ def workflow_steps(request: HtmxHttpRequest, workflow_id: str) -> HttpResponse:
             "steps": steps,
             "workflow_id": workflow_id,
             "total": total,
-            "next_step": start + STEP_WINDOW if start + STEP_WINDOW <= total else None,
+            "next_step": start + detail.STEP_WINDOW
+            if start + detail.STEP_WINDOW <= total
+            else None,
         },
     )
 
@@ -202,39 +143,15 @@ def workflow_steps(request: HtmxHttpRequest, workflow_id: str) -> HttpResponse:
 @login_required
 def step_detail(request: HtmxHttpRequest, workflow_id: str, step_id: int) -> HttpResponse:
     workflow = _workflow_or_404(workflow_id)
-    steps = with_heads(Step.objects.filter(workflow_uuid=workflow_id), STEP_PAYLOADS, FULL_CHARS)
+    steps = with_heads(
+        Step.objects.filter(workflow_uuid=workflow_id), detail.STEP_PAYLOADS, FULL_CHARS
+    )
     try:
-        step = _with_payloads([steps.get(function_id=step_id)])[0]
+        step = detail.with_payloads([steps.get(function_id=step_id)], now_ms())[0]
     except Step.DoesNotExist:
         raise Http404(f"Workflow {workflow_id!r} has no step {step_id}.")
     template = "console/_step_payload.html" if request.htmx else "console/step_detail.html"
     return render(request, template, {"workflow": workflow, "step": step})
-
-
-def _events_page(workflow_id: str, after_key: str) -> tuple[list[Event], str]:
-    """Up to SIDE_LIST events after ``after_key`` (by key), values as previews."""
-    qs = with_heads(Event.objects.filter(workflow_uuid=workflow_id), ("value",), STEP_HEAD_CHARS)
-    if after_key:
-        qs = qs.filter(key__gt=after_key)
-    found = list(qs.order_by("key")[: SIDE_LIST + 1])
-    for event in found:
-        event.payload = Payload.of(event, "value")  # type: ignore[attr-defined]
-    more = len(found) > SIDE_LIST
-    return found[:SIDE_LIST], found[SIDE_LIST - 1].key if more else ""
-
-
-def _messages_page(workflow_id: str, after_seq: int) -> tuple[list[Notification], int]:
-    """Up to SIDE_LIST undelivered messages after ``after_seq``, oldest first."""
-    qs = with_heads(
-        Notification.objects.filter(destination_uuid=workflow_id, seq__gt=after_seq),
-        ("message",),
-        STEP_HEAD_CHARS,
-    )
-    found = list(qs.order_by("seq")[: SIDE_LIST + 1])
-    for message in found:
-        message.payload = Payload.of(message, "message")  # type: ignore[attr-defined]
-    more = len(found) > SIDE_LIST
-    return found[:SIDE_LIST], (found[SIDE_LIST - 1].seq or 0) if more else 0
 
 
 @require_GET
@@ -246,7 +163,7 @@ def workflow_events(request: HtmxHttpRequest, workflow_id: str) -> HttpResponse:
         after = params.text(request.GET, "after", limit=1000)
     except params.BadParameterError as exc:
         return bad_request(request, str(exc))
-    events, next_key = _events_page(workflow_id, after)
+    events, next_key = detail.events_page(workflow_id, after)
     return render(
         request,
         "console/_events.html",
@@ -263,7 +180,7 @@ def workflow_messages(request: HtmxHttpRequest, workflow_id: str) -> HttpRespons
         after = params.number(request.GET, "after", default=0, minimum=0)
     except params.BadParameterError as exc:
         return bad_request(request, str(exc))
-    found, next_seq = _messages_page(workflow_id, after)
+    found, next_seq = detail.messages_page(workflow_id, after)
     return render(
         request,
         "console/_messages.html",
@@ -298,7 +215,7 @@ def step_payload(
     request: HtmxHttpRequest, workflow_id: str, step_id: int, part: str
 ) -> HttpResponse:
     """A step's whole output or error, as a download."""
-    if part not in STEP_PAYLOADS:
+    if part not in detail.STEP_PAYLOADS:
         raise Http404("Step payloads are output.json and error.json.")
     found = Step.objects.filter(workflow_uuid=workflow_id, function_id=step_id).values_list(
         part, flat=True

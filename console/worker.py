@@ -13,6 +13,7 @@ from typing import Any
 
 from django.conf import settings
 
+from console import bulk
 from engine import Engine
 from engine.dispatch import Dispatcher
 
@@ -36,7 +37,8 @@ def build_engine(
     ``claim_queues=False``: run only what is handed over (a Celery worker process)."""
     options: dict[str, Any] = {
         "executor_id": executor_id,
-        "queues": queues,
+        # Every worker also serves the console's queue: bulk actions run wherever one is.
+        "queues": [*queues, bulk.QUEUE] if queues is not None else None,
         "heartbeat_timeout": settings.WAYMARK_HEARTBEAT_TIMEOUT,
         "dispatcher": dispatcher,
         "claim_queues": claim_queues,
@@ -50,6 +52,10 @@ def build_engine(
         **options,
     )
     load_app(settings.WAYMARK_APP)(engine)
+    # The console's own workflow (bulk actions, console/bulk.py) on the same engine: a separate
+    # engine in the worker would also serve the engine's internal queue and take (and fail)
+    # the application's workflows started by name without a version.
+    bulk.register(engine)
     return engine
 
 

@@ -1,13 +1,18 @@
 """The demo application: what `make run` shows in the console.
 
 An order saga with a retried payment and a compensation, a report scheduled every 30 s, a
-long durable sleep, a fan-out with ctx.go / ctx.select, and a workflow that fails.
+long durable sleep, a fan-out with ctx.go / ctx.select, a workflow that fails, a restock that
+starts child workflows, approvals that wait for a message under a deadline, a step that fails
+twice and then succeeds, and a workflow with a long history: every panel of the console has
+something on first run.
 """
 
 from __future__ import annotations
 
 import random
+import threading
 import time
+from collections import Counter
 
 from engine import Engine
 
@@ -89,6 +94,62 @@ def build(engine: Engine) -> None:
         prepare()
         raise RuntimeError(f"this workflow fails on purpose: {reason}")
 
+    @engine.step(name="count_shelf")
+    def count_shelf(sku: str) -> int:
+        time.sleep(random.uniform(0.05, 0.2))
+        return random.randint(0, 12)
+
+    @engine.workflow(name="restock_one")
+    def restock_one(ctx, sku):
+        on_shelf = count_shelf(sku)
+        ctx.set_event("counted", on_shelf)
+        return {"sku": sku, "ordered": max(0, 10 - on_shelf)}
+
+    @engine.workflow(name="restock")
+    def restock(ctx, skus):
+        # Child workflows: each has its own page, linked from this one's timeline.
+        children = [ctx.start_workflow(restock_one, sku) for sku in skus]
+        return [child.get_result() for child in children]
+
+    @engine.step(name="notify_approver")
+    def notify_approver(request: dict[str, object]) -> str:
+        return f"asked {request['approver']}"
+
+    @engine.workflow(name="approval")
+    def approval(ctx, request):
+        notify_approver(request)
+        ctx.set_event("stage", "waiting for approval")
+        answer = ctx.recv(topic="approve", timeout=request["wait_seconds"])
+        ctx.set_event("stage", "decided")
+        return {"approved": bool(answer and answer.get("approved")), "answer": answer}
+
+    attempts: Counter[str] = Counter()
+    attempts_lock = threading.Lock()
+
+    @engine.step(name="fetch_rates", max_attempts=4, interval_seconds=0.5, backoff_rate=2.0)
+    def fetch_rates(workflow_id: str) -> dict[str, float]:
+        # Fails twice, then answers: a retried step that succeeds.
+        with attempts_lock:
+            attempts[workflow_id] += 1
+            tries = attempts[workflow_id]
+        if tries < 3:
+            raise ConnectionError(f"rates service unavailable (attempt {tries})")
+        return {"EUR": 1.0, "USD": 1.08}
+
+    @engine.workflow(name="convert_prices")
+    def convert_prices(ctx, amount):
+        rates = fetch_rates(ctx.workflow_id)
+        return {k: round(amount * v, 2) for k, v in rates.items()}
+
+    @engine.step(name="ledger_entry")
+    def ledger_entry(n: int) -> int:
+        return n * n
+
+    @engine.workflow(name="ledger_replay")
+    def ledger_replay(ctx, entries):
+        # A long history: hundreds of steps (the console shows the first and last 100).
+        return sum(ledger_entry(n) for n in range(entries))
+
 
 def seed(client) -> int:  # type: ignore[no-untyped-def]
     """Enqueue a first batch of history for a fresh console; returns how many."""
@@ -97,6 +158,17 @@ def seed(client) -> int:  # type: ignore[no-untyped-def]
     for order in orders:
         client.start_workflow("order_saga", order, queue="orders")
     client.start_workflow("fan_out", 5)
-    client.start_workflow("long_nap", 1)
+    nap = client.start_workflow("long_nap", 1).workflow_id
+    # A message nobody reads (the nap never calls recv): it waits in the nap's messages panel.
+    client.send(nap, {"note": "wake up gently"}, topic="reminders")
     client.start_workflow("always_fails", "demo")
-    return len(orders) + 3
+    client.start_workflow("restock", ["lamp", "desk", "chair"])
+    # Approvals under a deadline: one answered at once, one still waiting for its message.
+    answered = client.start_workflow(
+        "approval", {"approver": "ada", "wait_seconds": 600}, timeout=900
+    ).workflow_id
+    client.send(answered, {"approved": True, "by": "ada"}, topic="approve")
+    client.start_workflow("approval", {"approver": "grace", "wait_seconds": 600}, timeout=900)
+    client.start_workflow("convert_prices", 25.0)
+    client.start_workflow("ledger_replay", 400)
+    return len(orders) + 9

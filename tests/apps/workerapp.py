@@ -57,6 +57,20 @@ def build(engine: Engine) -> None:
     def slowsteps(ctx, n):
         return sum(slow_step(ctx.workflow_id, i) for i in range(n))
 
+    @engine.workflow(name="showcase_child")
+    def showcase_child(ctx, n):
+        return [slow_step(ctx.workflow_id, i) for i in range(n)]
+
+    @engine.workflow(name="showcase")
+    def showcase(ctx, hours):
+        # Something of everything for the console's detail page: steps, a child, an event,
+        # then a durable sleep of `hours` (parked: the page says until when).
+        slow_step(ctx.workflow_id, 0)
+        ctx.start_workflow(showcase_child, 3).get_result()
+        ctx.set_event("stage", "napping")
+        ctx.sleep(hours * 3600)
+        return "rested"
+
     @engine.step(name="chaos_step")
     def chaos_step(workflow_id: str, i: int) -> int:
         ledger("chaos", workflow_id, i, executor, now_ms())

@@ -180,15 +180,11 @@ def test_step_page_and_fragment_show_the_full_payload(web) -> None:
 
 
 def test_live_fragments_answer_cheaply_and_stop_when_finished(web) -> None:
-    finished = Workflow.objects.get(workflow_uuid="order-0")
-    response = web.get(
-        f"/workflows/order-0/?fragment=live&v={finished.updated_at}", HTTP_HX_REQUEST="true"
-    )
+    finished = web.get("/workflows/order-0/").context["fingerprint"]
+    response = web.get(f"/workflows/order-0/?fragment=live&v={finished}", HTTP_HX_REQUEST="true")
     assert response.status_code == 286  # finished and unchanged: stop polling
-    running = Workflow.objects.get(workflow_uuid="waiting-1")
-    same = web.get(
-        f"/workflows/waiting-1/?fragment=live&v={running.updated_at}", HTTP_HX_REQUEST="true"
-    )
+    running = web.get("/workflows/waiting-1/").context["fingerprint"]
+    same = web.get(f"/workflows/waiting-1/?fragment=live&v={running}", HTTP_HX_REQUEST="true")
     assert same.status_code == 204  # unchanged: nothing to swap
     fresh = web.get("/workflows/waiting-1/?fragment=live&v=0", HTTP_HX_REQUEST="true")
     assert fresh.status_code == 200 and b'id="live"' in fresh.content
@@ -253,7 +249,7 @@ def test_list_queries_use_indexes_on_postgres(history, db) -> None:
 
     from django.http import QueryDict
 
-    from console import filters, views
+    from console import detail, filters
 
     if db.backend != "postgres":
         pytest.skip("plans are checked on Postgres, the production database")
@@ -269,7 +265,7 @@ def test_list_queries_use_indexes_on_postgres(history, db) -> None:
     now = dt.datetime.now(dt.UTC)
     for query in ("", "status=ERROR", "name=app.wf_3", "id=seed-0123", "parent=x", "queue=q"):
         f = filters.parse(QueryDict(query))
-        qs = filters.apply(Workflow.objects.only(*views.LIST_FIELDS), f, now)
+        qs = filters.apply(Workflow.objects.only(*detail.LIST_FIELDS), f, now)
         plan = qs.order_by("-created_at", "-workflow_uuid")[:51].explain()
         assert "Seq Scan" not in plan, (query, plan)
         assert "Index" in plan, (query, plan)
