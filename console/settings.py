@@ -9,6 +9,7 @@ WAYMARK_SSL_REDIRECT  "0" when a proxy already redirects HTTP to HTTPS (DEBUG of
 WAYMARK_HSTS_SECONDS  HSTS max-age, opt-in (DEBUG off only)
 WAYMARK_BEHIND_PROXY  "1" behind a TLS-terminating reverse proxy: trust X-Forwarded-Proto/-For
 WAYMARK_STATIC_ROOT   where collectstatic puts the static files (default: staticfiles/ here)
+WAYMARK_LOG_FORMAT    "json": one JSON object per log line (console and runworker; default text)
 """
 
 from __future__ import annotations
@@ -157,22 +158,40 @@ AXES_CLIENT_IP_CALLABLE = "console.throttle.client_address"
 # operations) go to stderr when DEBUG is off. Django's own default logs them to the console
 # only with DEBUG on, and otherwise mails ADMINS, which a console deployment does not have: a
 # 500 in production would leave no trace. With DEBUG on Django's console handler prints them.
+# The engine's and the console's events ("waymark.*", "console.*": workflow start/finish,
+# executors, alerts) go to stdout at INFO, one line each with its stable action= key; this is
+# also how runworker logs (it is a management command: Django configures it from here).
+# WAYMARK_LOG_FORMAT=json makes every one of those lines a JSON object (console/logs.py).
+WAYMARK_LOG_FORMAT = os.environ.get("WAYMARK_LOG_FORMAT", "text")
+if WAYMARK_LOG_FORMAT not in ("text", "json"):
+    raise RuntimeError(f"WAYMARK_LOG_FORMAT={WAYMARK_LOG_FORMAT!r}: use text or json")
+_JSON_LOGS = WAYMARK_LOG_FORMAT == "json"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {"production": {"()": "django.utils.log.RequireDebugFalse"}},
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "actions": {"()": "console.worker.ActionFormatter"},
+        "json": {"()": "console.logs.JsonFormatter"},
+    },
     "handlers": {
         "stderr": {
             "class": "logging.StreamHandler",
             "stream": "ext://sys.stderr",
             "filters": ["production"],
-            "formatter": "plain",
-        }
+            "formatter": "json" if _JSON_LOGS else "plain",
+        },
+        "events": {
+            "()": "console.logs.StdoutHandler",
+            "formatter": "json" if _JSON_LOGS else "actions",
+        },
     },
     "loggers": {
         "django.request": {"handlers": ["stderr"], "level": "ERROR"},
         "django.security": {"handlers": ["stderr"], "level": "WARNING"},
+        "waymark": {"handlers": ["events"], "level": "INFO", "propagate": False},
+        "console": {"handlers": ["events"], "level": "INFO", "propagate": False},
     },
 }
 

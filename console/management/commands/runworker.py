@@ -10,7 +10,6 @@ import logging
 import os
 import signal
 import socket
-import sys
 import threading
 from typing import Any
 
@@ -50,12 +49,9 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        handler = logging.StreamHandler(sys.stdout)
-        handler.setFormatter(worker.ActionFormatter())
+        # Log lines go where settings.LOGGING sends them ("waymark": stdout, one line per event,
+        # JSON objects with WAYMARK_LOG_FORMAT=json).
         root = logging.getLogger("waymark")
-        root.addHandler(handler)
-        root.setLevel(logging.INFO)
-
         queues = options["queues"].split(",") if options["queues"] else None
         engine = worker.build_engine(
             executor_id=options["executor_id"], concurrency=options["concurrency"], queues=queues
