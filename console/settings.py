@@ -10,6 +10,7 @@ WAYMARK_HSTS_SECONDS  HSTS max-age, opt-in (DEBUG off only)
 WAYMARK_BEHIND_PROXY  "1" behind a TLS-terminating reverse proxy: trust X-Forwarded-Proto/-For
 WAYMARK_STATIC_ROOT   where collectstatic puts the static files (default: staticfiles/ here)
 WAYMARK_LOG_FORMAT    "json": one JSON object per log line (console and runworker; default text)
+WAYMARK_METRICS_TOKEN bearer token Prometheus scrapes /metrics with (unset: admins only)
 """
 
 from __future__ import annotations
@@ -129,6 +130,9 @@ WAYMARK_APP = os.environ.get("WAYMARK_APP", "demo.app:build")
 WAYMARK_APP_NAME = os.environ.get("WAYMARK_APP_NAME", "waymark-demo")
 WAYMARK_HEARTBEAT_TIMEOUT = float(os.environ.get("WAYMARK_HEARTBEAT_TIMEOUT", "30"))
 WAYMARK_CELERY_BROKER_URL = os.environ.get("WAYMARK_CELERY_BROKER_URL", "")
+# /metrics (console/metrics.py): Prometheus scrapes with "Authorization: Bearer <this>". Unset:
+# only signed-in admins may read it. A secret: never logged or shown back.
+WAYMARK_METRICS_TOKEN = os.environ.get("WAYMARK_METRICS_TOKEN", "")
 
 # Django's four standard validators, applied wherever a password is set: the admin's forms,
 # `changepassword`, `createuser` and `make run` (console/devserver.py).

@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import path, register_converter
 
-from console import operate, pages, views
+from console import metrics, operate, pages, views
 from console.converters import StepNumberConverter, WorkflowIdConverter
 
 register_converter(WorkflowIdConverter, "wid")
@@ -39,6 +39,7 @@ urlpatterns = [
     path("audit/", operate.audit, name="audit"),
     path("schedules/", pages.schedules, name="schedules"),
     path("versions/", pages.versions, name="versions"),
+    path("metrics", metrics.metrics, name="metrics"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),

@@ -1,0 +1,277 @@
+"""What the system tables say right now, as numbers: the readings behind ``/metrics`` and the
+alert rules. Every query is bounded, so a scrape costs the same at a million workflows:
+
+- counts are capped at CAP (10,000, as the workflow list's "10,000+"):
+  ``SELECT count(*) FROM (SELECT 1 ... LIMIT cap)``; a value at the cap means "at least this
+  many", and the metrics' help text says so. Exact counts of a big backlog cost a scan of it
+  (at 200,000 ENQUEUED rows, 55-90 ms on Postgres before VACUUM sets the visibility map);
+  the age of the oldest enqueued workflow, which is exact, shows whether a queue drains;
+- a queue's oldest enqueued workflow comes from the enqueued index, one probe per priority;
+- distinct queue names come from a loose index scan (one probe per queue, not per row);
+- no COUNT(*) over a table: table sizes are the planner's estimate (Postgres) or the last rowid
+  (SQLite).
+
+Indexes used (engine/sql/*/0001..0004): ``(status, created_at)``, the partial
+``(queue_name, priority, created_at) WHERE status='ENQUEUED'``, the partial
+``(executor_id, application_version) WHERE status IN ('PENDING','ENQUEUED')`` and
+``(name, created_at)``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass, field
+
+from croniter import croniter
+from django.db import connections
+from django.db.models import QuerySet
+
+from console import stats
+from console.models import Event, Executor, Notification, Step, Workflow
+from engine.records import FINAL_STATUSES, Status
+
+CAP = 10_000
+MAX_QUEUES = 100  # label values per queue metric (a bounded label set)
+WINDOWS = {"1h": 3600, "24h": 86400}
+UNFINISHED = tuple(s.value for s in Status if s not in FINAL_STATUSES)
+FINAL = tuple(sorted(s.value for s in FINAL_STATUSES))
+TABLES = tuple(m._meta.db_table for m in (Workflow, Step, Notification, Event, Executor))
+
+# Queue names that have ENQUEUED work: a loose index scan of the enqueued index (each step asks
+# the index for the next name), so a backlog of a million costs as much as one of ten.
+_ENQUEUED_QUEUES = """
+WITH RECURSIVE q(name) AS (
+    SELECT min(queue_name) FROM workflow_status WHERE status = 'ENQUEUED'
+    UNION ALL
+    SELECT (SELECT min(queue_name) FROM workflow_status
+            WHERE status = 'ENQUEUED' AND queue_name > q.name)
+    FROM q WHERE q.name IS NOT NULL
+)
+SELECT name FROM q WHERE name IS NOT NULL LIMIT %s
+"""
+
+# One queue's capped backlog and its oldest enqueued workflow. The enqueued index is ordered by
+# (priority, created_at) within a queue, so min(created_at) is the first entry of each
+# priority: the recursive part walks the distinct priorities (a handful), one probe each. The
+# count reads the index in its order so that it stops at the cap.
+_QUEUE_BACKLOG = """
+WITH RECURSIVE p(priority) AS (
+    SELECT min(priority) FROM workflow_status WHERE status = 'ENQUEUED' AND queue_name = %s
+    UNION ALL
+    SELECT (SELECT min(priority) FROM workflow_status
+            WHERE status = 'ENQUEUED' AND queue_name = %s AND priority > p.priority)
+    FROM p WHERE p.priority IS NOT NULL
+),
+firsts(created_at) AS (
+    SELECT (SELECT min(w.created_at) FROM workflow_status w
+            WHERE w.status = 'ENQUEUED' AND w.queue_name = %s AND w.priority = p.priority)
+    FROM p WHERE p.priority IS NOT NULL
+)
+SELECT (SELECT count(*) FROM (SELECT 1 FROM workflow_status
+                              WHERE status = 'ENQUEUED' AND queue_name = %s
+                              ORDER BY priority, created_at LIMIT %s) AS c),
+       (SELECT min(created_at) FROM firsts)
+"""
+
+_PG_ESTIMATES = """
+SELECT c.relname, c.reltuples FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p') AND c.relname = ANY(%s)
+"""
+
+
+def capped(qs: QuerySet[Workflow], cap: int) -> int:
+    """``count(*)`` over at most ``cap`` rows (Django wraps the sliced query in a subquery)."""
+    return qs[:cap].count()
+
+
+@dataclass
+class QueueReading:
+    name: str
+    enqueued: int = 0
+    running: int = 0
+    delayed: int = 0
+    oldest_enqueued_ms: int | None = None
+
+
+@dataclass
+class Readings:
+    now_ms: int
+    live: list[Executor]
+    unfinished: dict[str, int] = field(default_factory=dict)
+    recent: dict[tuple[str, str], int] = field(default_factory=dict)  # (status, window) -> n
+    queues: dict[str, QueueReading] = field(default_factory=dict)
+    stuck: int = 0
+    stranded: int = 0
+    oldest_pending_ms: int | None = None
+    schedule_lag: dict[str, float] = field(default_factory=dict)
+    table_rows: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def live_by_version(self) -> dict[str, int]:
+        found: dict[str, int] = {}
+        for executor in self.live:
+            found[executor.application_version] = found.get(executor.application_version, 0) + 1
+        return found
+
+
+def read(now_ms: int) -> Readings:
+    """Everything ``/metrics`` exports, in about twenty bounded queries."""
+    live = stats.live_executors(now_ms)
+    readings = Readings(now_ms, live)
+    _unfinished(readings)
+    _recent(readings)
+    _backlogs(readings)
+    readings.schedule_lag = schedule_lag(live, now_ms)
+    readings.table_rows = table_rows()
+    return readings
+
+
+def _unfinished(r: Readings) -> None:
+    alive = [e.executor_id for e in r.live]
+    # PENDING and DELAYED: one capped pass over the rows gives the totals, the split per queue
+    # and (for PENDING) who holds them, so stuck needs no second scan.
+    for status in (Status.PENDING.value, Status.DELAYED.value):
+        # Ordered as the (status, created_at) index is, so the scan stops at the cap (unordered,
+        # the planner may pick a bitmap scan that reads every matching entry first).
+        rows = (
+            Workflow.objects.filter(status=status)
+            .order_by("created_at")
+            .values_list("queue_name", "executor_id")
+        )
+        total = 0
+        for queue_name, executor_id, n in _grouped(rows):
+            total += n
+            if queue_name is not None:
+                queue = r.queues.setdefault(queue_name, QueueReading(queue_name))
+                if status == Status.PENDING.value:
+                    queue.running += n
+                else:
+                    queue.delayed += n
+            if status == Status.PENDING.value and executor_id not in alive:
+                r.stuck += n
+        r.unfinished[status] = total
+    served = sorted({e.application_version for e in r.live})
+    r.stranded = capped(
+        Workflow.objects.filter(
+            status__in=(Status.PENDING.value, Status.ENQUEUED.value),
+            application_version__isnull=False,
+        )
+        .exclude(application_version__in=served)
+        .values("pk"),
+        CAP,
+    )
+    oldest = (
+        Workflow.objects.filter(status=Status.PENDING.value)
+        .order_by("created_at")
+        .values_list("created_at", flat=True)[:1]
+    )
+    r.oldest_pending_ms = next(iter(oldest), None)
+
+
+def _grouped(rows: QuerySet[Workflow]) -> list[tuple[str | None, str | None, int]]:
+    """(queue_name, executor_id, n) over the first CAP rows: Django cannot GROUP BY over a
+    sliced queryset, so the slice is wrapped by hand (one round trip, a few rows back)."""
+    sql, params = rows[:CAP].query.get_compiler(using="waymark").as_sql()
+    with connections["waymark"].cursor() as cursor:
+        cursor.execute(
+            f"SELECT queue_name, executor_id, count(*) FROM ({sql}) AS capped "
+            "GROUP BY queue_name, executor_id",
+            params,
+        )
+        return [(q, e, int(n)) for q, e, n in cursor.fetchall()]
+
+
+def _recent(r: Readings) -> None:
+    for window, seconds in WINDOWS.items():
+        since = r.now_ms - seconds * 1000
+        for status in FINAL:
+            qs = Workflow.objects.filter(status=status, created_at__gte=since).values("pk")
+            r.recent[(status, window)] = capped(qs, CAP)
+
+
+def queue_names(declared: list[Executor]) -> list[str]:
+    """Queues the live executors declare, plus every queue holding ENQUEUED work (a queue nobody
+    serves any more is exactly the one whose backlog matters)."""
+    names = {spec["name"] for executor in declared for spec in json.loads(executor.queues or "[]")}
+    with connections["waymark"].cursor() as cursor:
+        cursor.execute(_ENQUEUED_QUEUES, [MAX_QUEUES])
+        names.update(row[0] for row in cursor.fetchall())
+    return sorted(names)[:MAX_QUEUES]
+
+
+def queue_backlog(name: str) -> tuple[int, int | None]:
+    """(ENQUEUED count capped at CAP, created_at of the oldest ENQUEUED or None)."""
+    with connections["waymark"].cursor() as cursor:
+        cursor.execute(_QUEUE_BACKLOG, [name, name, name, name, CAP])
+        count, oldest = cursor.fetchone()
+    return int(count), (int(oldest) if oldest is not None else None)
+
+
+def _backlogs(r: Readings) -> None:
+    # ENQUEUED in all is the sum of the queues' backlogs: the engine puts every ENQUEUED
+    # workflow on a queue (the internal one, "_waymark", when none is named).
+    names = set(queue_names(r.live)) | set(r.queues)
+    enqueued = 0
+    for name in sorted(names)[:MAX_QUEUES]:
+        queue = r.queues.setdefault(name, QueueReading(name))
+        queue.enqueued, queue.oldest_enqueued_ms = queue_backlog(name)
+        enqueued += queue.enqueued
+    r.unfinished[Status.ENQUEUED.value] = enqueued
+    for name in sorted(r.queues)[MAX_QUEUES:]:
+        del r.queues[name]  # a bounded label set, whatever the data
+
+
+def _cron(cron: str, start: dt.datetime) -> croniter:
+    return croniter(cron, start, second_at_beginning=len(cron.split()) == 6)
+
+
+def schedule_lag(live: list[Executor], now_ms: int) -> dict[str, float]:
+    """Per schedule the live executors declare: seconds since the first tick that should have
+    run after the latest recorded run and has not (0 when none is due).
+
+    A tick's workflow ID is ``name@<tick ISO time>`` (DESIGN.md), so the latest run says which
+    tick it was. A schedule that never ran counts from the earliest live executor declaring it,
+    so a daily cron added at noon is not "12 hours late" at once.
+    """
+    declared: dict[str, tuple[str, int]] = {}
+    for executor in live:
+        for name, cron in json.loads(executor.schedules or "{}").items():
+            since = declared.get(name, (cron, executor.started_at))[1]
+            declared[name] = (cron, min(since, executor.started_at))
+    now = dt.datetime.fromtimestamp(now_ms / 1000, dt.UTC)
+    lags: dict[str, float] = {}
+    for name, (cron, started_ms) in sorted(declared.items())[:MAX_QUEUES]:
+        latest = (
+            Workflow.objects.filter(name=name, workflow_uuid__startswith=f"{name}@")
+            .order_by("-created_at")
+            .values_list("workflow_uuid", flat=True)[:1]
+        )
+        baseline = dt.datetime.fromtimestamp(started_ms / 1000, dt.UTC)
+        for workflow_id in latest:
+            try:
+                baseline = max(baseline, dt.datetime.fromisoformat(workflow_id[len(name) + 1 :]))
+            except ValueError:
+                pass  # not a tick's ID (started by hand under that prefix): keep the baseline
+        try:
+            due = _cron(cron, baseline).get_next(dt.datetime)
+        except (ValueError, KeyError):
+            continue  # a cron this croniter cannot read: the schedules page shows it as text
+        lags[name] = max(0.0, (now - due).total_seconds())
+    return lags
+
+
+def table_rows() -> dict[str, float]:
+    """Rows per system table, estimated without counting: Postgres' planner statistics
+    (pg_class.reltuples, refreshed by autovacuum/ANALYZE; -1, never analyzed, reads as 0);
+    on SQLite the largest rowid (exact until rows are deleted, then an upper bound)."""
+    connection = connections["waymark"]
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(_PG_ESTIMATES, [list(TABLES)])
+            return {name: max(float(n), 0.0) for name, n in cursor.fetchall()}
+        found = {}
+        for table in TABLES:  # names from the models: constants, never user input
+            cursor.execute(f'SELECT max(rowid) FROM "{table}"')
+            found[table] = float(cursor.fetchone()[0] or 0)
+        return found
