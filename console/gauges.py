@@ -151,22 +151,32 @@ def _unfinished(r: Readings) -> None:
             if status == Status.PENDING.value and executor_id not in alive:
                 r.stuck += n
         r.unfinished[status] = total
-    served = sorted({e.application_version for e in r.live})
-    r.stranded = capped(
-        Workflow.objects.filter(
-            status__in=(Status.PENDING.value, Status.ENQUEUED.value),
-            application_version__isnull=False,
-        )
-        .exclude(application_version__in=served)
-        .values("pk"),
-        CAP,
-    )
+    r.stranded = stranded(r.live)
     oldest = (
         Workflow.objects.filter(status=Status.PENDING.value)
         .order_by("created_at")
         .values_list("created_at", flat=True)[:1]
     )
     r.oldest_pending_ms = next(iter(oldest), None)
+
+
+def stranded(live: list[Executor]) -> int:
+    """PENDING or ENQUEUED workflows of a version no live executor runs (capped), as the
+    versions page counts them."""
+    served = sorted({e.application_version for e in live})
+    qs = Workflow.objects.filter(
+        status__in=(Status.PENDING.value, Status.ENQUEUED.value),
+        application_version__isnull=False,
+    ).exclude(application_version__in=served)
+    return capped(qs.values("pk"), CAP)
+
+
+def status_counts(qs: QuerySet[Workflow]) -> dict[str, int]:
+    """Workflows by status among the first CAP rows of ``qs`` (in its order)."""
+    sql, params = qs.values_list("status")[:CAP].query.get_compiler(using="waymark").as_sql()
+    with connections["waymark"].cursor() as cursor:
+        cursor.execute(f"SELECT status, count(*) FROM ({sql}) AS capped GROUP BY status", params)
+        return {status: int(n) for status, n in cursor.fetchall()}
 
 
 def _grouped(rows: QuerySet[Workflow]) -> list[tuple[str | None, str | None, int]]:

@@ -227,3 +227,8 @@ class BulkJob(models.Model):
 
     class Meta:
         app_label = "console"
+
+
+# The alerting tables live in console/alerts/models.py; importing them here registers them
+# with the console app (Django looks for an app's models in its models module).
+from console.alerts.models import AlertEvent, AlertRule, AlertState, Lease  # noqa: E402, F401

@@ -11,6 +11,9 @@ WAYMARK_BEHIND_PROXY  "1" behind a TLS-terminating reverse proxy: trust X-Forwar
 WAYMARK_STATIC_ROOT   where collectstatic puts the static files (default: staticfiles/ here)
 WAYMARK_LOG_FORMAT    "json": one JSON object per log line (console and runworker; default text)
 WAYMARK_METRICS_TOKEN bearer token Prometheus scrapes /metrics with (unset: admins only)
+WAYMARK_ALERT_INTERVAL seconds between alert evaluations in runworker (default 5)
+WAYMARK_CONSOLE_URL   the console's address, linked from alert notifications (optional)
+WAYMARK_ALERT_FROM    sender of alert e-mail; EMAIL_HOST/_PORT/_HOST_USER/_HOST_PASSWORD/_USE_TLS
 """
 
 from __future__ import annotations
@@ -133,6 +136,17 @@ WAYMARK_CELERY_BROKER_URL = os.environ.get("WAYMARK_CELERY_BROKER_URL", "")
 # /metrics (console/metrics.py): Prometheus scrapes with "Authorization: Bearer <this>". Unset:
 # only signed-in admins may read it. A secret: never logged or shown back.
 WAYMARK_METRICS_TOKEN = os.environ.get("WAYMARK_METRICS_TOKEN", "")
+# Alerts (console/alerts/): every runworker evaluates the rules this often (seconds), the one
+# holding the lease does the work; notifications link to WAYMARK_CONSOLE_URL when it is set.
+# E-mail goes through Django's SMTP backend, configured by Django's usual names.
+WAYMARK_ALERT_INTERVAL = float(os.environ.get("WAYMARK_ALERT_INTERVAL", "5"))
+WAYMARK_CONSOLE_URL = os.environ.get("WAYMARK_CONSOLE_URL", "")
+DEFAULT_FROM_EMAIL = os.environ.get("WAYMARK_ALERT_FROM", "waymark@localhost")
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
+EMAIL_PORT = int(os.environ.get("EMAIL_PORT", "25"))
+EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")  # a secret: never shown
+EMAIL_USE_TLS = os.environ.get("EMAIL_USE_TLS", "0") == "1"
 
 # Django's four standard validators, applied wherever a password is set: the admin's forms,
 # `changepassword`, `createuser` and `make run` (console/devserver.py).

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import importlib
 import logging
+import threading
 from collections.abc import Sequence
 from typing import Any
 
 from django.conf import settings
 
-from engine import Engine
+from engine import Client, Engine
 
 
 def load_app(path: str) -> Any:
@@ -43,7 +44,29 @@ def build_engine(
         **options,
     )
     load_app(settings.WAYMARK_APP)(engine)
+    from console.alerts import notify  # the console's own workflow: alert notifications
+
+    notify.register(engine)
     return engine
+
+
+def start_alerts(executor_id: str, stop: threading.Event) -> threading.Thread:
+    """Evaluate the alert rules in this worker until ``stop``: every worker runs the loop, the
+    one holding the lease does the work (console/alerts/lease.py)."""
+    from console.alerts import evaluator
+
+    client = Client(settings.WAYMARK_DATABASE_URL, schema=settings.WAYMARK_SCHEMA)
+    loop = evaluator.Evaluator(executor_id, client)
+
+    def run() -> None:
+        try:
+            loop.run_forever(stop)
+        finally:
+            client.close()
+
+    thread = threading.Thread(target=run, name="waymark-alerts", daemon=True)
+    thread.start()
+    return thread
 
 
 class ActionFormatter(logging.Formatter):

@@ -8,6 +8,7 @@ import time
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.db import connections
 from django.test import Client as WebClient
 from django.test import override_settings
@@ -166,6 +167,18 @@ def test_who_may_read_the_metrics(fleet) -> None:
     web.force_login(boss)
     assert web.get("/metrics").status_code == 200
     assert WebClient().post("/metrics", headers=AUTH).status_code == 405
+
+
+def test_admins_may_read_the_metrics(fleet) -> None:
+    admin, _ = get_user_model().objects.get_or_create(username="metrics-admin")
+    admin.groups.set([Group.objects.get(name="admin")])
+    web = WebClient()
+    web.force_login(admin)
+    assert web.get("/metrics").status_code == 200
+    operator, _ = get_user_model().objects.get_or_create(username="metrics-operator")
+    operator.groups.set([Group.objects.get(name="operator")])
+    web.force_login(operator)
+    assert web.get("/metrics").status_code == 403
 
 
 def test_no_token_configured_refuses_every_bearer(fleet) -> None:
