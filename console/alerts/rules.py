@@ -142,3 +142,26 @@ READERS = {
 
 def evaluate(rule: AlertRule, ctx: Context) -> Reading:
     return READERS[Kind(rule.kind)](rule, ctx)
+
+
+def condition(rule: AlertRule) -> str:
+    """The rule in words, for its page, the audit trail and notifications' context."""
+    t, window = rule.threshold, _span(rule.window_seconds)
+    match Kind(rule.kind):
+        case Kind.FAILURES if rule.rate:
+            return f"failure rate of {rule.target} above {t:g}% over {window}"
+        case Kind.FAILURES:
+            return f"more than {t:g} {rule.target} failures in {window}"
+        case Kind.QUEUE_AGE:
+            return f"oldest workflow on queue {rule.target} waiting more than {t:g} s"
+        case Kind.STRANDED:
+            return f"more than {t:g} stranded workflows"
+        case Kind.NO_EXECUTOR:
+            return f"no live executor runs version {rule.target}"
+        case Kind.SCHEDULE_MISSED:
+            which = f"schedule {rule.target}" if rule.target else "any schedule"
+            return f"{which} misses a tick by more than {t:g} s"
+        case Kind.PENDING_TOO_LONG:
+            what = f"{rule.target} workflows" if rule.target else "workflows"
+            return f"more than {t:g} {what} PENDING longer than {window}"
+    return rule.kind  # pragma: no cover (every kind is matched above)
