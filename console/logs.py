@@ -67,17 +67,20 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
-class StdoutHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """A handler on whatever ``sys.stdout`` is when a line is written, not when logging was
-    configured: test runners swap and close the stream they captured Django's setup with."""
+class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A handler on whatever ``sys.stderr`` is when a line is written, not when logging was
+    configured: test runners swap and close the stream they captured Django's setup with.
+
+    stderr, not stdout: management commands print their results on stdout (``workflows list
+    --json``), and a log line among them would break a script reading it."""
 
     def __init__(self) -> None:
-        super().__init__(sys.stdout)
+        super().__init__(sys.stderr)
 
     @property  # type: ignore[override]
     def stream(self) -> Any:
-        return sys.stdout
+        return sys.stderr
 
     @stream.setter
     def stream(self, value: Any) -> None:
-        pass  # always the current sys.stdout
+        pass  # always the current sys.stderr

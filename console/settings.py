@@ -177,8 +177,9 @@ AXES_CLIENT_IP_CALLABLE = "console.throttle.client_address"
 # only with DEBUG on, and otherwise mails ADMINS, which a console deployment does not have: a
 # 500 in production would leave no trace. With DEBUG on Django's console handler prints them.
 # The engine's and the console's events ("waymark.*", "console.*": workflow start/finish,
-# executors, alerts) go to stdout at INFO, one line each with its stable action= key; this is
-# also how runworker logs (it is a management command: Django configures it from here).
+# executors, alerts) go to stderr at INFO, one line each with its stable action= key (stdout
+# is for commands' output, like `workflows list --json`); this is also how runworker logs (it
+# is a management command: Django configures it from here).
 # WAYMARK_LOG_FORMAT=json makes every one of those lines a JSON object (console/logs.py).
 WAYMARK_LOG_FORMAT = os.environ.get("WAYMARK_LOG_FORMAT", "text")
 if WAYMARK_LOG_FORMAT not in ("text", "json"):
@@ -201,7 +202,7 @@ LOGGING = {
             "formatter": "json" if _JSON_LOGS else "plain",
         },
         "events": {
-            "()": "console.logs.StdoutHandler",
+            "()": "console.logs.StderrHandler",
             "formatter": "json" if _JSON_LOGS else "actions",
         },
     },

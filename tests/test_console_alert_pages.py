@@ -163,6 +163,7 @@ def test_viewers_read_but_cannot_change_and_do_not_see_secret_urls(pages) -> Non
     assert b"very-secret-path" not in page.content and b"New rule" not in page.content
     assert viewer.get("/alerts/new/").status_code == 403
     assert viewer.get(f"/alerts/{rule.pk}/").status_code == 403
+    assert viewer.get(f"/alerts/{rule.pk}/delete/").status_code == 403
     assert viewer.post("/alerts/new/", form()).status_code == 403
     for action in ("disable", "enable", "delete"):
         assert viewer.post(f"/alerts/{rule.pk}/{action}/").status_code == 403
@@ -172,7 +173,11 @@ def test_viewers_read_but_cannot_change_and_do_not_see_secret_urls(pages) -> Non
     assert WebClient().get("/alerts/").status_code == 302  # to the login page
     admin = signed_in("alerts-admin", "admin")
     assert b"very-secret-path" in admin.get("/alerts/").content
-    assert admin.get(f"/alerts/{rule.pk}/x/").status_code == 405  # GET on an action
+    assert admin.get(f"/alerts/{rule.pk}/disable/").status_code == 405  # POST only
+    confirm = admin.get(f"/alerts/{rule.pk}/delete/")  # deleting asks first
+    assert confirm.status_code == 200 and b"Delete the alert rule hook?" in confirm.content
+    assert AlertRule.objects.filter(pk=rule.pk).exists()
+    assert inline_code(confirm.content)[0] == []
     assert admin.post(f"/alerts/{rule.pk}/explode/").status_code == 404
     assert admin.post("/alerts/99999/delete/").status_code == 404
 

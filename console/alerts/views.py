@@ -11,10 +11,10 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
 from django.db import transaction
 from django.db.models import F
-from django.http import Http404, HttpResponse
+from django.http import Http404, HttpResponse, HttpResponseNotAllowed
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_http_methods
 
 from console import throttle
 from console.alerts import rules
@@ -160,13 +160,17 @@ def _disable(rule: AlertRule) -> str:
     return f"disabled rule {rule.pk}"
 
 
-@require_POST
+@require_http_methods(["GET", "POST"])
 @login_required
 @permission_required(MANAGE, raise_exception=True)
 def alert_action(request: HtmxHttpRequest, rule_id: int, action: str) -> HttpResponse:
     if action not in ACTIONS:
         raise Http404(f"No action {action!r} on alert rules.")
     rule = get_object_or_404(AlertRule, pk=rule_id)
+    if request.method == "GET":
+        if action != "delete":  # enable/disable are undone in one click; deleting is not
+            return HttpResponseNotAllowed(["POST"])
+        return render(request, "console/alert_delete.html", {"rule": rule})
     about = f"rule {rule.pk} {rule.name!r}"
 
     def change() -> str:

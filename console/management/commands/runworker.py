@@ -49,7 +49,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        # Log lines go where settings.LOGGING sends them ("waymark": stdout, one line per event,
+        # Log lines go where settings.LOGGING sends them ("waymark": stderr, one line per event,
         # JSON objects with WAYMARK_LOG_FORMAT=json).
         root = logging.getLogger("waymark")
         queues = options["queues"].split(",") if options["queues"] else None
