@@ -50,13 +50,16 @@ def build_engine(
     return engine
 
 
-def start_alerts(executor_id: str, stop: threading.Event) -> threading.Thread:
+def start_alerts(engine: Engine, stop: threading.Event) -> threading.Thread:
     """Evaluate the alert rules in this worker until ``stop``: every worker runs the loop, the
-    one holding the lease does the work (console/alerts/lease.py)."""
+    one holding the lease does the work (console/alerts/lease.py). Notifications are pinned to
+    this worker's application version: its workers have the notification workflow."""
     from console.alerts import evaluator
 
     client = Client(settings.WAYMARK_DATABASE_URL, schema=settings.WAYMARK_SCHEMA)
-    loop = evaluator.Evaluator(executor_id, client)
+    loop = evaluator.Evaluator(
+        engine.executor_id, client, application_version=engine.application_version
+    )
 
     def run() -> None:
         try:

@@ -144,7 +144,7 @@ def notifications(client: Client) -> list:
 
 def test_a_failing_receiver_gets_each_notification_once_signed(shop, client, receiver, db) -> None:
     watched = rule(destination=receiver.url, secret_env=SECRET_ENV)
-    loop = evaluator.Evaluator("worker-1", client, interval=1.0)
+    loop = evaluator.Evaluator("worker-1", client, interval=1.0, application_version="v-shop")
     assert loop.run_once()  # nothing failed yet: quiet
     assert not AlertEvent.objects.exists()
     assert AlertState.objects.get(rule=watched).summary.startswith("0 shop.refund")
@@ -158,6 +158,7 @@ def test_a_failing_receiver_gets_each_notification_once_signed(shop, client, rec
     assert len(receiver.requests) == 3  # two 500s, retried with backoff, then accepted
     handle = client.retrieve_workflow(event.notification_id)
     assert handle.get_result(timeout=10) == {"sent": True, "status": 200}
+    assert handle.get_status().application_version == "v-shop"  # run by a worker that has it
 
     headers, body = receiver.accepted()[0]
     sent = json.loads(body)

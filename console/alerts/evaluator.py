@@ -36,10 +36,15 @@ class Evaluator:
         client: Client,
         *,
         interval: float | None = None,
+        application_version: str | None = None,
         now: Callable[[], dt.datetime] = timezone.now,
     ) -> None:
+        """``application_version``: the version whose workers run the notifications (those
+        built by console/worker.py, which registers the workflow). None lets any worker take
+        them, and a worker of another application, without the workflow, would fail them."""
         self.holder = holder
         self.client = client
+        self.application_version = application_version
         self.interval = interval if interval is not None else settings.WAYMARK_ALERT_INTERVAL
         # Three missed renewals before another worker takes over a silent holder.
         self.lease_seconds = max(3 * self.interval, 5.0)
@@ -131,6 +136,7 @@ class Evaluator:
                 notify.WORKFLOW,
                 {"event": event.pk, "rule": event.rule_name, "kind": event.kind},
                 workflow_id=event.notification_id,
+                application_version=self.application_version,
             )
             AlertEvent.objects.filter(pk=event.pk).update(dispatched=True)
             started += 1

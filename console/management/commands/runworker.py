@@ -70,7 +70,7 @@ class Command(BaseCommand):
             engine.executor_id,
             extra={"action": "worker.start", "executor_id": engine.executor_id},
         )
-        alerts = worker.start_alerts(engine.executor_id, stop)
+        alerts = worker.start_alerts(engine, stop)
         engine.run_forever(stop, grace=options["grace"])
         alerts.join(timeout=10)
         root.info(
