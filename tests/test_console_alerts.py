@@ -16,6 +16,7 @@ from collections.abc import Iterator
 import pytest
 from django.core import mail
 from django.db import connections
+from django.test import override_settings
 from django.utils import timezone
 
 import tests.console_site as site
@@ -232,12 +233,14 @@ def test_reminders_while_firing(shop, client, receiver) -> None:
     assert [d["text"].split("]")[0] for d in receiver.delivered()].count("[STILL FIRING") == 2
 
 
+@override_settings(WAYMARK_CONSOLE_URL="https://console.example.com/")
 def test_email_notifications(shop, client) -> None:
     mail.outbox.clear()
     watched = rule(channel="email", destination="ops@example.com, oncall@example.com")
     fail(shop)
     evaluator.Evaluator("worker-1", client, interval=1.0).run_once()
     wait_until(lambda: mail.outbox, what="the alert e-mail")
+    assert "https://console.example.com/alerts/" in mail.outbox[0].body
     message = mail.outbox[0]
     assert message.to == ["ops@example.com", "oncall@example.com"]
     assert message.subject.startswith(f"[FIRING] {watched.name}")
