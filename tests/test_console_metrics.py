@@ -113,6 +113,15 @@ def test_metrics_read_the_system_tables(fleet) -> None:
     assert value(found, "waymark_console_scrape_duration_seconds") > 0
 
 
+@override_settings(WAYMARK_METRICS_TOKEN=TOKEN)
+def test_openmetrics_when_the_scraper_asks_for_it(fleet) -> None:
+    accept = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"
+    response = WebClient().get("/metrics", headers={**AUTH, "Accept": accept})
+    assert response["Content-Type"].startswith("application/openmetrics-text")
+    assert response.content.endswith(b"# EOF\n")
+    assert b'waymark_workflows{status="DELAYED"} 1.0' in response.content
+
+
 def test_schedule_lag_counts_from_the_first_missed_tick(fleet, db) -> None:
     started = now_ms() - 600_000
     db.raw(
