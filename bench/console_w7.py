@@ -1,6 +1,7 @@
 """W7: the console at scale. 1,000,000 workflows (10 names, 5 statuses, 20 steps for 1% of
-them, one workflow with 5,000 steps) in Postgres; p50/p95 server time of the list page
-(unfiltered, by status, by name, by ID prefix) and of the 5,000-step detail page.
+them, one workflow with 5,000 steps, three queues) in Postgres; p50/p95 server time of the list
+page (unfiltered, by status, by name, by ID prefix), of the 5,000-step detail page and of
+/metrics (a Prometheus scrape with the bearer token).
 
 Server time = the Django view answering a request in-process (test client), database
 queries and template rendering included, network excluded.
@@ -19,14 +20,17 @@ import psycopg
 from bench import setup
 
 SEED = [
+    # Every ENQUEUED workflow is on a queue (as the engine does it), and so is half the rest:
+    # three queues for /metrics' per-queue gauges.
     """INSERT INTO workflow_status (workflow_uuid, status, name, inputs, output, executor_id,
            application_version, created_at, updated_at, recovery_attempts, priority,
-           serialization, completed_at)
+           serialization, completed_at, queue_name)
        SELECT 'wf-' || lpad(i::text, 8, '0'),
               (ARRAY['SUCCESS','ERROR','PENDING','CANCELLED','ENQUEUED'])[1 + i %% 5],
               'app.workflow_' || (i %% 10), '{"positionalArgs":[1],"namedArgs":{}}', '1',
               'bench-executor', 'v1', 1700000000000 + i * 10, 1700000000000 + i * 10 + 5, 0, 0,
-              'portable_json', 1700000000000 + i * 10 + 5
+              'portable_json', 1700000000000 + i * 10 + 5,
+              CASE WHEN i %% 5 = 4 OR i %% 2 = 0 THEN 'bench.q' || (i %% 3) END
        FROM generate_series(1, %(n)s) AS i""",
     """INSERT INTO operation_outputs (workflow_uuid, function_id, function_name, output,
            started_at_epoch_ms, completed_at_epoch_ms, serialization)
@@ -51,7 +55,10 @@ PAGES = {
     "list_name": "/workflows/?name=app.workflow_3",
     "list_id_prefix": "/workflows/?id=wf-0001234",
     "detail_5000_steps": "/workflows/wf-big/",
+    "metrics": "/metrics",
 }
+METRICS_TOKEN = "w7-bench-token"  # /metrics is read as Prometheus would: with the bearer token
+HEADERS = {"metrics": {"Authorization": f"Bearer {METRICS_TOKEN}"}}
 
 
 def w7_console(target: setup.Target, quick: bool) -> dict[str, Any]:
@@ -84,6 +91,7 @@ def w7_console(target: setup.Target, quick: bool) -> dict[str, Any]:
             "WAYMARK_DATABASE_URL": target.url,
             "WAYMARK_SCHEMA": target.schema,
             "DJANGO_SETTINGS_MODULE": "console.settings",
+            "WAYMARK_METRICS_TOKEN": METRICS_TOKEN,
         }
     )
     import django
@@ -101,11 +109,12 @@ def w7_console(target: setup.Target, quick: bool) -> dict[str, Any]:
     figures: dict[str, Any] = {"seed_seconds": round(seeded, 1)}
     repeats = 20 if quick else 50
     for label, url in PAGES.items():
-        client.get(url)  # warm: connections, plans, templates
+        headers = HEADERS.get(label, {})
+        client.get(url, headers=headers)  # warm: connections, plans, templates
         times = []
         for _ in range(repeats):
             t = time.perf_counter()
-            response = client.get(url)
+            response = client.get(url, headers=headers)
             times.append((time.perf_counter() - t) * 1000)
             assert response.status_code == 200, (url, response.status_code)
         times.sort()

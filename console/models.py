@@ -247,3 +247,8 @@ class SavedView(models.Model):
             models.UniqueConstraint(fields=["owner", "name"], name="saved_view_unique_name")
         ]
         permissions = [("share_views", "Can share saved views with everyone")]
+
+
+# The alerting tables live in console/alerts/models.py; importing them here registers them
+# with the console app (Django looks for an app's models in its models module).
+from console.alerts.models import AlertEvent, AlertRule, AlertState, Lease  # noqa: E402, F401

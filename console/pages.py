@@ -11,6 +11,7 @@ from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
 from console import charts, filters, stats
+from console.alerts import views as alert_views
 from console.http import HtmxHttpRequest
 from console.views import bad_request
 
@@ -51,6 +52,7 @@ def overview(request: HtmxHttpRequest) -> HttpResponse:
             "stuck": stats.stuck(now, live),
             "executors": live,
             "now": now,
+            "alerts": alert_views.firing(),
         },
     )
 

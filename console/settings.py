@@ -9,6 +9,11 @@ WAYMARK_SSL_REDIRECT  "0" when a proxy already redirects HTTP to HTTPS (DEBUG of
 WAYMARK_HSTS_SECONDS  HSTS max-age, opt-in (DEBUG off only)
 WAYMARK_BEHIND_PROXY  "1" behind a TLS-terminating reverse proxy: trust X-Forwarded-Proto/-For
 WAYMARK_STATIC_ROOT   where collectstatic puts the static files (default: staticfiles/ here)
+WAYMARK_LOG_FORMAT    "json": one JSON object per log line (console and runworker; default text)
+WAYMARK_METRICS_TOKEN bearer token Prometheus scrapes /metrics with (unset: admins only)
+WAYMARK_ALERT_INTERVAL seconds between alert evaluations in runworker (default 5)
+WAYMARK_CONSOLE_URL   the console's address, linked from alert notifications (optional)
+WAYMARK_ALERT_FROM    sender of alert e-mail; EMAIL_HOST/_PORT/_HOST_USER/_HOST_PASSWORD/_USE_TLS
 """
 
 from __future__ import annotations
@@ -129,6 +134,20 @@ WAYMARK_APP = os.environ.get("WAYMARK_APP", "demo.app:build")
 WAYMARK_APP_NAME = os.environ.get("WAYMARK_APP_NAME", "waymark-demo")
 WAYMARK_HEARTBEAT_TIMEOUT = float(os.environ.get("WAYMARK_HEARTBEAT_TIMEOUT", "30"))
 WAYMARK_CELERY_BROKER_URL = os.environ.get("WAYMARK_CELERY_BROKER_URL", "")
+# /metrics (console/metrics.py): Prometheus scrapes with "Authorization: Bearer <this>". Unset:
+# only signed-in admins may read it. A secret: never logged or shown back.
+WAYMARK_METRICS_TOKEN = os.environ.get("WAYMARK_METRICS_TOKEN", "")
+# Alerts (console/alerts/): every runworker evaluates the rules this often (seconds), the one
+# holding the lease does the work; notifications link to WAYMARK_CONSOLE_URL when it is set.
+# E-mail goes through Django's SMTP backend, configured by Django's usual names.
+WAYMARK_ALERT_INTERVAL = float(os.environ.get("WAYMARK_ALERT_INTERVAL", "5"))
+WAYMARK_CONSOLE_URL = os.environ.get("WAYMARK_CONSOLE_URL", "")
+DEFAULT_FROM_EMAIL = os.environ.get("WAYMARK_ALERT_FROM", "waymark@localhost")
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
+EMAIL_PORT = int(os.environ.get("EMAIL_PORT", "25"))
+EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")  # a secret: never shown
+EMAIL_USE_TLS = os.environ.get("EMAIL_USE_TLS", "0") == "1"
 
 # Django's four standard validators, applied wherever a password is set: the admin's forms,
 # `changepassword`, `createuser` and `make run` (console/devserver.py).
@@ -162,22 +181,41 @@ AXES_CLIENT_IP_CALLABLE = "console.http.client_address"
 # operations) go to stderr when DEBUG is off. Django's own default logs them to the console
 # only with DEBUG on, and otherwise mails ADMINS, which a console deployment does not have: a
 # 500 in production would leave no trace. With DEBUG on Django's console handler prints them.
+# The engine's and the console's events ("waymark.*", "console.*": workflow start/finish,
+# executors, alerts) go to stderr at INFO, one line each with its stable action= key (stdout
+# is for commands' output, like `workflows list --json`); this is also how runworker logs (it
+# is a management command: Django configures it from here).
+# WAYMARK_LOG_FORMAT=json makes every one of those lines a JSON object (console/logs.py).
+WAYMARK_LOG_FORMAT = os.environ.get("WAYMARK_LOG_FORMAT", "text")
+if WAYMARK_LOG_FORMAT not in ("text", "json"):
+    raise RuntimeError(f"WAYMARK_LOG_FORMAT={WAYMARK_LOG_FORMAT!r}: use text or json")
+_JSON_LOGS = WAYMARK_LOG_FORMAT == "json"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {"production": {"()": "django.utils.log.RequireDebugFalse"}},
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "actions": {"()": "console.worker.ActionFormatter"},
+        "json": {"()": "console.logs.JsonFormatter"},
+    },
     "handlers": {
         "stderr": {
             "class": "logging.StreamHandler",
             "stream": "ext://sys.stderr",
             "filters": ["production"],
-            "formatter": "plain",
-        }
+            "formatter": "json" if _JSON_LOGS else "plain",
+        },
+        "events": {
+            "()": "console.logs.StderrHandler",
+            "formatter": "json" if _JSON_LOGS else "actions",
+        },
     },
     "loggers": {
         "django.request": {"handlers": ["stderr"], "level": "ERROR"},
         "django.security": {"handlers": ["stderr"], "level": "WARNING"},
+        "waymark": {"handlers": ["events"], "level": "INFO", "propagate": False},
+        "console": {"handlers": ["events"], "level": "INFO", "propagate": False},
     },
 }
 

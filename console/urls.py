@@ -2,7 +2,8 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import path, register_converter
 
-from console import operate, pages, saved_views, views
+from console import metrics, operate, pages, saved_views, views
+from console.alerts import views as alerts
 from console.converters import StepNumberConverter, WorkflowIdConverter
 
 register_converter(WorkflowIdConverter, "wid")
@@ -42,6 +43,11 @@ urlpatterns = [
     path("audit/<int:record_id>/ids.txt", operate.audit_ids, name="audit_ids"),
     path("schedules/", pages.schedules, name="schedules"),
     path("versions/", pages.versions, name="versions"),
+    path("metrics", metrics.metrics, name="metrics"),
+    path("alerts/", alerts.alert_list, name="alert_list"),
+    path("alerts/new/", alerts.alert_edit, name="alert_new"),
+    path("alerts/<int:rule_id>/", alerts.alert_edit, name="alert_edit"),
+    path("alerts/<int:rule_id>/<str:action>/", alerts.alert_action, name="alert_action"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),

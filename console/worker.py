@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import importlib
 import logging
+import threading
 from collections.abc import Sequence
 from typing import Any
 
 from django.conf import settings
 
 from console import bulk
-from engine import Engine
+from engine import Client, Engine
 from engine.dispatch import Dispatcher
 
 
@@ -56,7 +57,32 @@ def build_engine(
     # engine in the worker would also serve the engine's internal queue and take (and fail)
     # the application's workflows started by name without a version.
     bulk.register(engine)
+    from console.alerts import notify  # the console's own workflow: alert notifications
+
+    notify.register(engine)
     return engine
+
+
+def start_alerts(engine: Engine, stop: threading.Event) -> threading.Thread:
+    """Evaluate the alert rules in this worker until ``stop``: every worker runs the loop, the
+    one holding the lease does the work (console/alerts/lease.py). Notifications are pinned to
+    this worker's application version: its workers have the notification workflow."""
+    from console.alerts import evaluator
+
+    client = Client(settings.WAYMARK_DATABASE_URL, schema=settings.WAYMARK_SCHEMA)
+    loop = evaluator.Evaluator(
+        engine.executor_id, client, application_version=engine.application_version
+    )
+
+    def run() -> None:
+        try:
+            loop.run_forever(stop)
+        finally:
+            client.close()
+
+    thread = threading.Thread(target=run, name="waymark-alerts", daemon=True)
+    thread.start()
+    return thread
 
 
 class ActionFormatter(logging.Formatter):

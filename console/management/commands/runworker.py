@@ -10,7 +10,6 @@ import logging
 import os
 import signal
 import socket
-import sys
 import threading
 from typing import Any
 
@@ -50,12 +49,9 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        handler = logging.StreamHandler(sys.stdout)
-        handler.setFormatter(worker.ActionFormatter())
+        # Log lines go where settings.LOGGING sends them ("waymark": stderr, one line per event,
+        # JSON objects with WAYMARK_LOG_FORMAT=json).
         root = logging.getLogger("waymark")
-        root.addHandler(handler)
-        root.setLevel(logging.INFO)
-
         queues = options["queues"].split(",") if options["queues"] else None
         dispatcher = None
         if options["dispatch"] == "celery":  # imported only when asked for: Celery is optional
@@ -78,7 +74,9 @@ class Command(BaseCommand):
             engine.executor_id,
             extra={"action": "worker.start", "executor_id": engine.executor_id},
         )
+        alerts = worker.start_alerts(engine, stop)
         engine.run_forever(stop, grace=options["grace"])
+        alerts.join(timeout=10)
         root.info(
             "worker %s stopped",
             engine.executor_id,
