@@ -14,7 +14,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from engine import clock, current, errors, futures, operations, registry, results, serialization
+from engine import (
+    attempts,
+    clock,
+    current,
+    errors,
+    futures,
+    operations,
+    registry,
+    results,
+    serialization,
+)
 from engine import signals as keys
 from engine.admission import Admission, Parent, seconds
 from engine.checkpoints import Checkpoints, Fenced, Interrupted
@@ -80,6 +90,7 @@ class WorkflowContext:
         )
         self._in_step = False
         self._futures = futures.FutureSet()
+        self._attempts = attempts.Recorder(services.store, workflow_id)
 
     @property
     def fatal(self) -> errors.NonDeterministicWorkflowError | None:
@@ -121,7 +132,9 @@ class WorkflowContext:
         started = clock.now_ms()
         self._in_step = True
         try:
-            value = attempt(self._services.stopping, opts, args, kwargs)
+            value = attempt(
+                self._services.stopping, opts, args, kwargs, self._attempts.for_step(step_id)
+            )
         except Exception as exc:
             adopted, recorded = self._steps.record_error(step_id, opts.name, exc, started)
             if adopted:
@@ -161,7 +174,9 @@ class WorkflowContext:
         step_id = future.step_id
         try:
             try:
-                value = attempt(self._services.stopping, opts, args, kwargs)
+                value = attempt(
+                    self._services.stopping, opts, args, kwargs, self._attempts.for_step(step_id)
+                )
             except Exception as exc:
                 adopted, recorded = self._steps.record_error(step_id, opts.name, exc, started)
                 future.resolve(recorded, None) if adopted else future.resolve(None, exc)
@@ -414,13 +429,18 @@ def attempt(
     opts: registry.StepOptions,
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
+    failed: attempts.OnFailure | None = None,
 ) -> Any:
-    """Call a step function, retrying with backoff up to its ``max_attempts``."""
+    """Call a step function, retrying with backoff up to its ``max_attempts``; ``failed`` is
+    told of every failed attempt (to record it)."""
     tries = 1
     while True:
+        started = clock.now_ms()
         try:
             return opts.fn(*args, **kwargs)
-        except Exception:
+        except Exception as exc:
+            if failed is not None:
+                failed(exc, started)
             if tries >= opts.max_attempts:
                 raise
             delay = opts.interval_seconds * opts.backoff_rate ** (tries - 1)
