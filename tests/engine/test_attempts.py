@@ -7,7 +7,7 @@ import pytest
 from engine import AttemptInfo, Client, Engine, WorkflowFailedError, attempts
 
 
-class Flaky(Exception):
+class FlakyError(Exception):
     pass
 
 
@@ -20,7 +20,7 @@ def test_failed_attempts_are_numbered_from_one_with_errors_and_tracebacks(
     def flaky() -> str:
         calls["n"] += 1
         if calls["n"] < 3:
-            raise Flaky(f"try {calls['n']}")
+            raise FlakyError(f"try {calls['n']}")
         return "ok"
 
     @engine.step(name="fine")
@@ -37,10 +37,10 @@ def test_failed_attempts_are_numbered_from_one_with_errors_and_tracebacks(
     assert [a.attempt for a in found] == [1, 2]
     assert all(isinstance(a, AttemptInfo) for a in found)
     assert [a.error for a in found] == [
-        {"name": "Flaky", "message": "try 1"},
-        {"name": "Flaky", "message": "try 2"},
+        {"name": "FlakyError", "message": "try 1"},
+        {"name": "FlakyError", "message": "try 2"},
     ]
-    assert all(a.traceback and "Flaky: try" in a.traceback for a in found)
+    assert all(a.traceback and "FlakyError: try" in a.traceback for a in found)
     assert found[0].traceback is not None and "def flaky" not in found[0].traceback
     assert all(a.started_at <= a.completed_at for a in found)  # type: ignore[operator]
     assert found[0].completed_at <= found[1].started_at  # type: ignore[operator]
@@ -58,7 +58,7 @@ def test_a_step_that_fails_every_attempt_and_its_workflow_keep_tracebacks(
 ) -> None:
     @engine.step(name="doomed", max_attempts=3, interval_seconds=0.01, backoff_rate=1.0)
     def doomed() -> None:
-        raise Flaky("never")
+        raise FlakyError("never")
 
     @engine.workflow(name="failing")
     def failing(ctx):
@@ -69,12 +69,12 @@ def test_a_step_that_fails_every_attempt_and_its_workflow_keep_tracebacks(
         engine.start_workflow(failing, workflow_id="f1").get_result(timeout=30)
     (step,) = engine.list_steps("f1")
     assert step.attempts == 3
-    assert step.error == {"name": "Flaky", "message": "never"}
-    assert step.traceback is not None and "Flaky: never" in step.traceback
+    assert step.error == {"name": "FlakyError", "message": "never"}
+    assert step.traceback is not None and "FlakyError: never" in step.traceback
     assert [a.attempt for a in engine.list_attempts("f1", 1)] == [1, 2, 3]
     status = engine.get_workflow_status("f1")
     assert status is not None and status.traceback is not None
-    assert "Flaky: never" in status.traceback and "in failing" in status.traceback
+    assert "FlakyError: never" in status.traceback and "in failing" in status.traceback
     listed = engine.list_workflows(workflow_id_prefix="f1")
     assert listed[0].traceback == status.traceback
     with Client(db.url, schema=db.schema) as client:
@@ -99,7 +99,7 @@ def test_a_fork_keeps_the_attempts_of_the_steps_it_copies(engine: Engine) -> Non
     def flaky() -> int:
         calls["n"] += 1
         if calls["n"] == 1:
-            raise Flaky("first")
+            raise FlakyError("first")
         return 1
 
     @engine.step(name="after")
@@ -124,5 +124,5 @@ def test_tracebacks_are_capped_at_64_kb_keeping_the_end() -> None:
     assert len(capped.encode()) > 65_000
     assert capped.endswith("THE END") and capped.startswith("...")
     assert attempts.cap("short") == "short"
-    exc = Flaky("m" * 200_000)
+    exc = FlakyError("m" * 200_000)
     assert len(attempts.format_traceback(exc).encode()) <= 65_536
