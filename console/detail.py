@@ -43,6 +43,7 @@ LIST_FIELDS = (
     "priority",
     "recovery_attempts",
     "parent_workflow_id",
+    "waiting",  # the "now" column reads it (deferred, it would cost a query per row)
 )
 # Steps whose output is a time (epoch ms): shown as one, never as a raw number.
 TIMED = {

@@ -68,6 +68,8 @@ class Workflow(SystemTable):
     parent_workflow_id = models.TextField(null=True)
     serialization = models.TextField()
     delay_until_epoch_ms = models.BigIntegerField(null=True)
+    traceback = models.TextField(null=True)  # a failed workflow's (engine.attempts)
+    waiting = models.TextField(null=True)  # what a PENDING workflow waits on (engine.waits)
 
     class Meta(SystemTable.Meta):
         db_table = "workflow_status"
