@@ -24,7 +24,7 @@ from engine.records import FINAL_STATUSES
 STEP_WINDOW = 100  # a long workflow shows its first and last this-many steps, then "load more"
 SIDE_LIST = 50  # events, messages, children and forks shown per page
 COUNT_CAP = 1000  # children and events counted no further than this in the fingerprint
-WORKFLOW_PAYLOADS = ("inputs", "output", "error")
+WORKFLOW_PAYLOADS = ("inputs", "output", "error", "traceback")
 STEP_PAYLOADS = ("output", "error")
 # Enough of a step's output for its one-line preview and the timeline's sleep wake-up time.
 STEP_HEAD_CHARS = 4 * PREVIEW_CHARS
@@ -207,6 +207,7 @@ def context(w: Workflow, user: Any, now_ms: int, print_: str) -> dict[str, Any]:
         "input": Payload.of(w, "inputs"),
         "output": Payload.of(w, "output"),
         "error": Payload.of(w, "error"),
+        "traceback": Payload.of(w, "traceback"),
         "now_line": now.for_workflows([w], live, now_ms).get(w.workflow_uuid),
         "queue": now.shown_queue(w.queue_name),
         "steps": steps[:STEP_WINDOW] if gap else steps,

@@ -101,6 +101,23 @@ class Step(SystemTable):
         return rows.step_info_of_columns(self.workflow_uuid, self.columns())
 
 
+class Attempt(SystemTable):
+    """A failed attempt of a step (engine.attempts)."""
+
+    pk = models.CompositePrimaryKey("workflow_uuid", "function_id", "attempt")
+    workflow_uuid = models.TextField()
+    function_id = models.IntegerField()
+    attempt = models.IntegerField()
+    error = models.TextField(null=True)
+    traceback = models.TextField(null=True)
+    started_at_epoch_ms = models.BigIntegerField(null=True)
+    completed_at_epoch_ms = models.BigIntegerField(null=True)
+
+    class Meta(SystemTable.Meta):
+        db_table = "operation_attempts"
+        app_label = "console"
+
+
 class Notification(SystemTable):
     message_uuid = models.TextField(primary_key=True)
     destination_uuid = models.TextField()
