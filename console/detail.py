@@ -15,7 +15,7 @@ from typing import Any
 
 from django.db import connections
 
-from console import audit_trail, now, stats, timeline
+from console import attempts, audit_trail, now, stats, timeline
 from console.models import AuditRecord, Event, Notification, Step, Workflow
 from console.payloads import FULL_CHARS, PREVIEW_CHARS, Payload, with_heads
 from engine import operations as names
@@ -216,7 +216,9 @@ def context(w: Workflow, user: Any, now_ms: int, print_: str) -> dict[str, Any]:
         "steps_gap": gap,
         "next_step": STEP_WINDOW + 1,
         "copied": copied_steps(w, steps),
-        "timeline": timeline.build(w, steps, now_ms),
+        "timeline": timeline.build(
+            w, steps, now_ms, attempts.by_step(w.workflow_uuid, [s.function_id for s in steps])
+        ),
         "finished": w.status in FINAL_STATUSES,
         "children": shown_children,
         "children_count": children.count()

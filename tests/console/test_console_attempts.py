@@ -73,3 +73,17 @@ def test_failed_steps_and_workflows_show_their_tracebacks_escaped(failing) -> No
     assert 'id="workflow-traceback"' in detail and "in doomed_wf" in detail
     assert "<script>alert(1)</script>" not in detail
     assert 'id="workflow-traceback"' not in web.get("/workflows/att-1/").content.decode()
+
+
+def test_the_timeline_marks_failed_attempts_and_their_backoff_gaps(failing) -> None:
+    page = user("viewer").get("/workflows/att-1/")
+    (bar,) = [b for b in page.context["timeline"].bars if b.name == "flaky"]
+    assert len(bar.attempts) == 2
+    first, second = bar.attempts
+    assert first.gap_left is not None and first.gap_width is not None
+    assert first.left <= first.gap_left < second.left  # the gap sits between the attempts
+    assert second.gap_left is None
+    assert "attempt 1 failed after" in first.title and "backoff" in first.title
+    body = page.content.decode()
+    assert body.count('class="attempt"') == 2 and body.count('class="backoff"') == 1
+    assert "style=" not in body.split('id="timeline"')[1].split("</section>")[0]
