@@ -126,3 +126,24 @@ def test_tracebacks_are_capped_at_64_kb_keeping_the_end() -> None:
     assert attempts.cap("short") == "short"
     exc = FlakyError("m" * 200_000)
     assert len(attempts.format_traceback(exc).encode()) <= 65_536
+
+
+def test_a_huge_traceback_is_stored_capped_with_its_end(engine: Engine) -> None:
+    @engine.step(name="loud")
+    def loud() -> None:
+        raise FlakyError("m" * 200_000 + " THE END")
+
+    @engine.workflow(name="loud_wf")
+    def loud_wf(ctx):
+        loud()
+
+    engine.launch()
+    with pytest.raises(WorkflowFailedError):
+        engine.start_workflow(loud_wf, workflow_id="big1").get_result(timeout=30)
+    status = engine.get_workflow_status("big1")
+    assert status is not None and status.traceback is not None
+    assert len(status.traceback.encode()) <= 65_536
+    assert status.traceback.rstrip().endswith("THE END")
+    (step,) = engine.list_steps("big1")
+    assert step.traceback is not None and len(step.traceback.encode()) <= 65_536
+    assert [len(a.traceback.encode()) <= 65_536 for a in engine.list_attempts("big1", 1)] == [True]
