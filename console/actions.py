@@ -6,13 +6,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
 
 from console import bulk as bulk_workflow
+from console import fork_input
 from console.models import AuditRecord, AuditTarget, Workflow
 from engine import Client, EngineError
+from engine.admission import UNCHANGED
 
 CANCELLABLE = ("PENDING", "ENQUEUED", "DELAYED")
 RESUMABLE = ("CANCELLED", "MAX_RECOVERY_ATTEMPTS_EXCEEDED", "ENQUEUED")
@@ -97,8 +100,10 @@ def one(
     version: str | None = None,
     *,
     new_workflow_id: str | None = None,
+    input: Any = UNCHANGED,
 ) -> Outcome:
-    """Run one action through the engine's client; no audit (the callers write it)."""
+    """Run one action through the engine's client; no audit (the callers write it).
+    ``input``: a fork's new input (else it keeps the original's)."""
     c = client()
     try:
         if action == "cancel":
@@ -113,8 +118,12 @@ def one(
                 step or 1,
                 new_workflow_id=new_workflow_id,
                 application_version=version or None,
+                input=input,
             )
-            return Outcome(True, f"forked into {handle.workflow_id}", handle.workflow_id)
+            message = f"forked into {handle.workflow_id}"
+            if input is not UNCHANGED:
+                message += f" with a new input: {fork_input.for_audit(input)}"
+            return Outcome(True, message, handle.workflow_id)
     except (EngineError, ValueError) as exc:
         return Outcome(False, str(exc))
     return Outcome(False, f"unknown action {action!r}")
@@ -128,9 +137,11 @@ def act(
     *,
     step: int | None = None,
     version: str | None = None,
+    input: Any = UNCHANGED,
 ) -> Outcome:
     """Record the intent, run one action (if valid for the workflow's status now), record
-    how it went. A fork's record also targets the new workflow, so it shows on both pages."""
+    how it went. A fork's record also targets the new workflow, so it shows on both pages
+    (and, with a new input, keeps that input, bounded)."""
     record = _intend(actor, action, [workflow_id], reason)
     status = record.status_before[workflow_id]
     if status == "NOT FOUND":
@@ -138,7 +149,7 @@ def act(
     elif not allowed(action, status):
         outcome = Outcome(False, f"cannot {action} a workflow that is {status}")
     else:
-        outcome = one(action, workflow_id, step, version)
+        outcome = one(action, workflow_id, step, version, input=input)
     if outcome.new_workflow_id:
         AuditTarget.objects.create(record=record, workflow_id=outcome.new_workflow_id)
     complete(record, outcome)

@@ -15,7 +15,7 @@ from typing import Any
 
 from django.db import connections
 
-from console import audit_trail, now, stats, timeline
+from console import attempts, audit_trail, now, stats, timeline
 from console.models import AuditRecord, Event, Notification, Step, Workflow
 from console.payloads import FULL_CHARS, PREVIEW_CHARS, Payload, with_heads
 from engine import operations as names
@@ -24,7 +24,7 @@ from engine.records import FINAL_STATUSES
 STEP_WINDOW = 100  # a long workflow shows its first and last this-many steps, then "load more"
 SIDE_LIST = 50  # events, messages, children and forks shown per page
 COUNT_CAP = 1000  # children and events counted no further than this in the fingerprint
-WORKFLOW_PAYLOADS = ("inputs", "output", "error")
+WORKFLOW_PAYLOADS = ("inputs", "output", "error", "traceback")
 STEP_PAYLOADS = ("output", "error")
 # Enough of a step's output for its one-line preview and the timeline's sleep wake-up time.
 STEP_HEAD_CHARS = 4 * PREVIEW_CHARS
@@ -43,6 +43,7 @@ LIST_FIELDS = (
     "priority",
     "recovery_attempts",
     "parent_workflow_id",
+    "waiting",  # the "now" column reads it (deferred, it would cost a query per row)
 )
 # Steps whose output is a time (epoch ms): shown as one, never as a raw number.
 TIMED = {
@@ -206,6 +207,7 @@ def context(w: Workflow, user: Any, now_ms: int, print_: str) -> dict[str, Any]:
         "input": Payload.of(w, "inputs"),
         "output": Payload.of(w, "output"),
         "error": Payload.of(w, "error"),
+        "traceback": Payload.of(w, "traceback"),
         "now_line": now.for_workflows([w], live, now_ms).get(w.workflow_uuid),
         "queue": now.shown_queue(w.queue_name),
         "steps": steps[:STEP_WINDOW] if gap else steps,
@@ -214,7 +216,9 @@ def context(w: Workflow, user: Any, now_ms: int, print_: str) -> dict[str, Any]:
         "steps_gap": gap,
         "next_step": STEP_WINDOW + 1,
         "copied": copied_steps(w, steps),
-        "timeline": timeline.build(w, steps, now_ms),
+        "timeline": timeline.build(
+            w, steps, now_ms, attempts.by_step(w.workflow_uuid, [s.function_id for s in steps])
+        ),
         "finished": w.status in FINAL_STATUSES,
         "children": shown_children,
         "children_count": children.count()

@@ -68,6 +68,8 @@ class Workflow(SystemTable):
     parent_workflow_id = models.TextField(null=True)
     serialization = models.TextField()
     delay_until_epoch_ms = models.BigIntegerField(null=True)
+    traceback = models.TextField(null=True)  # a failed workflow's (engine.attempts)
+    waiting = models.TextField(null=True)  # what a PENDING workflow waits on (engine.waits)
 
     class Meta(SystemTable.Meta):
         db_table = "workflow_status"
@@ -97,6 +99,23 @@ class Step(SystemTable):
     @property
     def record(self) -> StepInfo:
         return rows.step_info_of_columns(self.workflow_uuid, self.columns())
+
+
+class Attempt(SystemTable):
+    """A failed attempt of a step (engine.attempts)."""
+
+    pk = models.CompositePrimaryKey("workflow_uuid", "function_id", "attempt")
+    workflow_uuid = models.TextField()
+    function_id = models.IntegerField()
+    attempt = models.IntegerField()
+    error = models.TextField(null=True)
+    traceback = models.TextField(null=True)
+    started_at_epoch_ms = models.BigIntegerField(null=True)
+    completed_at_epoch_ms = models.BigIntegerField(null=True)
+
+    class Meta(SystemTable.Meta):
+        db_table = "operation_attempts"
+        app_label = "console"
 
 
 class Notification(SystemTable):

@@ -1,6 +1,8 @@
 """What an unfinished workflow is doing now, read from what the system tables hold today.
 
-The engine records no "waiting on" column yet, so this is derived: a workflow's last recorded
+The engine records what a PENDING workflow waits on (``workflow_status.waiting``, see
+``engine.waits``): a message (its topic), an event (its key), a child, a sleep; that record is
+preferred while it holds. Otherwise the line is derived: a workflow's last recorded
 step says what it started last (a ``waymark.sleep`` with its wake-up time, the durable timeout
 a ``recv`` or ``get_event`` records before waiting, a step that launched a child), its row says
 where it is queued or delayed, and the executors' heartbeats say who is alive and which
@@ -22,7 +24,7 @@ from console import bulk
 from console.models import Executor, Step, Workflow
 from console.payloads import with_heads
 from console.templatetags.console_tags import duration
-from engine import operations
+from engine import operations, waits
 from engine.queues import INTERNAL_QUEUE
 from engine.records import FINAL_STATUSES, Status
 
@@ -44,6 +46,7 @@ FIELDS = (
     "updated_at",
     "started_at_epoch_ms",
     "delay_until_epoch_ms",
+    "waiting",
 )
 
 
@@ -186,6 +189,9 @@ def describe(
             "will recover it",
             "executor gone, awaiting recovery",
         )
+    recorded = _recorded_wait(workflow, last, now_ms, executor)
+    if recorded is not None:
+        return recorded
     if last is not None:
         name, value = last.function_name, _number(getattr(last, "output_head", None))
         if name == operations.SLEEP and value is not None and value > now_ms:
@@ -225,6 +231,60 @@ def describe(
         f"running its first step on {executor} since {at(since, now_ms)} ({until(since, now_ms)})",
         "running its first step",
     )
+
+
+def _recorded_wait(workflow: Workflow, last: Step | None, now_ms: int, executor: str) -> Now | None:
+    """The wait the engine recorded (engine.waits), while it still holds; None otherwise (the
+    line is then derived from the last step)."""
+    wait = waits.decode(getattr(workflow, "waiting", None))
+    if wait is None or not waits.is_current(wait, last.function_id if last else None, now_ms):
+        return None
+    since = f"since {at(wait.since_ms, now_ms)}"
+    timeout = ""
+    if wait.until_ms is not None and wait.kind != waits.SLEEP:
+        timeout = f", timeout at {at(wait.until_ms, now_ms)} ({until(wait.until_ms, now_ms)})"
+    if wait.kind == waits.SLEEP and wait.until_ms is not None:
+        return Now(
+            "sleeping",
+            f"sleeping until {at(wait.until_ms, now_ms)} ({until(wait.until_ms, now_ms)}) "
+            f"on {executor}",
+            f"sleeping until {at(wait.until_ms, now_ms)}",
+            until_ms=wait.until_ms,
+        )
+    if wait.kind == waits.MESSAGE:
+        topic = f"on topic “{wait.topic}”" if wait.topic is not None else "(no topic)"
+        return Now(
+            "waiting",
+            f"waiting for a message {topic} {since}{timeout} on {executor}",
+            f"waiting for a message {topic}",
+            until_ms=wait.until_ms,
+        )
+    if wait.kind == waits.EVENT:
+        source = f" of workflow {wait.workflow_id}" if wait.workflow_id else ""
+        return Now(
+            "waiting",
+            f"waiting for an event: key “{wait.key}”{source} {since}{timeout} on {executor}",
+            f"waiting for an event “{wait.key}”",
+            link=wait.workflow_id,
+            until_ms=wait.until_ms,
+        )
+    if wait.kind == waits.CHILD and wait.workflow_id:
+        return Now(
+            "child",
+            f"waiting for child workflow {wait.workflow_id} (step {wait.step}) {since}"
+            f"{timeout} on {executor}",
+            "waiting for a child",
+            link=wait.workflow_id,
+            until_ms=wait.until_ms,
+        )
+    if wait.kind == waits.STEP:
+        return Now(
+            "waiting",
+            f"waiting for the first of its concurrent steps (step {wait.step}) {since} "
+            f"on {executor}",
+            "waiting for concurrent steps",
+        )
+    return None
 
 
 # -- loaders: what describe() needs, in a few bounded queries -----------------------------------

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 from collections.abc import Iterator
+from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
@@ -17,10 +18,11 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HTMX_STOP_POLLING
 
-from console import actions, audit_trail, bulk, filters, params, stats
+from console import actions, audit_trail, bulk, filters, fork_input, params, stats
 from console.http import HtmxHttpRequest, client_address
 from console.models import AuditRecord, Step, Workflow
 from console.views import bad_request, now_ms
+from engine.admission import UNCHANGED
 
 OPERATE = "console.operate_workflows"
 AUDIT = "console.view_audit"
@@ -55,43 +57,79 @@ def workflow_action(request: HtmxHttpRequest, workflow_id: str, action: str) -> 
     if workflow is None:
         raise Http404(f"No workflow with ID {workflow_id!r}: it may have been deleted.")
     if request.method == "GET":
-        steps = list(
-            Step.objects.filter(workflow_uuid=workflow_id)
-            .order_by("function_id")
-            .values_list("function_id", "function_name")[:1000]
-        )
-        versions = sorted(
-            v
-            for v in Workflow.objects.values_list("application_version", flat=True).distinct()[:50]
-            if v
-        )
-        return render(
-            request,
-            "console/confirm_action.html",
-            {
-                "workflow": workflow,
-                "action": action,
-                "what": actions.WHAT_HAPPENS[action],
-                "allowed": actions.allowed(action, workflow.status),
-                "past": bulk.PAST[action],
-                "steps": steps,
-                "versions": versions,
-                "default_step": request.GET.get("step", "")[:10],
-            },
-        )
+        return _confirm(request, workflow, action)
     try:
         step = params.number(request.POST, "step", default=1) if action == "fork" else None
         reason = params.text(request.POST, "reason", REASON_LIMIT)
         version = params.text(request.POST, "version") or None
     except params.BadParameterError as exc:
         return bad_request(request, str(exc))
+    new_input: Any = UNCHANGED
+    if action == "fork" and "input" in request.POST:
+        text = request.POST["input"]
+        try:
+            edited = fork_input.parse(text)
+        except ValueError as exc:  # nothing is written: the page again, with the reason
+            return _confirm(request, workflow, action, edited_text=text, error=str(exc))
+        before = fork_input.original(workflow_id)
+        if fork_input.changed(before, edited):
+            if request.POST.get("previewed") != fork_input.fingerprint(text):
+                # First the difference, then a confirmation tied to exactly this text.
+                return _confirm(request, workflow, action, edited_text=text, edited=edited)
+            new_input = edited
     outcome = actions.act(
-        actor_of(request), action, workflow_id, reason, step=step, version=version
+        actor_of(request), action, workflow_id, reason, step=step, version=version, input=new_input
     )
     level = messages.SUCCESS if outcome.ok else messages.ERROR
     messages.add_message(request, level, f"{action.capitalize()}: {outcome.message}")
     target = outcome.new_workflow_id if outcome.new_workflow_id else workflow_id
     return redirect("workflow_detail", workflow_id=target)
+
+
+def _confirm(
+    request: HtmxHttpRequest,
+    workflow: Workflow,
+    action: str,
+    *,
+    edited_text: str | None = None,
+    edited: Any = UNCHANGED,
+    error: str = "",
+) -> HttpResponse:
+    """The confirmation page; for a fork also the input to edit, and after an edit either
+    why it was refused (400) or its difference from the original, to confirm."""
+    workflow_id = workflow.workflow_uuid
+    steps = list(
+        Step.objects.filter(workflow_uuid=workflow_id)
+        .order_by("function_id")
+        .values_list("function_id", "function_name")[:1000]
+    )
+    versions = sorted(
+        v
+        for v in Workflow.objects.values_list("application_version", flat=True).distinct()[:50]
+        if v
+    )
+    source = request.POST if request.method == "POST" else request.GET
+    context: dict[str, Any] = {
+        "workflow": workflow,
+        "action": action,
+        "what": actions.WHAT_HAPPENS[action],
+        "allowed": actions.allowed(action, workflow.status),
+        "past": bulk.PAST[action],
+        "steps": steps,
+        "versions": versions,
+        "default_step": source.get("step", "")[:10],
+        "chosen_version": source.get("version", "")[:200],
+        "reason": source.get("reason", "")[:REASON_LIMIT],
+    }
+    if action == "fork":
+        before = fork_input.original(workflow_id)
+        context["input"] = before
+        context["input_text"] = edited_text if edited_text is not None else before.text
+        context["input_error"] = error
+        if edited is not UNCHANGED and edited_text is not None:
+            context["input_diff"] = fork_input.diff(before.value, edited)
+            context["previewed"] = fork_input.fingerprint(edited_text)
+    return render(request, "console/confirm_action.html", context, status=400 if error else 200)
 
 
 def _bulk_ids(request: HtmxHttpRequest, query: str) -> list[str]:

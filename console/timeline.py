@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from console.models import Step, Workflow
 from engine import operations as names
@@ -28,6 +28,17 @@ MARKERS = names.MARKERS
 
 
 @dataclass
+class AttemptMark:
+    """A failed attempt inside a step's bar, and the backoff wait after it."""
+
+    left: float
+    width: float
+    gap_left: float | None
+    gap_width: float | None
+    title: str
+
+
+@dataclass
 class Bar:
     step_id: int
     name: str
@@ -41,6 +52,7 @@ class Bar:
     wake_side: str  # left | right of the tick, whichever has room
     child_workflow_id: str | None
     title: str
+    attempts: list[AttemptMark] = field(default_factory=list)
 
 
 @dataclass
@@ -149,7 +161,40 @@ class _Scale:
         return min(100.0, pos + (t - cursor) * self.per_ms)
 
 
-def build(workflow: Workflow, steps: list[Step], now: int) -> Timeline:
+def _attempt_marks(scale: _Scale, tried: list[tuple[int, int | None]]) -> list[AttemptMark]:
+    """Each failed attempt as a mark inside its step's bar, and the backoff gap until the
+    next failed attempt."""
+    marks = []
+    for i, (started, failed) in enumerate(tried):
+        failed = failed if failed is not None else started
+        left = scale.x(started)
+        width = max(scale.x(failed) - left, 0.3)
+        after = tried[i + 1][0] if i + 1 < len(tried) else None
+        gap_left = gap_width = None
+        title = f"attempt {i + 1} failed after {_human(failed - started)}"
+        if after is not None and after > failed:
+            gap_left = scale.x(failed)
+            gap_width = max(scale.x(after) - gap_left, 0.2)
+            title += f", then {_human(after - failed)} backoff"
+        marks.append(
+            AttemptMark(
+                round(left, 3),
+                round(width, 3),
+                round(gap_left, 3) if gap_left is not None else None,
+                round(gap_width, 3) if gap_width is not None else None,
+                title,
+            )
+        )
+    return marks
+
+
+def build(
+    workflow: Workflow,
+    steps: list[Step],
+    now: int,
+    attempts: dict[int, list[tuple[int, int | None]]] | None = None,
+) -> Timeline:
+    """``attempts``: each step's failed attempts as (started, failed) times, in order."""
     finished = workflow.completed_at or (
         None if workflow.status in ("PENDING", "ENQUEUED", "DELAYED") else workflow.updated_at
     )
@@ -173,6 +218,7 @@ def build(workflow: Workflow, steps: list[Step], now: int) -> Timeline:
         )
         wake = _wake(step) if kind == "sleep" else None
         tick = scale.x(wake) if wake is not None else None
+        tried = (attempts or {}).get(step.function_id, [])
         name = step.function_name
         bars.append(
             Bar(
@@ -192,7 +238,9 @@ def build(workflow: Workflow, steps: list[Step], now: int) -> Timeline:
                 wake_side="left" if tick is not None and tick > 50 else "right",
                 child_workflow_id=step.child_workflow_id,
                 title=f"step {step.function_id}: {name} — {_human(e - s)}"
-                + (f", until {_clock(wake)} UTC" if wake is not None else ""),
+                + (f", until {_clock(wake)} UTC" if wake is not None else "")
+                + (f", {len(tried)} failed attempts" if tried else ""),
+                attempts=_attempt_marks(scale, tried),
             )
         )
     breaks = [

@@ -17,7 +17,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET
 from django_htmx.http import HTMX_STOP_POLLING
 
-from console import actions, detail, filters, params, stats
+from console import actions, attempts, detail, filters, params, stats
 from console import now as now_line
 from console.http import HtmxHttpRequest
 from console.models import Step, Workflow
@@ -150,8 +150,18 @@ def step_detail(request: HtmxHttpRequest, workflow_id: str, step_id: int) -> Htt
         step = detail.with_payloads([steps.get(function_id=step_id)], now_ms())[0]
     except Step.DoesNotExist:
         raise Http404(f"Workflow {workflow_id!r} has no step {step_id}.")
-    template = "console/_step_payload.html" if request.htmx else "console/step_detail.html"
-    return render(request, template, {"workflow": workflow, "step": step})
+    if request.htmx:
+        return render(request, "console/_step_payload.html", {"workflow": workflow, "step": step})
+    tried, tried_total = attempts.for_step(workflow_id, step_id)
+    context = {
+        "workflow": workflow,
+        "step": step,
+        "attempts": tried,
+        "attempts_total": tried_total,
+        # A failed step's traceback is its last failed attempt's.
+        "step_traceback": tried[-1].traceback if tried and step.error_head else None,
+    }
+    return render(request, "console/step_detail.html", context)
 
 
 @require_GET

@@ -18,9 +18,10 @@ from engine.errors import (
 )
 from engine.futures import StepFuture
 from engine.handle import WorkflowHandle
-from engine.records import Status, StepInfo, WorkflowStatus
+from engine.records import AttemptInfo, Status, StepInfo, WorkflowStatus
 
 __all__ = [
+    "AttemptInfo",
     "Client",
     "ConflictingWorkflowError",
     "Engine",

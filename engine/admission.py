@@ -26,6 +26,16 @@ from engine.store import Store, records
 from engine.wakeups import Wakeups
 
 
+class _Unchanged:
+    """The default of ``fork_workflow(input=...)``: the fork keeps the original's input."""
+
+    def __repr__(self) -> str:
+        return "<unchanged>"
+
+
+UNCHANGED: Any = _Unchanged()
+
+
 @dataclass(frozen=True)
 class Admitted:
     workflow_id: str
@@ -261,30 +271,36 @@ class Admission:
         *,
         new_workflow_id: str | None,
         application_version: str | None,
+        queue: Queue | str | None = None,
+        input: Any = UNCHANGED,
     ) -> Admitted:
-        """A new workflow with the steps before ``start_step`` copied (not re-run)."""
+        """A new workflow with the steps before ``start_step`` copied (not re-run); on
+        ``queue`` when given, with ``input`` instead of the original's when given."""
         if isinstance(start_step, bool) or not isinstance(start_step, int) or start_step < 1:
             raise ValueError(f"start_step must be a step number >= 1, got {start_step!r}")
         new_id = check_workflow_id(new_workflow_id, "new_workflow_id")
+        on_queue = self.queue_of(queue)
         store = self._store.ready()
         original = store.get_workflow(workflow_id)
         if original is None:
             raise errors.WorkflowNotFoundError(workflow_id)
+        # A new input is checked (and refused) before anything is written.
+        inputs = original.inputs if input is UNCHANGED else self._encode(input, original.name)
         version = application_version or original.application_version
-        here = self.runs_here(version)
+        here = on_queue is None and self.runs_here(version)
         now = clock.now_ms()
         limit_ms = original.timeout_ms
         new = records.NewWorkflow(
             workflow_id=new_id,
             name=original.name,
-            inputs=original.inputs,
+            inputs=inputs,
             status=Status.PENDING if here else Status.ENQUEUED,
             application_version=version,
             application_id=None,
             executor_id=self._executor_id if here else None,
             started_at=now if here else None,
             forked_from=workflow_id,
-            queue_name=None if here else INTERNAL_QUEUE,
+            queue_name=None if here else (on_queue or INTERNAL_QUEUE),
             timeout_ms=limit_ms,
             deadline_ms=now + limit_ms if here and limit_ms is not None else None,
         )
@@ -298,20 +314,25 @@ class Admission:
         # Steps were copied (unless it starts from the first): the run reads them back.
         return Admitted(new_id, _running(new, now, fresh=start_step == 1) if here else None)
 
-    def resume(self, workflow_id: str) -> Admitted:
+    def resume(self, workflow_id: str, queue: Queue | str | None = None) -> Admitted:
         """Put a CANCELLED, MAX_RECOVERY_ATTEMPTS_EXCEEDED or ENQUEUED workflow back to work
         from its last completed step; a second resume (or one of a running workflow) does
-        nothing."""
+        nothing. A workflow that was on a queue goes back to that queue (its limits still
+        apply) unless ``queue`` names another; one that was not runs here or on the internal
+        queue."""
+        named = self.queue_of(queue)
         store = self._store.ready()
         current = store.get_workflow(workflow_id)
         if current is None:
             raise errors.WorkflowNotFoundError(workflow_id)
-        here = self.runs_here(current.application_version)
+        own = current.queue_name if current.queue_name != INTERNAL_QUEUE else None
+        on_queue = named or own
+        here = on_queue is None and self.runs_here(current.application_version)
         row = store.resume_workflow(
             workflow_id,
             status=Status.PENDING if here else Status.ENQUEUED,
             executor_id=self._executor_id if here else None,
-            queue_name=None if here else INTERNAL_QUEUE,
+            queue_name=None if here else (on_queue or INTERNAL_QUEUE),
             started_at=clock.now_ms() if here else None,
         )
         if row is not None and not here:

@@ -11,12 +11,12 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
-from engine import serialization, store
+from engine import admission, serialization, store
 from engine.admission import Admission
 from engine.control import Control
 from engine.handle import WorkflowHandle
-from engine.queues import INTERNAL_QUEUE
-from engine.records import StepInfo, WorkflowStatus
+from engine.queues import INTERNAL_QUEUE, Queue
+from engine.records import AttemptInfo, StepInfo, WorkflowStatus
 from engine.results import Results
 from engine.wakeups import Wakeups
 
@@ -113,11 +113,16 @@ class Client:
     def list_steps(self, workflow_id: str) -> list[StepInfo]:
         return self._control.list_steps(workflow_id)
 
+    def list_attempts(self, workflow_id: str, step_id: int) -> list[AttemptInfo]:
+        return self._control.list_attempts(workflow_id, step_id)
+
     def cancel_workflow(self, workflow_id: str) -> None:
         self._control.cancel_workflow(workflow_id)
 
-    def resume_workflow(self, workflow_id: str) -> WorkflowHandle:
-        return self._control.resume_workflow(workflow_id)
+    def resume_workflow(
+        self, workflow_id: str, *, queue: Queue | str | None = None
+    ) -> WorkflowHandle:
+        return self._control.resume_workflow(workflow_id, queue=queue)
 
     def fork_workflow(
         self,
@@ -126,12 +131,16 @@ class Client:
         *,
         new_workflow_id: str | None = None,
         application_version: str | None = None,
+        queue: Queue | str | None = None,
+        input: Any = admission.UNCHANGED,
     ) -> WorkflowHandle:
         return self._control.fork_workflow(
             workflow_id,
             start_step,
             new_workflow_id=new_workflow_id,
             application_version=application_version,
+            queue=queue,
+            input=input,
         )
 
     def send(self, destination_id: str, message: Any, topic: str | None = None) -> None:

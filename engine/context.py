@@ -14,7 +14,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from engine import clock, current, errors, futures, operations, registry, results, serialization
+from engine import (
+    attempts,
+    clock,
+    current,
+    errors,
+    futures,
+    operations,
+    registry,
+    results,
+    serialization,
+    waits,
+)
 from engine import signals as keys
 from engine.admission import Admission, Parent, seconds
 from engine.checkpoints import Checkpoints, Fenced, Interrupted
@@ -80,6 +91,7 @@ class WorkflowContext:
         )
         self._in_step = False
         self._futures = futures.FutureSet()
+        self._attempts = attempts.Recorder(services.store, workflow_id)
 
     @property
     def fatal(self) -> errors.NonDeterministicWorkflowError | None:
@@ -121,7 +133,9 @@ class WorkflowContext:
         started = clock.now_ms()
         self._in_step = True
         try:
-            value = attempt(self._services.stopping, opts, args, kwargs)
+            value = attempt(
+                self._services.stopping, opts, args, kwargs, self._attempts.for_step(step_id)
+            )
         except Exception as exc:
             adopted, recorded = self._steps.record_error(step_id, opts.name, exc, started)
             if adopted:
@@ -161,7 +175,9 @@ class WorkflowContext:
         step_id = future.step_id
         try:
             try:
-                value = attempt(self._services.stopping, opts, args, kwargs)
+                value = attempt(
+                    self._services.stopping, opts, args, kwargs, self._attempts.for_step(step_id)
+                )
             except Exception as exc:
                 adopted, recorded = self._steps.record_error(step_id, opts.name, exc, started)
                 future.resolve(recorded, None) if adopted else future.resolve(None, exc)
@@ -182,7 +198,8 @@ class WorkflowContext:
             index = operations.select_index(self._steps.replay(step_id, row))
         else:
             started = clock.now_ms()
-            index = self._wait(None, (), lambda: self._futures.first_done(step_futures))
+            waiting = waits.new(waits.STEP, step_id)
+            index = self._wait(None, (), lambda: self._futures.first_done(step_futures), waiting)
             output = operations.select_output(index)
             self._steps.record_value(step_id, operations.SELECT, output, started)
         return step_futures[index].result()
@@ -203,27 +220,42 @@ class WorkflowContext:
         remaining = (wake_at - clock.now_ms()) / 1000
         if remaining <= 0:
             return
+        # The wait ends when the step after the sleep is recorded (or at wake_at).
+        waiting = waits.new(waits.SLEEP, step_id + 1, until_ms=wake_at)
         if remaining > PARK_AFTER_S and not self._futures.pending():
+            self._record_wait(waiting)
             raise Parked(wake_at)
-        self._wait(wake_at, (), lambda: None)
+        self._wait(wake_at, (), lambda: None, waiting)
 
-    def _wait(self, until_ms: int | None, watched: Sequence[str], check: Callable[[], Any]) -> Any:
+    def _wait(
+        self,
+        until_ms: int | None,
+        watched: Sequence[str],
+        check: Callable[[], Any],
+        waiting: waits.Wait | None = None,
+    ) -> Any:
         """Until ``check()`` returns non-None (returned) or ``until_ms`` (None); interrupted
-        by a cancel, a timeout or shutdown. The thread counts as blocked, not busy."""
+        by a cancel, a timeout or shutdown. The thread counts as blocked, not busy.
+        ``waiting``: what to record as the workflow's wait if it has to wait at all."""
         services = self._services
         wakeups = services.wakeups
         wakeups.listen()
         watched = (keys.stop_key(self.workflow_id), keys.step_key(self.workflow_id), *watched)
         next_status_check = time.monotonic() + STATUS_RECHECK_S
+        recorded = False
         with wakeups.watch(*watched) as woken, services.blocking():
             while True:
                 self._check_running()
                 found = check()
-                if found is not None:
-                    return found
                 now = clock.now_ms()
-                if until_ms is not None and now >= until_ms:
-                    return None
+                over = found is not None or (until_ms is not None and now >= until_ms)
+                if over:
+                    if recorded:  # the wait is over: one write, only after a real wait
+                        self._record_wait(None)
+                    return found
+                if waiting is not None and not recorded:
+                    self._record_wait(waiting)
+                    recorded = True
                 wait = wakeups.poll_interval
                 if until_ms is not None:
                     wait = min(wait, (until_ms - now) / 1000)
@@ -236,6 +268,10 @@ class WorkflowContext:
                         raise Fenced(outcome.executor_id)
                     if outcome is not None and outcome.status != Status.PENDING:
                         raise Interrupted(outcome.status)
+
+    def _record_wait(self, waiting: waits.Wait | None) -> None:
+        text = waiting.encode() if waiting is not None else None
+        self._store.set_waiting(self.workflow_id, self._services.executor_id, text)
 
     # -- child workflows -------------------------------------------------------------------------
 
@@ -289,7 +325,8 @@ class WorkflowContext:
                 raise errors.WorkflowNotFoundError(workflow_id)
             return outcome if outcome.status in FINAL_STATUSES else None
 
-        outcome = self._wait(until, (keys.done_key(workflow_id),), final)
+        waiting = waits.new(waits.CHILD, step_id, until_ms=until, workflow_id=workflow_id)
+        outcome = self._wait(until, (keys.done_key(workflow_id),), final, waiting)
         if outcome is None:
             raise TimeoutError(f"workflow {workflow_id!r} did not finish within {timeout} s")
         name = operations.GET_RESULT
@@ -353,7 +390,8 @@ class WorkflowContext:
                 return (recorded,)
             return (serialization.loads(message.message, "a received message"),)
 
-        got = self._wait(until, (keys.message_key(self.workflow_id),), consume)
+        waiting = waits.new(waits.MESSAGE, step_id, until_ms=until, topic=topic)
+        got = self._wait(until, (keys.message_key(self.workflow_id),), consume, waiting)
         if got is None:
             return self._steps.record_value(step_id, operations.RECV, None, started)
         return got[0]
@@ -399,7 +437,8 @@ class WorkflowContext:
                 return None
             return (serialization.loads(found, f"event {key!r}"),)
 
-        got = self._wait(until, (keys.event_key(workflow_id),), check)
+        waiting = waits.new(waits.EVENT, step_id, until_ms=until, key=key, workflow_id=workflow_id)
+        got = self._wait(until, (keys.event_key(workflow_id),), check, waiting)
         value = got[0] if got else None
         return self._steps.record_value(step_id, operations.GET_EVENT, value, started)
 
@@ -414,13 +453,18 @@ def attempt(
     opts: registry.StepOptions,
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
+    failed: attempts.OnFailure | None = None,
 ) -> Any:
-    """Call a step function, retrying with backoff up to its ``max_attempts``."""
+    """Call a step function, retrying with backoff up to its ``max_attempts``; ``failed`` is
+    told of every failed attempt (to record it)."""
     tries = 1
     while True:
+        started = clock.now_ms()
         try:
             return opts.fn(*args, **kwargs)
-        except Exception:
+        except Exception as exc:
+            if failed is not None:
+                failed(exc, started)
             if tries >= opts.max_attempts:
                 raise
             delay = opts.interval_seconds * opts.backoff_rate ** (tries - 1)

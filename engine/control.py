@@ -13,12 +13,13 @@ import uuid
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from engine import errors, rows, serialization
+from engine import attempts, errors, rows, serialization
 from engine import signals as keys
-from engine.admission import Admission, Admitted
+from engine.admission import UNCHANGED, Admission, Admitted
 from engine.context import check_topic
 from engine.handle import WorkflowHandle
-from engine.records import Status, StepInfo, WorkflowStatus
+from engine.queues import Queue
+from engine.records import AttemptInfo, Status, StepInfo, WorkflowStatus
 from engine.results import Results
 from engine.store import Store, records
 from engine.wakeups import Wakeups
@@ -104,12 +105,15 @@ class Control:
             offset=offset,
             newest_first=newest_first,
         )
-        return [rows.workflow_status(row) for row in found]
+        return attempts.with_tracebacks(self._store, [rows.workflow_status(row) for row in found])
 
     def list_steps(self, workflow_id: str) -> list[StepInfo]:
-        return [
-            rows.step_info(workflow_id, row) for row in self._store.ready().list_steps(workflow_id)
-        ]
+        store = self._store.ready()
+        return attempts.with_attempts(store, workflow_id, store.list_steps(workflow_id))
+
+    def list_attempts(self, workflow_id: str, step_id: int) -> list[AttemptInfo]:
+        """The failed attempts of a step, numbered from 1 (empty when none failed)."""
+        return attempts.list_attempts(self._store.ready(), workflow_id, step_id)
 
     # -- control -------------------------------------------------------------------------------
 
@@ -127,10 +131,14 @@ class Control:
         elif store.get_workflow_outcome(workflow_id) is None:
             raise errors.WorkflowNotFoundError(workflow_id)
 
-    def resume_workflow(self, workflow_id: str) -> WorkflowHandle:
+    def resume_workflow(
+        self, workflow_id: str, *, queue: Queue | str | None = None
+    ) -> WorkflowHandle:
         """Continue a CANCELLED, MAX_RECOVERY_ATTEMPTS_EXCEEDED or ENQUEUED workflow from its
-        last completed step; a second resume (or one of a running workflow) does nothing."""
-        return self._started(self._admission.resume(workflow_id))
+        last completed step; a second resume (or one of a running workflow) does nothing. A
+        workflow that was on a queue resumes on it (its limits apply) unless ``queue`` names
+        another."""
+        return self._started(self._admission.resume(workflow_id, queue=queue))
 
     def fork_workflow(
         self,
@@ -139,14 +147,19 @@ class Control:
         *,
         new_workflow_id: str | None = None,
         application_version: str | None = None,
+        queue: Queue | str | None = None,
+        input: Any = UNCHANGED,
     ) -> WorkflowHandle:
         """A new workflow with the steps before ``start_step`` copied (not re-run); it runs
-        from there. ``start_step=1`` restarts from scratch."""
+        from there. ``start_step=1`` restarts from scratch. ``queue``: it waits on that queue;
+        ``input``: it runs with a new input (the copied steps are kept all the same)."""
         admitted = self._admission.fork(
             workflow_id,
             start_step,
             new_workflow_id=new_workflow_id,
             application_version=application_version,
+            queue=queue,
+            input=input,
         )
         return self._started(admitted)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
-from engine import errors, serialization
+from engine import attempts, errors, serialization
 from engine.checkpoints import Fenced, Interrupted
 from engine.context import Services, WorkflowContext
 from engine.records import Status
@@ -95,7 +95,10 @@ def finish(
     """Write the final status (only while PENDING and ours); the outcome awaiters get."""
     store, executor_id = services.store, services.executor_id
     error_text = serialization.encode_error(error) if error is not None else None
-    written = store.finish_workflow(workflow_id, status.value, executor_id, output, error_text)
+    traceback = attempts.format_traceback(error) if error is not None else None
+    written = store.finish_workflow(
+        workflow_id, status.value, executor_id, output, error_text, traceback
+    )
     if written is not None:
         return written
     # No longer PENDING (a cancel landed first, and it wins), or no longer ours.

@@ -60,6 +60,8 @@ class WorkflowStatus:
     recovery_attempts: int
     parent_workflow_id: str | None
     forked_from: str | None
+    # The failure's traceback (capped at 64 KB), None unless it ended in ERROR with one.
+    traceback: str | None = None
 
 
 @dataclass(frozen=True)
@@ -69,5 +71,18 @@ class StepInfo:
     output: Any
     error: dict[str, str] | None
     child_workflow_id: str | None
+    started_at: dt.datetime | None
+    completed_at: dt.datetime | None
+    attempts: int = 1  # how many attempts ran (1 when the first succeeded)
+    traceback: str | None = None  # the last failed attempt's, when the step ended in error
+
+
+@dataclass(frozen=True)
+class AttemptInfo:
+    """A failed attempt of a step (``engine.list_attempts``), numbered from 1."""
+
+    attempt: int
+    error: dict[str, str] | None
+    traceback: str | None
     started_at: dt.datetime | None
     completed_at: dt.datetime | None

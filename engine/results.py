@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from engine import errors, rows, serialization
+from engine import attempts, errors, rows, serialization
 from engine.records import FINAL_STATUSES, Status, WorkflowStatus
 from engine.runs import Runs
 from engine.store import Store, records
@@ -40,8 +40,11 @@ class Results:
         self._runs = runs
 
     def get_workflow_status(self, workflow_id: str) -> WorkflowStatus | None:
-        row = self._store.ready().get_workflow(workflow_id)
-        return rows.workflow_status(row) if row is not None else None
+        store = self._store.ready()
+        row = store.get_workflow(workflow_id)
+        if row is None:
+            return None
+        return attempts.with_tracebacks(store, [rows.workflow_status(row)])[0]
 
     def await_result(self, workflow_id: str, timeout: float | None) -> Any:
         return value_of(workflow_id, self.await_outcome(workflow_id, timeout))

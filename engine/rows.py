@@ -56,6 +56,11 @@ def _error(text: str | None, what: str) -> dict[str, str] | None:
         return {"name": "CorruptError", "message": str(text)}
 
 
+def error_of(text: str | None, what: str) -> dict[str, str] | None:
+    """A stored error in the public ``{"name", "message"}`` shape (never raises)."""
+    return _error(text, what)
+
+
 def workflow_status(row: records.WorkflowRow) -> WorkflowStatus:
     wid = row.workflow_id
     return WorkflowStatus(

@@ -254,16 +254,15 @@ class Store(abc.ABC):
     def fork_workflow(self, new: records.NewWorkflow, source_id: str, start_step: int) -> bool:
         """Insert the fork's row and copy the steps before ``start_step``, atomically; False
         when the new ID is taken."""
+        copied: dict[str, Any] = {
+            "new_workflow_id": new.workflow_id,
+            "workflow_id": source_id,
+            "start_step": start_step,
+        }
         inserted, *_ = self._write_together(
             workflow_statement(new),
-            (
-                "copy_steps",
-                {
-                    "new_workflow_id": new.workflow_id,
-                    "workflow_id": source_id,
-                    "start_step": start_step,
-                },
-            ),
+            ("copy_steps", copied),
+            ("copy_attempts", copied),
             *(self._notify(signals.ENQUEUED) if new.queue_name is not None else []),
         )
         return bool(inserted)
@@ -277,10 +276,17 @@ class Store(abc.ABC):
         return records.outcome(row) if row is not None else None
 
     def finish_workflow(
-        self, workflow_id: str, status: str, executor_id: str, output: str | None, error: str | None
+        self,
+        workflow_id: str,
+        status: str,
+        executor_id: str,
+        output: str | None,
+        error: str | None,
+        traceback: str | None = None,
     ) -> records.Outcome | None:
         """Write the final status; the outcome written, or None when the row was no longer
-        PENDING (e.g. cancelled) or no longer owned by ``executor_id`` (handed to another)."""
+        PENDING (e.g. cancelled) or no longer owned by ``executor_id`` (handed to another).
+        ``traceback`` (a failure's) is written in the same transaction."""
         params = {
             "workflow_id": workflow_id,
             "status": status,
@@ -289,7 +295,14 @@ class Store(abc.ABC):
             "now": clock.now_ms(),
             "executor_id": executor_id,
         }
-        rows = self._write("finish_workflow", params)
+        if traceback is None:
+            rows = self._write("finish_workflow", params)
+        else:  # a failure: off the hot path, so a second statement costs nothing that matters
+            traced = {"workflow_id": workflow_id, "executor_id": executor_id}
+            rows, _ = self._write_together(
+                ("finish_workflow", params),
+                ("set_workflow_traceback", {**traced, "traceback": traceback}),
+            )
         if not rows:
             return None
         return records.Outcome(status, output, error, rows[0]["recovery_attempts"], executor_id)
@@ -557,3 +570,41 @@ class Store(abc.ABC):
         """The event's stored value (JSON text), or None when it was never set."""
         row = self._row("get_event", {"workflow_id": workflow_id, "key": key})
         return row["value"] if row is not None else None
+
+    # -- attempts, tracebacks and waits (issue #12) ---------------------------------------------
+
+    def record_attempt(self, attempt: records.NewAttempt) -> int | None:
+        """Record one failed attempt of a step; its number (None: a duplicate execution's
+        record of the same number came first)."""
+        params = {
+            "workflow_id": attempt.workflow_id,
+            "step_id": attempt.step_id,
+            "error": attempt.error,
+            "traceback": attempt.traceback,
+            "started": attempt.started,
+            "completed": attempt.completed,
+        }
+        rows = self._write("record_attempt", params)
+        return int(rows[0]["attempt"]) if rows else None
+
+    def list_attempts(self, workflow_id: str, step_id: int | None) -> list[records.AttemptRow]:
+        rows = self._rows("list_attempts", {"workflow_id": workflow_id, "step_id": step_id})
+        return [records.attempt_row(row) for row in rows]
+
+    def workflow_tracebacks(self, workflow_ids: Sequence[str]) -> dict[str, str]:
+        """The tracebacks of those of ``workflow_ids`` that ended in ERROR with one."""
+        if not workflow_ids:
+            return {}
+        params = {"workflow_ids": self._list_param(workflow_ids)}
+        return {
+            row["workflow_uuid"]: row["traceback"]
+            for row in self._rows("workflow_tracebacks", params)
+        }
+
+    def set_waiting(self, workflow_id: str, executor_id: str, waiting: str | None) -> None:
+        params = {"workflow_id": workflow_id, "executor_id": executor_id, "waiting": waiting}
+        self._write("set_waiting", params)
+
+    def get_waiting(self, workflow_id: str) -> str | None:
+        row = self._row("get_waiting", {"workflow_id": workflow_id})
+        return row["waiting"] if row is not None else None

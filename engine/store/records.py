@@ -190,3 +190,38 @@ def executor_row(columns: Mapping[str, Any]) -> ExecutorRow:
         started_at=columns["started_at"],
         last_heartbeat=columns["last_heartbeat"],
     )
+
+
+@dataclass(frozen=True, slots=True)
+class NewAttempt:
+    """A failed attempt of a step to record (numbered by the store)."""
+
+    workflow_id: str
+    step_id: int
+    error: str | None
+    traceback: str | None
+    started: int
+    completed: int
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRow:
+    """One row of ``operation_attempts``: a failed attempt of a step."""
+
+    step_id: int
+    attempt: int
+    error: str | None
+    traceback: str | None
+    started_at: int | None
+    completed_at: int | None
+
+
+def attempt_row(columns: Mapping[str, Any]) -> AttemptRow:
+    return AttemptRow(
+        step_id=columns["function_id"],
+        attempt=columns["attempt"],
+        error=columns["error"],
+        traceback=columns["traceback"],
+        started_at=columns["started_at_epoch_ms"],
+        completed_at=columns["completed_at_epoch_ms"],
+    )

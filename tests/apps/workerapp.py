@@ -57,6 +57,14 @@ def build(engine: Engine) -> None:
     def slowsteps(ctx, n):
         return sum(slow_step(ctx.workflow_id, i) for i in range(n))
 
+    @engine.workflow(name="gated")
+    def gated(ctx, n):
+        """n steps, then wait (durably) for a "go" message, then n more: cancellable for sure
+        however fast or slow the machine is."""
+        before = sum(slow_step(ctx.workflow_id, i) for i in range(n))
+        ctx.recv("go", timeout=3600)
+        return before + sum(slow_step(ctx.workflow_id, i) for i in range(n, 2 * n))
+
     @engine.workflow(name="showcase_child")
     def showcase_child(ctx, n):
         return [slow_step(ctx.workflow_id, i) for i in range(n)]

@@ -259,6 +259,7 @@ POST_PARAMS = {
 }
 
 
+@pytest.mark.timeout(900)  # about 1,500 requests: seconds alone, minutes on a loaded machine
 def test_no_parameter_value_makes_a_500(app) -> None:
     """Every parameter of every page, with a fixed list of hostile values: never a 500, and
     the script tag is always escaped."""

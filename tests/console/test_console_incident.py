@@ -99,6 +99,11 @@ def busy(make_engine, db, monkeypatch):
         ("parent-1", "shop.child"),
     ):
         last_step(workflow_id, name)
+    for workflow_id in ("nap/1", "listen-1", "watch-1", "parent-1"):
+        wait_until(
+            lambda wid=workflow_id: Workflow.objects.get(workflow_uuid=wid).waiting is not None,
+            what=f"{workflow_id} to record its wait",
+        )
     monkeypatch.setattr(actions, "client", lambda: client)
     yield engine
     release.set()
@@ -124,11 +129,12 @@ def test_now_says_what_every_unfinished_workflow_is_doing(busy) -> None:
     assert re.search(r"sleeping until \d\d:\d\d:\d\d UTC \(in [\d.]+ (min|h)\)", now_line("nap/1"))
     assert "on local" in now_line("nap/1")
     listen = now_line("listen-1")
-    assert "waiting for a message since" in listen and "timeout at" in listen
+    assert "waiting for a message on topic “go” since" in listen and "timeout at" in listen
     assert re.search(r"timeout at \d\d:\d\d:\d\d UTC \(in [\d.]+ min\)", listen)
-    assert "waiting for an event" in now_line("watch-1")
+    watch = now_line("watch-1")
+    assert "waiting for an event: key “k” of workflow nobody since" in watch
     parent = now_line("parent-1")
-    assert "waiting for child workflow parent-1-1 (PENDING)" in parent
+    assert "waiting for child workflow parent-1-1 (step 2) since" in parent
     assert "open the child" in parent
     assert "queued on queue serial: 0 ahead of it (limits: at most 1 at once · 1 per worker)" in (
         now_line("queued-1")
@@ -150,6 +156,24 @@ def test_now_says_what_every_unfinished_workflow_is_doing(busy) -> None:
         "stranded (no executor for its version)",
     ):
         assert short in listing, short
+
+
+def test_the_now_line_falls_back_to_the_steps_without_a_current_recorded_wait(busy, db) -> None:
+    web = user("viewer")
+
+    def now_text(workflow_id: str) -> str:
+        return " ".join(
+            re.sub(r"<[^>]+>", " ", web.get(detail(workflow_id)).content.decode()).split()
+        )
+
+    db.raw("UPDATE workflow_status SET waiting = 'not json' WHERE workflow_uuid = 'listen-1'")
+    listen = now_text("listen-1")
+    assert "waiting for a message since" in listen and "topic" not in listen
+    # A record whose ending step is already recorded is stale: the steps tell the truth.
+    stale = '{"kind":"message","step":1,"since":1,"until":null,"topic":"old","key":null}'
+    db.raw("UPDATE workflow_status SET waiting = %s WHERE workflow_uuid = 'watch-1'", (stale,))
+    watch = now_text("watch-1")
+    assert "old" not in watch and "waiting for an event since" in watch
 
 
 def test_the_queues_page_counts_sleeping_and_waiting_apart_from_running(busy) -> None:

@@ -372,3 +372,57 @@ FROM finished;
 -- notify --
 -- Postgres only: wake waiters in other processes (messages, events, cancels) at commit.
 SELECT pg_notify(%(channel)s, %(payload)s);
+
+-- ============================================================================================
+-- Step attempts, tracebacks and waits (issue #12; migration 0005)
+-- ============================================================================================
+
+-- record_attempt --
+-- One failed attempt of a step. Numbered in the database (the next after those recorded), so
+-- a re-execution after a crash continues the numbering instead of colliding with it.
+INSERT INTO operation_attempts (workflow_uuid, function_id, attempt, error, traceback,
+                                started_at_epoch_ms, completed_at_epoch_ms)
+SELECT %(workflow_id)s, %(step_id)s, COALESCE(MAX(attempt), 0) + 1, %(error)s,
+       %(traceback)s, %(started)s::bigint, %(completed)s::bigint
+FROM operation_attempts
+WHERE workflow_uuid = %(workflow_id)s AND function_id = %(step_id)s
+ON CONFLICT DO NOTHING
+RETURNING attempt;
+
+-- list_attempts --
+-- A workflow's failed attempts (of one step, or of all when step_id is NULL), in order.
+SELECT function_id, attempt, error, traceback, started_at_epoch_ms, completed_at_epoch_ms
+FROM operation_attempts
+WHERE workflow_uuid = %(workflow_id)s
+  AND (%(step_id)s::int IS NULL OR function_id = %(step_id)s::int)
+ORDER BY function_id, attempt;
+
+-- copy_attempts --
+-- A fork keeps the attempts of the steps it copies.
+INSERT INTO operation_attempts (workflow_uuid, function_id, attempt, error, traceback,
+                                started_at_epoch_ms, completed_at_epoch_ms)
+SELECT %(new_workflow_id)s, function_id, attempt, error, traceback, started_at_epoch_ms,
+       completed_at_epoch_ms
+FROM operation_attempts
+WHERE workflow_uuid = %(workflow_id)s AND function_id < %(start_step)s;
+
+-- set_workflow_traceback --
+-- Written with the final ERROR status, in the same transaction (failures only).
+UPDATE workflow_status
+SET traceback = %(traceback)s
+WHERE workflow_uuid = %(workflow_id)s AND status = 'ERROR' AND executor_id = %(executor_id)s;
+
+-- workflow_tracebacks --
+SELECT workflow_uuid, traceback
+FROM workflow_status
+WHERE workflow_uuid = ANY(%(workflow_ids)s::text[]) AND traceback IS NOT NULL;
+
+-- set_waiting --
+-- What the workflow waits on now (JSON), or NULL; only while it runs here.
+UPDATE workflow_status
+SET waiting = %(waiting)s
+WHERE workflow_uuid = %(workflow_id)s AND status = 'PENDING'
+  AND executor_id = %(executor_id)s;
+
+-- get_waiting --
+SELECT waiting FROM workflow_status WHERE workflow_uuid = %(workflow_id)s;

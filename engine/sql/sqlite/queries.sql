@@ -305,3 +305,55 @@ RETURNING workflow_uuid, status, name, inputs, output, error, executor_id, appli
 -- Workflows this dispatcher handed to Celery that no worker took in time (a lost task).
 SELECT workflow_uuid FROM workflow_status
 WHERE status = 'PENDING' AND executor_id = :executor_id AND updated_at < :cutoff;
+
+-- ============================================================================================
+-- Step attempts, tracebacks and waits (issue #12; migration 0005)
+-- ============================================================================================
+
+-- record_attempt --
+-- One failed attempt of a step. Numbered in the database (the next after those recorded), so
+-- a re-execution after a crash continues the numbering instead of colliding with it.
+INSERT INTO operation_attempts (workflow_uuid, function_id, attempt, error, traceback,
+                                started_at_epoch_ms, completed_at_epoch_ms)
+SELECT :workflow_id, :step_id, COALESCE(MAX(attempt), 0) + 1, :error, :traceback, :started,
+       :completed
+FROM operation_attempts
+WHERE workflow_uuid = :workflow_id AND function_id = :step_id
+ON CONFLICT DO NOTHING
+RETURNING attempt;
+
+-- list_attempts --
+-- A workflow's failed attempts (of one step, or of all when step_id is NULL), in order.
+SELECT function_id, attempt, error, traceback, started_at_epoch_ms, completed_at_epoch_ms
+FROM operation_attempts
+WHERE workflow_uuid = :workflow_id AND (:step_id IS NULL OR function_id = :step_id)
+ORDER BY function_id, attempt;
+
+-- copy_attempts --
+-- A fork keeps the attempts of the steps it copies.
+INSERT INTO operation_attempts (workflow_uuid, function_id, attempt, error, traceback,
+                                started_at_epoch_ms, completed_at_epoch_ms)
+SELECT :new_workflow_id, function_id, attempt, error, traceback, started_at_epoch_ms,
+       completed_at_epoch_ms
+FROM operation_attempts
+WHERE workflow_uuid = :workflow_id AND function_id < :start_step;
+
+-- set_workflow_traceback --
+-- Written with the final ERROR status, in the same transaction (failures only).
+UPDATE workflow_status
+SET traceback = :traceback
+WHERE workflow_uuid = :workflow_id AND status = 'ERROR' AND executor_id = :executor_id;
+
+-- workflow_tracebacks --
+SELECT workflow_uuid, traceback
+FROM workflow_status
+WHERE workflow_uuid IN (SELECT value FROM json_each(:workflow_ids)) AND traceback IS NOT NULL;
+
+-- set_waiting --
+-- What the workflow waits on now (JSON), or NULL; only while it runs here.
+UPDATE workflow_status
+SET waiting = :waiting
+WHERE workflow_uuid = :workflow_id AND status = 'PENDING' AND executor_id = :executor_id;
+
+-- get_waiting --
+SELECT waiting FROM workflow_status WHERE workflow_uuid = :workflow_id;
