@@ -302,6 +302,12 @@ class WorkflowContext:
             raise
         return self._steps.record_value(step_id, name, value, started, workflow_id)
 
+    def await_workflow_async(self, workflow_id: str, timeout: float | None) -> Any:
+        raise errors.EngineError(
+            f"workflow {self.workflow_id!r} is not async: use handle.get_result(), or make "
+            "the workflow 'async def' to await handle.get_result_async()"
+        )
+
     # -- messages and events ---------------------------------------------------------------------
 
     def send(self, destination_id: str, message: Any, topic: str | None = None) -> None:

@@ -4,6 +4,7 @@ polled with backoff."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -79,3 +80,37 @@ class Results:
                 delay = min(delay, remaining)
             time.sleep(delay)
             delay = min(delay * 1.5, POLL_MAX_S)
+
+    async def get_workflow_status_async(self, workflow_id: str) -> WorkflowStatus | None:
+        return await asyncio.to_thread(self.get_workflow_status, workflow_id)
+
+    async def await_result_async(self, workflow_id: str, timeout: float | None) -> Any:
+        return value_of(workflow_id, await self.await_outcome_async(workflow_id, timeout))
+
+    async def await_outcome_async(self, workflow_id: str, timeout: float | None) -> records.Outcome:
+        """``await_outcome`` holding no thread: a run here is checked in memory (no query),
+        any other workflow read from the database on a thread, both with backoff."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = POLL_START_S
+        while True:
+            run = self._runs.get(workflow_id) if self._runs is not None else None
+            if run is not None:
+                if run.done.wait(0) and run.outcome is not None:
+                    return run.outcome
+                outcome = None
+            else:
+                outcome = await asyncio.to_thread(self._store.ready().get_workflow_outcome,
+                                                  workflow_id)  # fmt: skip
+                if outcome is None:
+                    raise errors.WorkflowNotFoundError(workflow_id)
+                if outcome.status in FINAL_STATUSES:
+                    return outcome
+            if deadline is not None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(
+                        f"workflow {workflow_id!r} did not finish within {timeout} s"
+                    )
+                delay = min(delay, remaining)
+            await asyncio.sleep(delay)
+            delay = min(delay * 1.5, POLL_MAX_S if run is None else 0.05)
