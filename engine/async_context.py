@@ -98,6 +98,51 @@ class AsyncWorkflowContext:
         if self._run.stopped is not None:
             raise Interrupted(self._run.stopped)
 
+    # -- checkpoints, awaited on the loop through the group commit ---------------------------
+
+    async def _record(
+        self,
+        step_id: int,
+        name: str,
+        output: str | None,
+        error: str | None,
+        started: int,
+        child_workflow_id: str | None = None,
+    ) -> tuple[bool, Any]:
+        step = records.NewStep(
+            self.workflow_id, step_id, name, output, error, started, child_workflow_id
+        )
+        outcome = await self._store.record_step_async(step, self._services.executor_id)
+        if not outcome.recorded:  # a conflict (rare): adopting reads the record, on a thread
+            return await self._io(self._steps.after_record, step_id, outcome)
+        return self._steps.after_record(step_id, outcome)
+
+    async def _record_value(
+        self,
+        step_id: int,
+        name: str,
+        value: Any,
+        started: int,
+        child_workflow_id: str | None = None,
+    ) -> Any:
+        what = f"the result of {name} (step {step_id} of workflow {self.workflow_id!r})"
+        output = serialization.dumps(value, what, self._services.max_payload_bytes)
+        adopted, recorded = await self._record(
+            step_id, name, output, None, started, child_workflow_id
+        )
+        return recorded if adopted else serialization.loads(output, what)
+
+    async def _record_error(
+        self,
+        step_id: int,
+        name: str,
+        exc: BaseException,
+        started: int,
+        child_workflow_id: str | None = None,
+    ) -> tuple[bool, Any]:
+        error = serialization.encode_error(exc)
+        return await self._record(step_id, name, None, error, started, child_workflow_id)
+
     # -- blocking calls are refused: they would stall every workflow on the loop -------------
 
     def _blocking(self, name: str) -> NoReturn:
@@ -167,13 +212,11 @@ class AsyncWorkflowContext:
         try:
             value = await self._attempt(opts, args, kwargs)
         except Exception as exc:
-            adopted, recorded = await self._io(
-                self._steps.record_error, step_id, opts.name, exc, started
-            )
+            adopted, recorded = await self._record_error(step_id, opts.name, exc, started)
             if adopted:
                 return recorded
             raise
-        return await self._io(self._steps.record_value, step_id, opts.name, value, started)
+        return await self._record_value(step_id, opts.name, value, started)
 
     async def _attempt(
         self,
@@ -225,7 +268,7 @@ class AsyncWorkflowContext:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         index = min(i for i, task in enumerate(tasks) if task in done)
         output = operations.select_output(index)
-        await self._io(self._steps.record_value, step_id, operations.SELECT, output, started)
+        await self._record_value(step_id, operations.SELECT, output, started)
         return await tasks[index]
 
     # -- waiting -------------------------------------------------------------------------------
@@ -277,10 +320,8 @@ class AsyncWorkflowContext:
             wake_at = self._steps.replay(step_id, row)
         else:
             started = clock.now_ms()
-            wake_at = await self._io(
-                self._steps.record_value, step_id, operations.SLEEP, started + int(secs * 1000),
-                started,
-            )  # fmt: skip
+            wake_at_ms = started + int(secs * 1000)
+            wake_at = await self._record_value(step_id, operations.SLEEP, wake_at_ms, started)
         if wake_at > clock.now_ms():
             await self._wait(int(wake_at), (), None)
 
@@ -293,7 +334,7 @@ class AsyncWorkflowContext:
         if row is not None:
             return int(self._steps.replay(step_id, row))
         started = clock.now_ms()
-        return int(await self._io(self._steps.record_value, step_id, name, started + ms, started))
+        return int(await self._record_value(step_id, name, started + ms, started))
 
     # -- messages and events ---------------------------------------------------------------------
 
@@ -371,7 +412,7 @@ class AsyncWorkflowContext:
 
         got = await self._wait(until, (keys.message_key(self.workflow_id),), consume)
         if got is None:
-            return await self._io(self._steps.record_value, step_id, operations.RECV, None, started)
+            return await self._record_value(step_id, operations.RECV, None, started)
         return got[0]
 
     def set_event_async(self, key: str, value: Any) -> Awaitable[None]:
@@ -424,9 +465,7 @@ class AsyncWorkflowContext:
 
         got = await self._wait(until, (keys.event_key(workflow_id),), check)
         value = got[0] if got else None
-        return await self._io(
-            self._steps.record_value, step_id, operations.GET_EVENT, value, started
-        )
+        return await self._record_value(step_id, operations.GET_EVENT, value, started)
 
     # -- child workflows -------------------------------------------------------------------------
 
@@ -496,10 +535,8 @@ class AsyncWorkflowContext:
         try:
             value = results.value_of(workflow_id, outcome)
         except errors.EngineError as exc:
-            adopted, recorded = await self._io(
-                self._steps.record_error, step_id, name, exc, started, workflow_id
-            )
+            adopted, recorded = await self._record_error(step_id, name, exc, started, workflow_id)
             if adopted:
                 return recorded
             raise
-        return await self._io(self._steps.record_value, step_id, name, value, started, workflow_id)
+        return await self._record_value(step_id, name, value, started, workflow_id)

@@ -82,7 +82,15 @@ async def _finish(
     output: str | None,
     error: BaseException | None,
 ) -> records.Outcome | None:
-    def write() -> records.Outcome | None:
+    """``execution.finish`` on the loop: the final write through the group commit."""
+    error_text = serialization.encode_error(error) if error is not None else None
+    written = await services.store.finish_workflow_async(
+        workflow_id, status.value, services.executor_id, output, error_text
+    )
+    if written is not None:
+        return written
+
+    def settle() -> records.Outcome | None:  # not PENDING or not ours: as the sync path
         return execution.finish(services, workflow_id, status, output=output, error=error)
 
-    return await offload.call(write)
+    return await offload.call(settle)

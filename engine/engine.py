@@ -83,7 +83,7 @@ class Engine:
         self._wakeups = Wakeups(self._store)
         self._registry = registry.Registry(application_version)
         runs = Runs()
-        self._results = Results(self._store, runs)
+        self._results = Results(self._store, runs, self._wakeups)
         self._admission = Admission(
             self._store,
             self._wakeups,

@@ -19,7 +19,7 @@ from engine.threads import ThreadPool
 
 T = TypeVar("T")
 
-IO_THREADS = 8
+IO_THREADS = 4
 
 
 class EventLoopThread:
