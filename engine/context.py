@@ -38,11 +38,20 @@ def current_context() -> WorkflowContext | None:
 
 
 class Parked(BaseException):
-    """Unwinds a workflow body into a long durable sleep; it is replayed at ``wake_at``."""
+    """Unwinds a workflow body into a long durable sleep or wait; it is replayed at
+    ``wake_at`` (None: no time limit), or as soon as one of ``keys`` fires or ``ready()``
+    (a cheap check, no side effects) finds what the wait waits for."""
 
-    def __init__(self, wake_at: int) -> None:
+    def __init__(
+        self,
+        wake_at: int | None,
+        keys: Sequence[str] = (),
+        ready: Callable[[], bool] | None = None,
+    ) -> None:
         super().__init__(wake_at)
         self.wake_at = wake_at
+        self.keys = tuple(keys)
+        self.ready = ready
 
 
 @dataclass(frozen=True)
@@ -207,6 +216,28 @@ class WorkflowContext:
             raise Parked(wake_at)
         self._wait(wake_at, (), lambda: None)
 
+    def _wait_or_park(
+        self,
+        until_ms: int | None,
+        watched: Sequence[str],
+        check: Callable[[], Any],
+        ready: Callable[[], bool],
+    ) -> Any:
+        """``_wait``, except that a wait with nothing there yet and more than PARK_AFTER_S
+        to go parks the workflow: no thread is held until ``watched`` fires, ``ready()``
+        holds (the runtime polls it for other processes' changes) or ``until_ms`` passes;
+        then the body is replayed from its checkpoints to this wait, which finds its value."""
+        parkable = not self._futures.pending() and (
+            until_ms is None or until_ms - clock.now_ms() > PARK_AFTER_S * 1000
+        )
+        if parkable:
+            self._check_running()
+            found = check()
+            if found is not None:
+                return found
+            raise Parked(until_ms, (keys.stop_key(self.workflow_id), *watched), ready)
+        return self._wait(until_ms, watched, check)
+
     def _wait(self, until_ms: int | None, watched: Sequence[str], check: Callable[[], Any]) -> Any:
         """Until ``check()`` returns non-None (returned) or ``until_ms`` (None); interrupted
         by a cancel, a timeout or shutdown. The thread counts as blocked, not busy."""
@@ -289,7 +320,11 @@ class WorkflowContext:
                 raise errors.WorkflowNotFoundError(workflow_id)
             return outcome if outcome.status in FINAL_STATUSES else None
 
-        outcome = self._wait(until, (keys.done_key(workflow_id),), final)
+        def ended() -> bool:
+            outcome = self._store.get_workflow_outcome(workflow_id)
+            return outcome is None or outcome.status in FINAL_STATUSES
+
+        outcome = self._wait_or_park(until, (keys.done_key(workflow_id),), final, ended)
         if outcome is None:
             raise TimeoutError(f"workflow {workflow_id!r} did not finish within {timeout} s")
         name = operations.GET_RESULT
@@ -359,7 +394,10 @@ class WorkflowContext:
                 return (recorded,)
             return (serialization.loads(message.message, "a received message"),)
 
-        got = self._wait(until, (keys.message_key(self.workflow_id),), consume)
+        def arrived() -> bool:
+            return self._store.oldest_message(self.workflow_id, topic) is not None
+
+        got = self._wait_or_park(until, (keys.message_key(self.workflow_id),), consume, arrived)
         if got is None:
             return self._steps.record_value(step_id, operations.RECV, None, started)
         return got[0]
@@ -405,7 +443,10 @@ class WorkflowContext:
                 return None
             return (serialization.loads(found, f"event {key!r}"),)
 
-        got = self._wait(until, (keys.event_key(workflow_id),), check)
+        def published() -> bool:
+            return self._store.get_event(workflow_id, key) is not None
+
+        got = self._wait_or_park(until, (keys.event_key(workflow_id),), check, published)
         value = got[0] if got else None
         return self._steps.record_value(step_id, operations.GET_EVENT, value, started)
 

@@ -19,6 +19,7 @@ from engine import signals as keys
 from engine.admission import Admission
 from engine.context import Parked, Services
 from engine.loop import EventLoopThread, Offload, running_loop
+from engine.parking import Waker
 from engine.records import Status
 from engine.registry import Registry, WorkflowDef
 from engine.results import Results
@@ -250,9 +251,11 @@ class Runtime:
         except Parked as parked:
             run.parked = True
             self._wakeups.fire(keys.FREED)  # its thread is free for other work
-            self._timers.at(
-                parked.wake_at, lambda: self._pool.submit(lambda: self._wake(workflow_id))
-            )
+            waker = Waker(workflow_id, lambda: self._wake(workflow_id), self._pool.submit)
+            waker.arm(
+                self._wakeups, self._timers, self._store, parked.wake_at, parked.keys,
+                parked.ready,
+            )  # fmt: skip
             return
         except errors.SystemDatabaseUnavailableError as exc:
             # Not the workflow's fault: it stays PENDING (nothing recorded it failed) and this
