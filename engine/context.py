@@ -47,11 +47,13 @@ class Parked(BaseException):
         wake_at: int | None,
         keys: Sequence[str] = (),
         ready: Callable[[], bool] | None = None,
+        poll: bool = True,
     ) -> None:
         super().__init__(wake_at)
         self.wake_at = wake_at
         self.keys = tuple(keys)
         self.ready = ready
+        self.poll = poll  # False: every change it waits for is pushed (a signal or NOTIFY)
 
 
 @dataclass(frozen=True)
@@ -222,10 +224,12 @@ class WorkflowContext:
         watched: Sequence[str],
         check: Callable[[], Any],
         ready: Callable[[], bool],
+        pushed: bool = False,
     ) -> Any:
         """``_wait``, except that a wait with nothing there yet and more than PARK_AFTER_S
         to go parks the workflow: no thread is held until ``watched`` fires, ``ready()``
-        holds (the runtime polls it for other processes' changes) or ``until_ms`` passes;
+        holds (the runtime polls it for other processes' changes unless ``pushed``: the store
+        delivers them by NOTIFY) or ``until_ms`` passes;
         then the body is replayed from its checkpoints to this wait, which finds its value."""
         parkable = not self._futures.pending() and (
             until_ms is None or until_ms - clock.now_ms() > PARK_AFTER_S * 1000
@@ -235,7 +239,8 @@ class WorkflowContext:
             found = check()
             if found is not None:
                 return found
-            raise Parked(until_ms, (keys.stop_key(self.workflow_id), *watched), ready)
+            watching = (keys.stop_key(self.workflow_id), *watched)
+            raise Parked(until_ms, watching, ready, poll=not pushed)
         return self._wait(until_ms, watched, check)
 
     def _wait(self, until_ms: int | None, watched: Sequence[str], check: Callable[[], Any]) -> Any:
@@ -397,7 +402,13 @@ class WorkflowContext:
         def arrived() -> bool:
             return self._store.oldest_message(self.workflow_id, topic) is not None
 
-        got = self._wait_or_park(until, (keys.message_key(self.workflow_id),), consume, arrived)
+        got = self._wait_or_park(
+            until,
+            (keys.message_key(self.workflow_id),),
+            consume,
+            arrived,
+            pushed=self._store.pushes_changes,
+        )
         if got is None:
             return self._steps.record_value(step_id, operations.RECV, None, started)
         return got[0]
@@ -446,7 +457,13 @@ class WorkflowContext:
         def published() -> bool:
             return self._store.get_event(workflow_id, key) is not None
 
-        got = self._wait_or_park(until, (keys.event_key(workflow_id),), check, published)
+        got = self._wait_or_park(
+            until,
+            (keys.event_key(workflow_id),),
+            check,
+            published,
+            pushed=self._store.pushes_changes,
+        )
         value = got[0] if got else None
         return self._steps.record_value(step_id, operations.GET_EVENT, value, started)
 

@@ -61,9 +61,11 @@ class Waker:
         wake_at: int | None,
         keys: tuple[str, ...],
         ready: Callable[[], bool] | None,
+        keep_polling: bool = True,
     ) -> None:
         """Watch ``keys`` first, then check ``ready()`` once (a change between the park and
-        the watch is not lost), then poll it with backoff."""
+        the watch is not lost), then, when ``keep_polling``, poll it with backoff (a change that
+        nothing pushes: SQLite across processes, a child ending elsewhere)."""
         if wake_at is not None:
             timers.at(wake_at, self.set)
         if not keys:
@@ -89,6 +91,8 @@ class Waker:
                 found = outcome is None or outcome.status != Status.PENDING
             if found:
                 self.set()
+                return
+            if not keep_polling:
                 return
             later = min(interval * 2, POLL_MAX_S)
             timers.at(

@@ -254,7 +254,7 @@ class Runtime:
             waker = Waker(workflow_id, lambda: self._wake(workflow_id), self._pool.submit)
             waker.arm(
                 self._wakeups, self._timers, self._store, parked.wake_at, parked.keys,
-                parked.ready,
+                parked.ready, parked.poll,
             )  # fmt: skip
             return
         except errors.SystemDatabaseUnavailableError as exc:
