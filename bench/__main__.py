@@ -22,8 +22,9 @@ def main() -> None:
     parser.add_argument("--only", default="", help="comma-separated workload ids")
     parser.add_argument("--repeat", type=int, default=1, help="runs per workload (median shown)")
     args = parser.parse_args()
-    # W6 measures peak RSS and W7 seeds a million rows: each is run on request (--only).
-    default = [w for w in workloads.WORKLOADS if w not in ("W6", "W7")]
+    # W6, W6b and W8 measure peak RSS and W7 seeds a million rows: each is run on request
+    # (--only), W6b and W8 with W2 for the ratio (--only W2,W8).
+    default = [w for w in workloads.WORKLOADS if w not in ("W6", "W6b", "W7", "W8")]
     chosen = [w for w in workloads.WORKLOADS if w in args.only.split(",")] if args.only else default
     table: list[dict[str, Any]] = []
     for workload in chosen:

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bench import console_w7, setup
+from bench import console_w7, setup, waits
 from engine import Engine
 
 
@@ -65,7 +65,7 @@ def _engine(
     return engine, {"three": three_steps, "many": many_steps}
 
 
-def _figures(workload: str, n: int, seconds: float, **extra: Any) -> dict[str, Any]:
+def figures(workload: str, n: int, seconds: float, **extra: Any) -> dict[str, Any]:
     return {
         "workload": workload,
         "n": n,
@@ -90,7 +90,7 @@ def w1_serial_latency(target: setup.Target, quick: bool) -> dict[str, Any]:
         elapsed = time.perf_counter() - started
     finally:
         engine.shutdown()
-    return _figures("W1", n, elapsed)
+    return figures("W1", n, elapsed)
 
 
 def w2_throughput(target: setup.Target, quick: bool) -> dict[str, Any]:
@@ -116,7 +116,7 @@ def w2_throughput(target: setup.Target, quick: bool) -> dict[str, Any]:
         elapsed = time.perf_counter() - started
     finally:
         engine.shutdown()
-    return _figures("W2", per_client * clients, elapsed, clients=clients)
+    return figures("W2", per_client * clients, elapsed, clients=clients)
 
 
 def w3_step_overhead(target: setup.Target, quick: bool) -> dict[str, Any]:
@@ -132,9 +132,9 @@ def w3_step_overhead(target: setup.Target, quick: bool) -> dict[str, Any]:
         elapsed = time.perf_counter() - started
     finally:
         engine.shutdown()
-    figures = _figures("W3", workflows, elapsed, steps_each=steps)
-    figures["ms_per_step"] = round(elapsed / (workflows * steps) * 1000, 4)
-    return figures
+    result = figures("W3", workflows, elapsed, steps_each=steps)
+    result["ms_per_step"] = round(elapsed / (workflows * steps) * 1000, 4)
+    return result
 
 
 def w4_queue(target: setup.Target, quick: bool) -> dict[str, Any]:
@@ -151,7 +151,7 @@ def w4_queue(target: setup.Target, quick: bool) -> dict[str, Any]:
         elapsed = time.perf_counter() - started
     finally:
         engine.shutdown()
-    return _figures("W4", n, elapsed, worker_concurrency=16)
+    return figures("W4", n, elapsed, worker_concurrency=16)
 
 
 def w5_recovery(target: setup.Target, quick: bool) -> dict[str, Any]:
@@ -194,7 +194,7 @@ def w5_recovery(target: setup.Target, quick: bool) -> dict[str, Any]:
         elapsed = time.perf_counter() - started
     finally:
         engine.shutdown()
-    return _figures("W5", n, elapsed)
+    return figures("W5", n, elapsed)
 
 
 def w6_parked_sleepers(target: setup.Target, quick: bool) -> dict[str, Any]:
@@ -223,17 +223,17 @@ def w6_parked_sleepers(target: setup.Target, quick: bool) -> dict[str, Any]:
         rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     finally:
         engine.shutdown(timeout=1)  # the sleepers stay PENDING: recovery would resume them
-    return _figures("W6", n, elapsed, threads=threads, peak_rss_mb=round(rss_mb, 1))
+    return figures("W6", n, elapsed, threads=threads, peak_rss_mb=round(rss_mb, 1))
 
 
 def floor_serial(target: setup.Target, quick: bool) -> dict[str, Any]:
     n = 100 if quick else 300
-    return _figures("floor-serial", n, setup.floor(target.backend, n, 1))
+    return figures("floor-serial", n, setup.floor(target.backend, n, 1))
 
 
 def floor_concurrent(target: setup.Target, quick: bool) -> dict[str, Any]:
     n = 480 if quick else 2000
-    return _figures("floor-16", n, setup.floor(target.backend, n, 16), clients=16)
+    return figures("floor-16", n, setup.floor(target.backend, n, 16), clients=16)
 
 
 WORKLOADS: dict[str, Callable[[setup.Target, bool], dict[str, Any]]] = {
@@ -246,4 +246,6 @@ WORKLOADS: dict[str, Callable[[setup.Target, bool], dict[str, Any]]] = {
     "W5": w5_recovery,
     "W6": w6_parked_sleepers,
     "W7": console_w7.w7_console,
+    "W8": waits.w8_async,
+    "W6b": waits.w6b_waiting,
 }

@@ -3,12 +3,14 @@
 An order saga with a retried payment and a compensation, a report scheduled every 30 s, a
 long durable sleep, a fan-out with ctx.go / ctx.select, a workflow that fails, a restock that
 starts child workflows, approvals that wait for a message under a deadline, a step that fails
-twice and then succeeds, and a workflow with a long history: every panel of the console has
+twice and then succeeds, a workflow with a long history, and an async price check (async
+steps gathered on the engine's event loop): every panel of the console has
 something on first run.
 """
 
 from __future__ import annotations
 
+import asyncio
 import random
 import threading
 import time
@@ -150,6 +152,18 @@ def build(engine: Engine) -> None:
         # A long history: hundreds of steps (the console shows the first and last 100).
         return sum(ledger_entry(n) for n in range(entries))
 
+    @engine.step(name="supplier_quote")
+    async def supplier_quote(supplier: str, sku: str) -> float:
+        await asyncio.sleep(0.05)  # an awaited call to a supplier's API
+        return round(10 + len(supplier) * 1.5 + len(sku), 2)
+
+    @engine.workflow(name="price_check")
+    async def price_check(ctx, sku):
+        # Step IDs are taken at the call: gathered steps replay deterministically.
+        quotes = await asyncio.gather(*(supplier_quote(s, sku) for s in ("acme", "globex")))
+        await ctx.sleep_async(1)
+        return {"sku": sku, "best": min(quotes)}
+
 
 def seed(client) -> int:  # type: ignore[no-untyped-def]
     """Enqueue a first batch of history for a fresh console; returns how many."""
@@ -171,4 +185,5 @@ def seed(client) -> int:  # type: ignore[no-untyped-def]
     client.start_workflow("approval", {"approver": "grace", "wait_seconds": 600}, timeout=900)
     client.start_workflow("convert_prices", 25.0)
     client.start_workflow("ledger_replay", 400)
-    return len(orders) + 9
+    client.start_workflow("price_check", "lamp")
+    return len(orders) + 10

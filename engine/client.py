@@ -7,7 +7,9 @@ launched engine serves, and it starts workflows by name on a queue.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -148,6 +150,21 @@ class Client:
 
     def get_event(self, workflow_id: str, key: str, timeout: float = 60.0) -> Any:
         return self._control.get_event(workflow_id, key, timeout)
+
+    # -- the same from async code: each call runs on a thread, the loop never blocks ---------
+
+    async def start_workflow_async(
+        self, name: str, input: Any = None, **options: Any
+    ) -> WorkflowHandle:
+        """``start_workflow`` (same options) without blocking the event loop."""
+        return await asyncio.to_thread(functools.partial(self.start_workflow, name, input,
+                                                         **options))  # fmt: skip
+
+    async def send_async(self, destination_id: str, message: Any, topic: str | None = None) -> None:
+        await asyncio.to_thread(self.send, destination_id, message, topic)
+
+    async def get_event_async(self, workflow_id: str, key: str, timeout: float = 60.0) -> Any:
+        return await asyncio.to_thread(self.get_event, workflow_id, key, timeout)
 
     def close(self) -> None:
         self._wakeups.close()

@@ -49,11 +49,22 @@ def current_context() -> WorkflowContext | None:
 
 
 class Parked(BaseException):
-    """Unwinds a workflow body into a long durable sleep; it is replayed at ``wake_at``."""
+    """Unwinds a workflow body into a long durable sleep or wait; it is replayed at
+    ``wake_at`` (None: no time limit), or as soon as one of ``keys`` fires or ``ready()``
+    (a cheap check, no side effects) finds what the wait waits for."""
 
-    def __init__(self, wake_at: int) -> None:
+    def __init__(
+        self,
+        wake_at: int | None,
+        keys: Sequence[str] = (),
+        ready: Callable[[], bool] | None = None,
+        poll: bool = True,
+    ) -> None:
         super().__init__(wake_at)
         self.wake_at = wake_at
+        self.keys = tuple(keys)
+        self.ready = ready
+        self.poll = poll  # False: every change it waits for is pushed (a signal or NOTIFY)
 
 
 @dataclass(frozen=True)
@@ -227,6 +238,34 @@ class WorkflowContext:
             raise Parked(wake_at)
         self._wait(wake_at, (), lambda: None, waiting)
 
+    def _wait_or_park(
+        self,
+        until_ms: int | None,
+        watched: Sequence[str],
+        check: Callable[[], Any],
+        ready: Callable[[], bool],
+        pushed: bool = False,
+        waiting: waits.Wait | None = None,
+    ) -> Any:
+        """``_wait``, except that a wait with nothing there yet and more than PARK_AFTER_S
+        to go parks the workflow: no thread is held until ``watched`` fires, ``ready()``
+        holds (the runtime polls it for other processes' changes unless ``pushed``: the store
+        delivers them by NOTIFY) or ``until_ms`` passes;
+        then the body is replayed from its checkpoints to this wait, which finds its value."""
+        parkable = not self._futures.pending() and (
+            until_ms is None or until_ms - clock.now_ms() > PARK_AFTER_S * 1000
+        )
+        if parkable:
+            self._check_running()
+            found = check()
+            if found is not None:
+                return found
+            if waiting is not None:
+                self._record_wait(waiting)  # parked: what it waits on, for the console
+            watching = (keys.stop_key(self.workflow_id), *watched)
+            raise Parked(until_ms, watching, ready, poll=not pushed)
+        return self._wait(until_ms, watched, check, waiting)
+
     def _wait(
         self,
         until_ms: int | None,
@@ -326,7 +365,14 @@ class WorkflowContext:
             return outcome if outcome.status in FINAL_STATUSES else None
 
         waiting = waits.new(waits.CHILD, step_id, until_ms=until, workflow_id=workflow_id)
-        outcome = self._wait(until, (keys.done_key(workflow_id),), final, waiting)
+
+        def ended() -> bool:
+            outcome = self._store.get_workflow_outcome(workflow_id)
+            return outcome is None or outcome.status in FINAL_STATUSES
+
+        outcome = self._wait_or_park(
+            until, (keys.done_key(workflow_id),), final, ended, waiting=waiting
+        )
         if outcome is None:
             raise TimeoutError(f"workflow {workflow_id!r} did not finish within {timeout} s")
         name = operations.GET_RESULT
@@ -338,6 +384,12 @@ class WorkflowContext:
                 return recorded
             raise
         return self._steps.record_value(step_id, name, value, started, workflow_id)
+
+    def await_workflow_async(self, workflow_id: str, timeout: float | None) -> Any:
+        raise errors.EngineError(
+            f"workflow {self.workflow_id!r} is not async: use handle.get_result(), or make "
+            "the workflow 'async def' to await handle.get_result_async()"
+        )
 
     # -- messages and events ---------------------------------------------------------------------
 
@@ -391,7 +443,18 @@ class WorkflowContext:
             return (serialization.loads(message.message, "a received message"),)
 
         waiting = waits.new(waits.MESSAGE, step_id, until_ms=until, topic=topic)
-        got = self._wait(until, (keys.message_key(self.workflow_id),), consume, waiting)
+
+        def arrived() -> bool:
+            return self._store.oldest_message(self.workflow_id, topic) is not None
+
+        got = self._wait_or_park(
+            until,
+            (keys.message_key(self.workflow_id),),
+            consume,
+            arrived,
+            pushed=self._store.pushes_changes,
+            waiting=waiting,
+        )
         if got is None:
             return self._steps.record_value(step_id, operations.RECV, None, started)
         return got[0]
@@ -438,7 +501,18 @@ class WorkflowContext:
             return (serialization.loads(found, f"event {key!r}"),)
 
         waiting = waits.new(waits.EVENT, step_id, until_ms=until, key=key, workflow_id=workflow_id)
-        got = self._wait(until, (keys.event_key(workflow_id),), check, waiting)
+
+        def published() -> bool:
+            return self._store.get_event(workflow_id, key) is not None
+
+        got = self._wait_or_park(
+            until,
+            (keys.event_key(workflow_id),),
+            check,
+            published,
+            pushed=self._store.pushes_changes,
+            waiting=waiting,
+        )
         value = got[0] if got else None
         return self._steps.record_value(step_id, operations.GET_EVENT, value, started)
 

@@ -20,6 +20,9 @@ class Running(Protocol):
     def await_workflow(self, workflow_id: str, timeout: float | None) -> Any:
         """Await another workflow's result as a recorded step."""
 
+    def await_workflow_async(self, workflow_id: str, timeout: float | None) -> Any:
+        """The same from an async workflow (an awaitable; its step ID is taken at the call)."""
+
 
 _running: contextvars.ContextVar[Running | None] = contextvars.ContextVar(
     "waymark_workflow_context", default=None

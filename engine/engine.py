@@ -9,7 +9,10 @@ once launched, the ``Worker`` loop (heartbeat, dead executors, queues) and the `
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import functools
+import inspect
 import logging
 import threading
 from collections.abc import Callable, Sequence
@@ -18,6 +21,7 @@ from typing import Any, TypeVar
 from engine import admission, errors, registry, scheduler, serialization, store
 from engine import signals as keys
 from engine.admission import Admission
+from engine.async_context import current_async
 from engine.context import current_context
 from engine.control import Control
 from engine.dispatch import Dispatcher, Handoff
@@ -79,7 +83,7 @@ class Engine:
         self._wakeups = Wakeups(self._store)
         self._registry = registry.Registry(application_version)
         runs = Runs()
-        self._results = Results(self._store, runs)
+        self._results = Results(self._store, runs, self._wakeups)
         self._admission = Admission(
             self._store,
             self._wakeups,
@@ -154,11 +158,33 @@ class Engine:
         if interval_seconds < 0 or backoff_rate <= 0:
             raise ValueError("interval_seconds must be >= 0 and backoff_rate > 0")
 
+        results = self._results
+
         def decorate(fn: F) -> F:
+            is_async = inspect.iscoroutinefunction(fn)
+
             def step_call(*args: Any, **kwargs: Any) -> Any:
+                actx = current_async()
+                if actx is not None:
+                    if actx.in_step():  # part of the enclosing step: a plain call
+                        return fn(*args, **kwargs)
+                    if not is_async:
+                        raise errors.EngineError(
+                            f"step {step_call.__qualname__!r} is sync and workflow "
+                            f"{actx.workflow_id!r} async: calling it would block the event "
+                            "loop; use 'await ctx.run_step_async(step, ...)' (runs it in a "
+                            "thread) or make the step 'async def'"
+                        )
+                    return actx.run_step_async(step_call, *args, **kwargs)
                 ctx = current_context()
                 if ctx is None:  # outside a workflow: a plain call
                     return fn(*args, **kwargs)
+                if is_async and ctx.records_for(results):
+                    raise errors.EngineError(
+                        f"step {step_call.__qualname__!r} is async and workflow "
+                        f"{ctx.workflow_id!r} sync: make the workflow 'async def' and "
+                        "'await' the step, or give the sync workflow a sync step"
+                    )
                 return ctx.run_step(step_call, *args, **kwargs)
 
             options = registry.StepOptions(
@@ -310,6 +336,9 @@ class Engine:
         """Start a workflow; returns once it is durably recorded. With ``queue`` it waits on
         that queue (``priority``: lower first; ``deduplication_id``: refused while another
         workflow holding it waits or runs; ``delay``: not before that many seconds)."""
+        actx = current_async()
+        if actx is not None and queue is None and actx.records_for(self._results):
+            actx.start_workflow()  # raises: names start_workflow_async
         ctx = current_context()
         if ctx is not None and queue is None and ctx.records_for(self._results):
             if priority or deduplication_id is not None or delay is not None:
@@ -334,6 +363,48 @@ class Engine:
         if admitted.run_here is not None:
             # Runs the body on the JSON form of the input, exactly what a recovery would see.
             self.runtime.run_claimed(admitted.run_here)
+        return self._control.handle(admitted.workflow_id)
+
+    async def start_workflow_async(
+        self,
+        fn_or_name: Callable[..., Any] | str,
+        input: Any = None,
+        *,
+        workflow_id: str | None = None,
+        timeout: float | dt.timedelta | None = None,
+        queue: Queue | str | None = None,
+        priority: int = 0,
+        deduplication_id: str | None = None,
+        delay: float | dt.timedelta | None = None,
+    ) -> WorkflowHandle:
+        """``start_workflow`` from async code, without blocking the loop. An async workflow
+        started here runs on the running loop; inside an async workflow it is a child."""
+        actx = current_async()
+        if actx is not None and queue is None and actx.records_for(self._results):
+            if priority or deduplication_id is not None or delay is not None:
+                raise ValueError("priority, deduplication_id and delay need a queue=")
+            return await actx.start_workflow_async(
+                fn_or_name, input, workflow_id=workflow_id, timeout=timeout
+            )
+        definition = self._registry.resolve(fn_or_name)
+        if self.runtime.stopping.is_set():
+            raise errors.EngineError(
+                "the engine is shut down; create a new Engine to start workflows"
+            )
+        start = functools.partial(
+            self._admission.start,
+            definition.name,
+            input,
+            workflow_id=workflow_id,
+            timeout=timeout,
+            queue=queue,
+            priority=priority,
+            deduplication_id=deduplication_id,
+            delay=delay,
+        )
+        admitted = await self.runtime.offload.call(start)
+        if admitted.run_here is not None:
+            self.runtime.run_claimed(admitted.run_here)  # on this loop
         return self._control.handle(admitted.workflow_id)
 
     def backfill(self, name: str, start: dt.datetime, end: dt.datetime) -> list[WorkflowHandle]:
@@ -423,6 +494,9 @@ class Engine:
         )
 
     def send(self, destination_id: str, message: Any, topic: str | None = None) -> None:
+        actx = current_async()
+        if actx is not None and actx.records_for(self._results):
+            actx.send()  # raises: names send_async
         ctx = current_context()
         if ctx is not None and ctx.records_for(self._results):
             ctx.send(destination_id, message, topic)  # from a workflow: exactly once, a step
@@ -430,7 +504,23 @@ class Engine:
             self._control.send(destination_id, message, topic)
 
     def get_event(self, workflow_id: str, key: str, timeout: float = 60.0) -> Any:
+        actx = current_async()
+        if actx is not None and actx.records_for(self._results):
+            actx.get_event()  # raises: names get_event_async
         ctx = current_context()
         if ctx is not None and ctx.records_for(self._results):
             return ctx.get_event(workflow_id, key, timeout)  # from a workflow: recorded
         return self._control.get_event(workflow_id, key, timeout)
+
+    async def send_async(self, destination_id: str, message: Any, topic: str | None = None) -> None:
+        actx = current_async()
+        if actx is not None and actx.records_for(self._results):
+            await actx.send_async(destination_id, message, topic)  # exactly once, a step
+            return
+        await asyncio.to_thread(self._control.send, destination_id, message, topic)
+
+    async def get_event_async(self, workflow_id: str, key: str, timeout: float = 60.0) -> Any:
+        actx = current_async()
+        if actx is not None and actx.records_for(self._results):
+            return await actx.get_event_async(workflow_id, key, timeout)  # recorded
+        return await asyncio.to_thread(self._control.get_event, workflow_id, key, timeout)

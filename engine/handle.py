@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import Any, Protocol
 
 from engine import current, errors
@@ -14,6 +15,10 @@ class Source(Protocol):
     def get_workflow_status(self, workflow_id: str) -> WorkflowStatus | None: ...
 
     def await_result(self, workflow_id: str, timeout: float | None) -> Any: ...
+
+    async def get_workflow_status_async(self, workflow_id: str) -> WorkflowStatus | None: ...
+
+    async def await_result_async(self, workflow_id: str, timeout: float | None) -> Any: ...
 
 
 class WorkflowHandle:
@@ -38,3 +43,18 @@ class WorkflowHandle:
         if running is not None and running.records_for(self._source):
             return running.await_workflow(self.workflow_id, timeout)
         return self._source.await_result(self.workflow_id, timeout)
+
+    async def get_status_async(self) -> WorkflowStatus:
+        status = await self._source.get_workflow_status_async(self.workflow_id)
+        if status is None:
+            raise errors.WorkflowNotFoundError(self.workflow_id)
+        return status
+
+    def get_result_async(self, timeout: float | None = None) -> Awaitable[Any]:
+        """``get_result`` without blocking the event loop. Inside an async workflow of the
+        same engine the wait is durable (recorded as a step; its ID taken at this call)."""
+        running = current.get()
+        if running is not None and running.records_for(self._source):
+            awaitable: Awaitable[Any] = running.await_workflow_async(self.workflow_id, timeout)
+            return awaitable
+        return self._source.await_result_async(self.workflow_id, timeout)

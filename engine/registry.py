@@ -20,6 +20,7 @@ class WorkflowDef:
     takes_input: bool
     schedule: str | None
     max_recovery_attempts: int
+    is_async: bool = False  # an ``async def`` body: runs on an event loop
 
 
 @dataclass(frozen=True)
@@ -122,7 +123,14 @@ class Registry:
             )
         if max_recovery_attempts < 0:
             raise ValueError(f"max_recovery_attempts must be >= 0, got {max_recovery_attempts}")
-        definition = WorkflowDef(name, fn, _takes_input(fn, name), schedule, max_recovery_attempts)
+        definition = WorkflowDef(
+            name,
+            fn,
+            _takes_input(fn, name),
+            schedule,
+            max_recovery_attempts,
+            inspect.iscoroutinefunction(fn),
+        )
         if schedule is not None and not definition.takes_input:
             raise errors.EngineError(
                 f"scheduled workflow {name!r} must accept the tick time: def wf(ctx, tick)"

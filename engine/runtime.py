@@ -9,14 +9,17 @@ the timer thread or the worker loop.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
 
-from engine import clock, errors, execution, serialization
+from engine import async_execution, clock, errors, execution, serialization
 from engine import signals as keys
 from engine.admission import Admission
 from engine.context import Parked, Services
+from engine.loop import EventLoopThread, Offload, running_loop
+from engine.parking import Waker
 from engine.records import Status
 from engine.registry import Registry, WorkflowDef
 from engine.results import Results
@@ -53,6 +56,11 @@ class Runtime:
         self.executor_id = executor_id
         self._pool = ThreadPool(max_threads, f"waymark-{name}")
         self._timers = Timers(f"waymark-timers-{name}")
+        # Async workflows: the engine's own loop (recovered, queued, scheduled ones) and the
+        # I/O threads that carry their database calls.
+        self._loop = EventLoopThread(f"waymark-loop-{name}")
+        self.offload = Offload(f"waymark-io-{name}")
+        self._tasks: set[asyncio.Future[None]] = set()
         self.stopping = threading.Event()
         self.services = Services(
             store=store,
@@ -83,6 +91,10 @@ class Runtime:
     def active(self) -> int:
         """Workflows executing (or parked) here."""
         return len(self._runs)
+
+    def io_threads(self) -> int:
+        """I/O threads started so far for async workflows' database calls."""
+        return self.offload.threads
 
     def threads(self) -> int:
         """Workflow threads started so far."""
@@ -155,10 +167,70 @@ class Runtime:
         if deadline is not None and not run.deadline_armed:
             run.deadline_armed = True
             self._timers.at(deadline, lambda: self.enforce_deadline(workflow_id))
+        if definition.is_async:
+            self._start_async(definition, workflow_id, input, recorded, deadline, run)
+            return True
         self._pool.submit(
             lambda: self._execute(definition, workflow_id, input, recorded, deadline, run)
         )
         return True
+
+    def _start_async(
+        self,
+        definition: WorkflowDef,
+        workflow_id: str,
+        input: object,
+        recorded: dict[int, records.StepRow] | None,
+        deadline: int | None,
+        run: Run,
+    ) -> None:
+        """On the loop running here (started from application code or an async parent), else
+        on the engine's own loop thread."""
+        coro = self._execute_async(definition, workflow_id, input, recorded, deadline, run)
+        loop = running_loop()
+        if loop is None:
+            self._loop.submit(coro)
+            return
+        task = loop.create_task(coro)
+        self._tasks.add(task)  # the loop keeps only a weak reference
+        task.add_done_callback(self._tasks.discard)
+
+    async def _execute_async(
+        self,
+        definition: WorkflowDef,
+        workflow_id: str,
+        input: object,
+        recorded: dict[int, records.StepRow] | None,
+        deadline: int | None,
+        run: Run,
+    ) -> None:
+        outcome: records.Outcome | None = None
+        try:
+            outcome = await async_execution.run_body(
+                self.services, self.offload, definition, workflow_id, input, recorded,
+                deadline, run,
+            )  # fmt: skip
+        except errors.SystemDatabaseUnavailableError as exc:
+            log.error(
+                "workflow %s paused: %s",
+                workflow_id,
+                exc,
+                extra={"action": "workflow.db_lost", "workflow_id": workflow_id},
+            )
+            self._end(workflow_id, run, None)
+            self._retry_recover_later(workflow_id)
+            return
+        except asyncio.CancelledError:
+            # The application's loop ended under it: left PENDING, recovery resumes it.
+            self._end(workflow_id, run, None)
+            raise
+        except Exception:
+            log.exception(
+                "could not record the end of workflow %s",
+                workflow_id,
+                extra={"action": "workflow.finish_failed", "workflow_id": workflow_id},
+            )
+        self._end(workflow_id, run, outcome)
 
     # -- executing ---------------------------------------------------------------------------------
 
@@ -179,9 +251,11 @@ class Runtime:
         except Parked as parked:
             run.parked = True
             self._wakeups.fire(keys.FREED)  # its thread is free for other work
-            self._timers.at(
-                parked.wake_at, lambda: self._pool.submit(lambda: self._wake(workflow_id))
-            )
+            waker = Waker(workflow_id, lambda: self._wake(workflow_id), self._pool.submit)
+            waker.arm(
+                self._wakeups, self._timers, self._store, parked.wake_at, parked.keys,
+                parked.ready, parked.poll,
+            )  # fmt: skip
             return
         except errors.SystemDatabaseUnavailableError as exc:
             # Not the workflow's fault: it stays PENDING (nothing recorded it failed) and this
@@ -312,3 +386,5 @@ class Runtime:
         for run in self._runs.drain():  # parked or stuck: their awaiters fall back to the DB
             run.done.open()
         self._pool.stop()
+        self._loop.stop()
+        self.offload.stop()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Iterator
+from typing import Protocol, TypeVar
 
 # Something was enqueued (here, or by another process): the worker loop looks for work.
 ENQUEUED = "enq"
@@ -43,14 +44,27 @@ def step_key(workflow_id: str) -> str:
     return f"step:{workflow_id}"
 
 
+class Settable(Protocol):
+    """What a waiter registers: a ``threading.Event``, or an async workflow's wake-up."""
+
+    def set(self) -> None: ...
+
+
+S = TypeVar("S", bound=Settable)
+
+
 class Signals:
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._waiters: dict[str, set[threading.Event]] = {}
+        self._waiters: dict[str, set[Settable]] = {}
 
     @contextlib.contextmanager
     def watch(self, *keys: str) -> Iterator[threading.Event]:
-        event = threading.Event()
+        with self.watch_with(threading.Event(), *keys) as event:
+            yield event
+
+    @contextlib.contextmanager
+    def watch_with(self, event: S, *keys: str) -> Iterator[S]:
         with self._lock:
             for key in keys:
                 self._waiters.setdefault(key, set()).add(event)

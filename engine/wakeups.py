@@ -14,6 +14,7 @@ from engine.signals import Signals
 from engine.store import Store
 
 T = TypeVar("T")
+S = TypeVar("S", bound=signals.Settable)
 
 
 class Wakeups:
@@ -36,6 +37,10 @@ class Wakeups:
     def watch(self, *keys: str) -> contextlib.AbstractContextManager[threading.Event]:
         """An event set whenever one of ``keys`` fires (register before checking)."""
         return self._signals.watch(*keys)
+
+    def watch_with(self, event: S, *keys: str) -> contextlib.AbstractContextManager[S]:
+        """Like ``watch``, setting ``event`` (an async workflow's wake-up) instead."""
+        return self._signals.watch_with(event, *keys)
 
     def listen(self) -> None:
         """Start delivering other processes' wake-ups (once; where the database pushes them)."""

@@ -307,6 +307,23 @@ class Store(abc.ABC):
             return None
         return records.Outcome(status, output, error, rows[0]["recovery_attempts"], executor_id)
 
+    async def finish_workflow_async(
+        self, workflow_id: str, status: str, executor_id: str, output: str | None, error: str | None
+    ) -> records.Outcome | None:
+        """``finish_workflow`` from a coroutine: the same group commit, awaited on its loop."""
+        params = {
+            "workflow_id": workflow_id,
+            "status": status,
+            "output": output,
+            "error": error,
+            "now": clock.now_ms(),
+            "executor_id": executor_id,
+        }
+        rows = (await self._committer.submit_async([("finish_workflow", params)]))[0]
+        if not rows:
+            return None
+        return records.Outcome(status, output, error, rows[0]["recovery_attempts"], executor_id)
+
     def set_status_if_pending(self, workflow_id: str, status: str, error: str | None) -> bool:
         params = {"workflow_id": workflow_id, "status": status, "error": error}
         return bool(self._write("set_status_if_pending", {**params, "now": clock.now_ms()}))
@@ -353,6 +370,13 @@ class Store(abc.ABC):
     def record_step(self, step: records.NewStep, executor_id: str) -> records.StepOutcome:
         """Record a step's outcome, written by the execution on ``executor_id``."""
         rows = self._committer.submit([step_statement(step)])[0]
+        return step_outcome(rows, executor_id)
+
+    async def record_step_async(
+        self, step: records.NewStep, executor_id: str
+    ) -> records.StepOutcome:
+        """``record_step`` from a coroutine: the same group commit, awaited on its loop."""
+        rows = (await self._committer.submit_async([step_statement(step)]))[0]
         return step_outcome(rows, executor_id)
 
     def get_step(self, workflow_id: str, step_id: int) -> tuple[records.StepRow, str | None] | None:

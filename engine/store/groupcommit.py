@@ -7,12 +7,18 @@ leader and executes the whole queue; callers arriving meanwhile wait, and the le
 hands the lead to the oldest waiter. A lone writer (the serial case) thus commits directly on
 its own thread with no hand-off at all.
 
+Async callers (``submit_async``) wait without a thread: their write joins the same queue and
+the committing thread resolves their future on their event loop (``call_soon_threadsafe``).
+When no caller thread is there to lead, a short-lived committer thread leads, and keeps
+leading while async writes are queued.
+
 A write is one or more statements that must commit together (e.g. record a step and delete
 the message it consumed); its statements run in order, inside the batch's transaction.
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -29,10 +35,13 @@ MAX_BATCH = 512
 
 
 class _Write:
-    __slots__ = ("done", "error", "results", "statements", "woken")
+    __slots__ = ("done", "error", "on_done", "results", "statements", "woken")
 
-    def __init__(self, statements: Sequence[Statement]) -> None:
+    def __init__(
+        self, statements: Sequence[Statement], on_done: Callable[[], None] | None = None
+    ) -> None:
         self.statements = statements
+        self.on_done = on_done  # an async write: resolves its future (no thread waits on it)
         self.woken = Latch()
         self.results: list[Rows] = []
         self.error: BaseException | None = None
@@ -70,24 +79,73 @@ class GroupCommitter:
             if write.done:
                 return write.outcome()
             # Woken but not done: the leader took us off the queue and handed us the lead.
-        self._lead(write)
+        following = self._lead(write)
+        if following is not None:  # an async write is next: a committer thread leads on
+            self._spawn(following)
         return write.outcome()
 
-    def _lead(self, first: _Write) -> None:
+    async def submit_async(self, statements: Sequence[Statement]) -> list[Rows]:
+        """``submit`` for a coroutine: waits on its event loop, holding no thread."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+
+        def settle() -> None:
+            if not future.done():
+                future.set_result(None)
+
+        def on_done() -> None:
+            try:
+                loop.call_soon_threadsafe(settle)
+            except RuntimeError:  # the loop closed: nobody awaits the write any more
+                pass
+
+        write = _Write(statements, on_done)
+        with self._mutex:
+            lead = not self._leading
+            if lead:
+                self._leading = True
+            else:
+                self._queue.append(write)
+        if lead:
+            self._spawn(write)
+        await future
+        return write.outcome()
+
+    def _spawn(self, first: _Write) -> None:
+        threading.Thread(
+            target=self._lead_on, args=(first,), name="waymark-commit", daemon=True
+        ).start()
+
+    def _lead_on(self, first: _Write | None) -> None:
+        while first is not None:
+            first = self._lead(first)
+
+    def _lead(self, first: _Write) -> _Write | None:
+        """Commit one batch, then hand the lead on: to the oldest waiting thread, or (an
+        async write is oldest) return that write for the caller to lead next."""
         with self._mutex:
             batch = [first, *self._queue[: MAX_BATCH - 1]]
             del self._queue[: MAX_BATCH - 1]
+        following: _Write | None = None
         try:
             self._run(batch)
         finally:
             for write in batch:
                 write.done = True
-                write.woken.open()
+                if write.on_done is not None:
+                    write.on_done()
+                else:
+                    write.woken.open()
             with self._mutex:
                 if self._queue:
-                    self._queue.pop(0).woken.open()  # the oldest waiter leads the next batch
+                    oldest = self._queue.pop(0)
+                    if oldest.on_done is None:
+                        oldest.woken.open()  # the oldest waiter leads the next batch
+                    else:
+                        following = oldest
                 else:
                     self._leading = False
+        return following
 
     def _run(self, batch: list[_Write]) -> None:
         try:

@@ -86,3 +86,24 @@ def test_sigkill_during_a_durable_sleep_then_only_the_rest_is_slept(db, tmp_path
     assert finished_ms >= wake_at_ms  # the sleep was honoured...
     assert finished_ms - wake_at_ms < 3000  # ...but not started over (it lasts 3 s)
     assert ledger.read_text().split() == ["three"]
+
+
+def test_sigkill_of_an_async_workflow_mid_step_then_launch_resumes_it(db, tmp_path) -> None:
+    ledger = tmp_path / "ledger.txt"
+    victim = run_app(db, ledger, "async-start")
+    try:
+        wait_for_line(ledger, "atwo-start", victim, limit=60)
+    finally:
+        os.kill(victim.pid, signal.SIGKILL)
+        victim.wait(timeout=10)
+    assert victim.returncode == -signal.SIGKILL
+
+    survivor = run_app(db, ledger, "async-recover")
+    out, err = survivor.communicate(timeout=90)
+    assert survivor.returncode == 0, err
+    assert json.loads(out.strip().splitlines()[-1]) == "result 40"
+    # The gathered steps completed (in the reverse of call order) before the kill: replayed
+    # by their step IDs, never run again. The step in flight runs again.
+    lines = ledger.read_text().split()
+    assert sorted(lines[:2]) == ["aone-1", "aone-2"]
+    assert lines[2:] == ["atwo-start", "atwo-start", "atwo-done"]

@@ -22,7 +22,7 @@ def seeded(make_engine, db):
     demo.build(engine)
     engine.launch()
     client = Client(db.url, schema=db.schema)
-    assert demo.seed(client) == 18
+    assert demo.seed(client) == 19
     site.point_engine_database(db)
     yield engine
     client.close()
@@ -37,7 +37,12 @@ def test_the_demo_fills_every_panel(seeded) -> None:
     def done(name: str, count: int = 1) -> bool:
         return Workflow.objects.filter(name=name, status="SUCCESS").count() >= count
 
-    for name, count in (("restock", 1), ("convert_prices", 1), ("ledger_replay", 1)):
+    for name, count in (
+        ("restock", 1),
+        ("convert_prices", 1),
+        ("ledger_replay", 1),
+        ("price_check", 1),
+    ):
         wait_until(lambda n=name, c=count: done(n, c), limit=60, what=f"{name} to succeed")
     wait_until(lambda: done("approval"), limit=60, what="the answered approval")
     web = user("viewer")

@@ -166,6 +166,54 @@ def test_group_commit_batches_concurrent_writes_and_isolates_a_failing_one() -> 
     assert isinstance(results["bad"], RuntimeError)
 
 
+def test_async_writes_share_commits_with_threads_and_hold_no_thread() -> None:
+    """Coroutines' writes join the same queue as threads' writes; the committing thread
+    resolves them on their loop, and a lone async write still gets a leader."""
+    import asyncio
+
+    batches: list[list[str]] = []
+    gate = threading.Event()
+
+    def execute(writes):
+        batches.append([name for ((name, _),) in writes])
+        if len(batches) == 1:
+            gate.wait(5)  # hold the first commit so the async writes queue up behind it
+        if any(name == "bad" for ((name, _),) in writes):
+            raise RuntimeError("bad statement")
+        return [[[name]] for ((name, _),) in writes]
+
+    committer = groupcommit.GroupCommitter(execute)
+    holder = threading.Thread(target=committer.submit, args=([("held", {})],))
+    holder.start()
+    while not batches:
+        time.sleep(0.001)
+
+    async def main():
+        before = threading.active_count()
+
+        async def one(name: str):
+            try:
+                return (await committer.submit_async([(name, {})]))[0]
+            except RuntimeError as exc:
+                return exc
+
+        writes = asyncio.gather(*(one(n) for n in ("a", "b", "bad", "c")))
+        while len(committer._queue) < 4:
+            await asyncio.sleep(0.001)
+        threads_waiting = threading.active_count() - before
+        gate.set()
+        got = await writes
+        alone = (await committer.submit_async([("alone", {})]))[0]  # no leader: one is spawned
+        return got, alone, threads_waiting
+
+    got, alone, threads_waiting = asyncio.run(main())
+    holder.join()
+    assert batches[1] == ["a", "b", "bad", "c"]  # one batch for the four async writes
+    assert got[0] == ["a"] and got[3] == ["c"] and isinstance(got[2], RuntimeError)
+    assert alone == ["alone"] and batches[-1] == ["alone"]
+    assert threads_waiting == 0  # four writes waiting, no thread started for them
+
+
 def test_a_batch_of_writes_maps_each_outcome_to_its_write(db) -> None:
     """One batch (one transaction) with colliding keys: each write learns its own outcome."""
     st = store.connect(db.url, db.schema)
