@@ -320,6 +320,9 @@ class Runtime:
         if row is None or row.status != Status.PENDING:
             self._end(workflow_id, run, self._store.get_workflow_outcome(workflow_id))
             return
+        # Parking recorded what it waits on; the wait is over (one write per wake-up, never on
+        # the step path). Should it park again, the replay records the new wait.
+        self._store.set_waiting(workflow_id, self.executor_id, None)
         self.run_claimed(row, run)
 
     # -- cancellation and deadlines --------------------------------------------------------
