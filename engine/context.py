@@ -19,6 +19,7 @@ from engine import signals as keys
 from engine.admission import Admission, Parent, seconds
 from engine.checkpoints import Checkpoints, Fenced, Interrupted
 from engine.handle import WorkflowHandle
+from engine.metrics import NullMetrics
 from engine.records import FINAL_STATUSES, Status
 from engine.runs import Run
 from engine.store import Store, records
@@ -120,15 +121,18 @@ class WorkflowContext:
             return self._steps.replay(step_id, row)
         started = clock.now_ms()
         self._in_step = True
+        metrics = self._store.metrics
         try:
-            value = attempt(self._services.stopping, opts, args, kwargs)
+            value = attempt(self._services.stopping, opts, args, kwargs, metrics)
         except Exception as exc:
+            metrics.step(opts.name, "error", (clock.now_ms() - started) / 1000)
             adopted, recorded = self._steps.record_error(step_id, opts.name, exc, started)
             if adopted:
                 return recorded
             raise
         finally:
             self._in_step = False
+        metrics.step(opts.name, "success", (clock.now_ms() - started) / 1000)
         return self._steps.record_value(step_id, opts.name, value, started)
 
     def go(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> futures.StepFuture:
@@ -159,13 +163,16 @@ class WorkflowContext:
     ) -> None:
         started = clock.now_ms()
         step_id = future.step_id
+        metrics = self._store.metrics
         try:
             try:
-                value = attempt(self._services.stopping, opts, args, kwargs)
+                value = attempt(self._services.stopping, opts, args, kwargs, metrics)
             except Exception as exc:
+                metrics.step(opts.name, "error", (clock.now_ms() - started) / 1000)
                 adopted, recorded = self._steps.record_error(step_id, opts.name, exc, started)
                 future.resolve(recorded, None) if adopted else future.resolve(None, exc)
                 return
+            metrics.step(opts.name, "success", (clock.now_ms() - started) / 1000)
             future.resolve(self._steps.record_value(step_id, opts.name, value, started), None)
         except BaseException as exc:  # a record failure or an interruption: the awaiter sees it
             future.resolve(None, exc)
@@ -414,6 +421,7 @@ def attempt(
     opts: registry.StepOptions,
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
+    metrics: NullMetrics | None = None,
 ) -> Any:
     """Call a step function, retrying with backoff up to its ``max_attempts``."""
     tries = 1
@@ -424,6 +432,8 @@ def attempt(
             if tries >= opts.max_attempts:
                 raise
             delay = opts.interval_seconds * opts.backoff_rate ** (tries - 1)
+            if metrics is not None:
+                metrics.step_retried(opts.name)
             if stopping.wait(delay):
                 raise Interrupted(None) from None
             tries += 1

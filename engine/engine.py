@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from engine import errors, registry, scheduler, serialization, store
+from engine import metrics as metrics_mod
 from engine import signals as keys
 from engine.admission import Admission
 from engine.context import current_context
@@ -54,6 +55,7 @@ class Engine:
         db_retry_seconds: float | None = None,
         dispatcher: Dispatcher | None = None,
         claim_queues: bool = True,
+        metrics: metrics_mod.NullMetrics | bool = True,
     ) -> None:
         """``queues``: names of the declared queues this engine takes work from (None: all);
         ``heartbeat_timeout``: seconds without a heartbeat after which an executor's
@@ -62,7 +64,9 @@ class Engine:
         pause (default WAYMARK_DB_RETRY_SECONDS or 60); ``dispatcher``: hand the workflows
         claimed from queues to other processes instead of running them here
         (engine.dispatch); ``claim_queues=False``: heartbeat and recover dead executors, but
-        claim nothing from queues (a process that runs only what a dispatcher hands it)."""
+        claim nothing from queues (a process that runs only what a dispatcher hands it);
+        ``metrics``: where this engine reports (engine.metrics; True: the process-wide
+        ``Metrics`` on ``engine.metrics.registry()``, False: nowhere)."""
         if not app_name or not isinstance(app_name, str):
             raise ValueError("app_name must be a non-empty string")
         if heartbeat_timeout <= 0:
@@ -76,6 +80,14 @@ class Engine:
         self._claim_queues = claim_queues
         url = database_url or f"sqlite:///{app_name}.sqlite3"
         self._store = store.connect(url, schema, db_retry_seconds)
+        self.metrics: metrics_mod.NullMetrics
+        if metrics is True:
+            self.metrics = metrics_mod.default()
+        elif metrics is False:
+            self.metrics = metrics_mod.NullMetrics()
+        else:
+            self.metrics = metrics
+        self._store.metrics = self.metrics
         self._wakeups = Wakeups(self._store)
         self._registry = registry.Registry(application_version)
         runs = Runs()

@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 
-from engine import clock, errors, execution, serialization
+from engine import clock, errors, execution, observe, serialization
 from engine import signals as keys
 from engine.admission import Admission
 from engine.context import Parked, Services
@@ -97,6 +97,7 @@ class Runtime:
         row = self._store.claim_recovery(workflow_id, self.executor_id)
         if row is None:
             return 0  # finished or taken meanwhile
+        self._store.metrics.recovered()
         return 1 if self.run_claimed(row) else 0
 
     def recover_all(self) -> int:
@@ -152,6 +153,8 @@ class Runtime:
         )
         if run is None:
             run = self._runs.begin(workflow_id, row.queue_name)
+            run.name, run.created_at = name, row.created_at
+            observe.claimed(self._store.metrics, row)
         if deadline is not None and not run.deadline_armed:
             run.deadline_armed = True
             self._timers.at(deadline, lambda: self.enforce_deadline(workflow_id))
@@ -220,6 +223,8 @@ class Runtime:
         run.done.open()
         self._wakeups.fire(keys.done_key(workflow_id))
         self._wakeups.fire(keys.FREED)  # a thread (and maybe a queue slot) is free again
+        if outcome is not None:
+            observe.finished(self._store.metrics, run, outcome)
         if outcome is not None and log.isEnabledFor(logging.INFO):
             log.info(
                 "workflow %s finished: %s",

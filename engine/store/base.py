@@ -19,6 +19,7 @@ from importlib import resources
 from typing import Any, ClassVar
 
 from engine import clock, errors, signals
+from engine import metrics as metrics_mod
 from engine.store import groupcommit, records
 
 log = logging.getLogger("waymark.store")
@@ -109,6 +110,8 @@ class Store(abc.ABC):
     poll_interval = 1.0
     # Whether ``listen`` delivers other processes' wake-ups (else waiters only poll).
     pushes_changes = False
+    # Where the store reports commit batches and retried errors (the engine sets its own).
+    metrics: metrics_mod.NullMetrics = metrics_mod.NullMetrics()
 
     def __init__(self) -> None:
         self.queries = load_queries(self.dialect)
@@ -118,6 +121,7 @@ class Store(abc.ABC):
         self._committer = groupcommit.GroupCommitter(
             lambda writes: self._retrying(lambda: self._execute_batch(writes)),
             splittable=lambda exc: not self.is_transient(exc),
+            on_batch=lambda size: self.metrics.commit_batch(size),
         )
 
     # -- what a backend provides -------------------------------------------------------------
@@ -207,6 +211,7 @@ class Store(abc.ABC):
                     delay,
                     extra={"action": "store.retry"},
                 )
+                self.metrics.db_error_retried()
                 time.sleep(delay)
                 delay = min(delay * 2, 2.0)
 

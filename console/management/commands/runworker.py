@@ -17,6 +17,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandParser
 
 from console import worker
+from engine import metrics
 
 
 class Command(BaseCommand):
@@ -48,6 +49,17 @@ class Command(BaseCommand):
             default="local",
             help="run claimed workflows here, or hand them to Celery workers",
         )
+        parser.add_argument(
+            "--metrics-port",
+            type=int,
+            default=None,
+            help="serve this worker's Prometheus metrics at http://HOST:PORT/metrics",
+        )
+        parser.add_argument(
+            "--metrics-host",
+            default="127.0.0.1",
+            help="address the metrics endpoint listens on (default: 127.0.0.1)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         handler = logging.StreamHandler(sys.stdout)
@@ -70,6 +82,14 @@ class Command(BaseCommand):
             dispatcher=dispatcher,
         )
 
+        if options["metrics_port"] is not None:
+            metrics.serve(options["metrics_port"], options["metrics_host"])
+            root.info(
+                "metrics at http://%s:%d/metrics",
+                options["metrics_host"],
+                options["metrics_port"],
+                extra={"action": "worker.metrics", "port": options["metrics_port"]},
+            )
         stop = threading.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
