@@ -23,6 +23,7 @@ from engine.context import current_context
 from engine.control import Control
 from engine.dispatch import Dispatcher, Handoff
 from engine.handle import WorkflowHandle
+from engine.lifecycle import Lifecycle
 from engine.queues import Queue
 from engine.records import StepInfo, WorkflowStatus
 from engine.results import Results
@@ -89,6 +90,7 @@ class Engine:
             self.metrics = metrics
         self._store.metrics = self.metrics
         self._wakeups = Wakeups(self._store)
+        self.lifecycle = Lifecycle(self._store)
         self._registry = registry.Registry(application_version)
         runs = Runs()
         self._results = Results(self._store, runs)
@@ -437,3 +439,19 @@ class Engine:
         if ctx is not None and ctx.records_for(self._results):
             return ctx.get_event(workflow_id, key, timeout)  # from a workflow: recorded
         return self._control.get_event(workflow_id, key, timeout)
+
+    # -- data lifecycle (engine.lifecycle) ---------------------------------------------------------
+
+    def delete_workflow(self, workflow_id: str, *, delete_children: bool = False) -> None:
+        self.lifecycle.delete_workflow(workflow_id, delete_children=delete_children)
+
+    def export_workflow(self, workflow_id: str, *, children: bool = False) -> dict[str, Any]:
+        return self.lifecycle.export_workflow(workflow_id, children=children)
+
+    def import_workflow(self, data: dict[str, Any]) -> str:
+        return self.lifecycle.import_workflow(data)
+
+    def garbage_collect(
+        self, *, older_than: float | dt.timedelta, keep_last: int | None = None
+    ) -> int:
+        return self.lifecycle.garbage_collect(older_than=older_than, keep_last=keep_last)

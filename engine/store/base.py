@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import json
 import logging
 import re
 import threading
@@ -562,3 +563,54 @@ class Store(abc.ABC):
         """The event's stored value (JSON text), or None when it was never set."""
         row = self._row("get_event", {"workflow_id": workflow_id, "key": key})
         return row["value"] if row is not None else None
+
+    # -- data lifecycle (engine/lifecycle.py): each in a transaction of its own, off the
+    # group committer, so a long delete or import never holds up workflow writes --------------
+
+    def lifecycle_rows(self, query: str, **params: Any) -> list[dict[str, Any]]:
+        """A lifecycle read (export, children, garbage collection candidates) as dicts."""
+        return [dict(row) for row in self._rows(query, params)]
+
+    def delete_final(self, workflow_ids: Sequence[str]) -> list[str]:
+        """Delete those of ``workflow_ids`` that are final, with every row held by their IDs;
+        the IDs deleted. An unfinished one is left alone (locked first on Postgres, so a
+        resume landing meanwhile waits, then finds nothing)."""
+
+        def attempt() -> list[str]:
+            with self._exclusive() as run:
+                locked = run("lifecycle_lock_final", ids=json.dumps(list(workflow_ids)))
+                if not locked:
+                    return []
+                ids = json.dumps([row["workflow_uuid"] for row in locked])
+                run("lifecycle_delete_steps", ids=ids)
+                run("lifecycle_delete_events", ids=ids)
+                run("lifecycle_delete_messages", ids=ids)
+                # Tables added later that hold rows by workflow ID (streams, step attempts)
+                # get their lifecycle_delete_<table> query and a call here.
+                return [row["workflow_uuid"] for row in run("lifecycle_delete_workflows", ids=ids)]
+
+        return self._retrying(attempt)  # type: ignore[no-any-return]
+
+    def import_rows(
+        self,
+        workflow: Mapping[str, Any],
+        steps: Sequence[Mapping[str, Any]],
+        events: Sequence[Mapping[str, Any]],
+        messages: Sequence[Mapping[str, Any]],
+    ) -> bool:
+        """Insert an exported workflow's rows in one transaction; False when the ID exists."""
+
+        def attempt() -> bool:
+            with self._exclusive() as run:
+                if not run("import_workflow_row", **workflow):
+                    return False
+                for name, rows in (
+                    ("import_step", steps),
+                    ("import_event", events),
+                    ("import_message", messages),
+                ):
+                    for row in rows:
+                        run(name, **row)
+                return True
+
+        return self._retrying(attempt)  # type: ignore[no-any-return]
