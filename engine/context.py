@@ -14,7 +14,19 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from engine import clock, current, errors, futures, operations, registry, results, serialization
+from opentelemetry import context as otel_context
+
+from engine import (
+    clock,
+    current,
+    errors,
+    futures,
+    operations,
+    registry,
+    results,
+    serialization,
+    tracing,
+)
 from engine import signals as keys
 from engine.admission import Admission, Parent, seconds
 from engine.checkpoints import Checkpoints, Fenced, Interrupted
@@ -122,8 +134,9 @@ class WorkflowContext:
         started = clock.now_ms()
         self._in_step = True
         metrics = self._store.metrics
+        traced = (self.workflow_id, step_id, None) if tracing.enabled() else None
         try:
-            value = attempt(self._services.stopping, opts, args, kwargs, metrics)
+            value = attempt(self._services.stopping, opts, args, kwargs, metrics, traced)
         except Exception as exc:
             metrics.step(opts.name, "error", (clock.now_ms() - started) / 1000)
             adopted, recorded = self._steps.record_error(step_id, opts.name, exc, started)
@@ -146,9 +159,10 @@ class WorkflowContext:
             except Exception as exc:
                 future.resolve(None, exc)
             return future
+        traced = (self.workflow_id, step_id, tracing.capture()) if tracing.enabled() else None
         threading.Thread(
             target=self._run_go,
-            args=(future, opts, args, kwargs),
+            args=(future, opts, args, kwargs, traced),
             name=f"waymark-go-{self.workflow_id}-{step_id}",
             daemon=True,
         ).start()
@@ -160,13 +174,14 @@ class WorkflowContext:
         opts: registry.StepOptions,
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
+        traced: Traced | None = None,
     ) -> None:
         started = clock.now_ms()
         step_id = future.step_id
         metrics = self._store.metrics
         try:
             try:
-                value = attempt(self._services.stopping, opts, args, kwargs, metrics)
+                value = attempt(self._services.stopping, opts, args, kwargs, metrics, traced)
             except Exception as exc:
                 metrics.step(opts.name, "error", (clock.now_ms() - started) / 1000)
                 adopted, recorded = self._steps.record_error(step_id, opts.name, exc, started)
@@ -411,6 +426,11 @@ class WorkflowContext:
         return self._steps.record_value(step_id, operations.GET_EVENT, value, started)
 
 
+# What a traced step attempt needs: its workflow ID, step ID and (off the workflow's thread) the
+# context to parent its span in.
+Traced = tuple[str, int, "otel_context.Context | None"]
+
+
 def check_topic(topic: str | None) -> None:
     if topic is not None and not isinstance(topic, str):
         raise TypeError(f"topic must be a string or None, got {type(topic).__name__}")
@@ -422,12 +442,18 @@ def attempt(
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
     metrics: NullMetrics | None = None,
+    traced: Traced | None = None,
 ) -> Any:
-    """Call a step function, retrying with backoff up to its ``max_attempts``."""
+    """Call a step function, retrying with backoff up to its ``max_attempts``; each attempt
+    a span when ``traced`` (workflow ID, step ID, parent context)."""
     tries = 1
     while True:
         try:
-            return opts.fn(*args, **kwargs)
+            if traced is None:
+                return opts.fn(*args, **kwargs)
+            workflow_id, step_id, parent = traced
+            with tracing.step_span(workflow_id, step_id, opts.name, tries, parent):
+                return opts.fn(*args, **kwargs)
         except Exception:
             if tries >= opts.max_attempts:
                 raise

@@ -9,6 +9,7 @@ the timer thread or the worker loop.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -158,8 +159,9 @@ class Runtime:
         if deadline is not None and not run.deadline_armed:
             run.deadline_armed = True
             self._timers.at(deadline, lambda: self.enforce_deadline(workflow_id))
+        span = observe.execution_span(self._store, row, self.executor_id)
         self._pool.submit(
-            lambda: self._execute(definition, workflow_id, input, recorded, deadline, run)
+            lambda: self._execute(definition, workflow_id, input, recorded, deadline, run, span)
         )
         return True
 
@@ -173,12 +175,14 @@ class Runtime:
         recorded: dict[int, records.StepRow] | None,
         deadline: int | None,
         run: Run,
+        span: contextlib.AbstractContextManager[object],
     ) -> None:
         outcome: records.Outcome | None = None
         try:
-            outcome = execution.run_body(
-                self.services, definition, workflow_id, input, recorded, deadline, run
-            )
+            with span:
+                outcome = execution.run_body(
+                    self.services, definition, workflow_id, input, recorded, deadline, run
+                )
         except Parked as parked:
             run.parked = True
             self._wakeups.fire(keys.FREED)  # its thread is free for other work

@@ -73,6 +73,7 @@ def workflow_statement(new: records.NewWorkflow) -> groupcommit.Statement:
             "priority": new.priority,
             "deduplication_id": new.deduplication_id,
             "delay_until": new.delay_until,
+            "traceparent": new.traceparent,
         },
     )
 
@@ -566,6 +567,10 @@ class Store(abc.ABC):
 
     # -- data lifecycle (engine/lifecycle.py): each in a transaction of its own, off the
     # group committer, so a long delete or import never holds up workflow writes --------------
+
+    def get_traceparent(self, workflow_id: str) -> str | None:
+        row = self._row("get_traceparent", {"workflow_id": workflow_id})
+        return row["traceparent"] if row is not None else None
 
     def lifecycle_rows(self, query: str, **params: Any) -> list[dict[str, Any]]:
         """A lifecycle read (export, children, garbage collection candidates) as dicts."""

@@ -9,12 +9,12 @@ INSERT INTO workflow_status (workflow_uuid, status, name, inputs, executor_id,
                              application_version, application_id, created_at, updated_at,
                              started_at_epoch_ms, parent_workflow_id, forked_from, queue_name,
                              workflow_timeout_ms, workflow_deadline_epoch_ms, priority,
-                             deduplication_id, delay_until_epoch_ms)
+                             deduplication_id, delay_until_epoch_ms, traceparent)
 VALUES (%(workflow_id)s, %(status)s, %(name)s, %(inputs)s, %(executor_id)s,
         %(application_version)s, %(application_id)s, %(now)s, %(now)s,
         %(started_at)s, %(parent_workflow_id)s, %(forked_from)s, %(queue_name)s,
         %(timeout_ms)s, %(deadline_ms)s, %(priority)s, %(deduplication_id)s,
-        %(delay_until)s)
+        %(delay_until)s, %(traceparent)s)
 ON CONFLICT (workflow_uuid) DO NOTHING
 RETURNING workflow_uuid;
 -- get_workflow --
@@ -326,15 +326,16 @@ WITH new_workflows AS (
                                  application_version, application_id, created_at, updated_at,
                                  started_at_epoch_ms, parent_workflow_id, forked_from,
                                  queue_name, workflow_timeout_ms, workflow_deadline_epoch_ms,
-                                 priority, deduplication_id, delay_until_epoch_ms)
+                                 priority, deduplication_id, delay_until_epoch_ms, traceparent)
     SELECT workflow_id, status, name, inputs, executor_id, application_version, application_id,
            now, now, started_at, parent_workflow_id, forked_from, queue_name, timeout_ms,
-           deadline_ms, priority, deduplication_id, delay_until
+           deadline_ms, priority, deduplication_id, delay_until, traceparent
     FROM json_to_recordset(%(insert_workflow)s::json)
          AS v(workflow_id text, status text, name text, inputs text, executor_id text,
               application_version text, application_id text, now bigint, started_at bigint,
               parent_workflow_id text, forked_from text, queue_name text, timeout_ms bigint,
-              deadline_ms bigint, priority int, deduplication_id text, delay_until bigint)
+              deadline_ms bigint, priority int, deduplication_id text, delay_until bigint,
+              traceparent text)
     -- A held deduplication ID fails the whole statement; the group committer then runs each
     -- write alone, so the error reaches the one write that caused it.
     ON CONFLICT (workflow_uuid) DO NOTHING
@@ -473,3 +474,8 @@ INSERT INTO notifications (destination_uuid, topic, message, created_at_epoch_ms
 VALUES (%(destination_uuid)s, %(topic)s, %(message)s, %(created_at_epoch_ms)s,
         %(message_uuid)s, %(serialization)s)
 RETURNING 1;
+
+-- Tracing (engine/tracing.py) ---------------------------------------------------------------
+
+-- get_traceparent --
+SELECT traceparent FROM workflow_status WHERE workflow_uuid = %(workflow_id)s;

@@ -9,12 +9,12 @@ INSERT INTO workflow_status (workflow_uuid, status, name, inputs, executor_id,
                              application_version, application_id, created_at, updated_at,
                              started_at_epoch_ms, parent_workflow_id, forked_from, queue_name,
                              workflow_timeout_ms, workflow_deadline_epoch_ms, priority,
-                             deduplication_id, delay_until_epoch_ms)
+                             deduplication_id, delay_until_epoch_ms, traceparent)
 VALUES (:workflow_id, :status, :name, :inputs, :executor_id,
         :application_version, :application_id, :now, :now,
         :started_at, :parent_workflow_id, :forked_from, :queue_name,
         :timeout_ms, :deadline_ms, :priority, :deduplication_id,
-        :delay_until)
+        :delay_until, :traceparent)
 ON CONFLICT (workflow_uuid) DO NOTHING
 RETURNING workflow_uuid;
 -- get_workflow --
@@ -400,3 +400,8 @@ INSERT INTO notifications (destination_uuid, topic, message, created_at_epoch_ms
 VALUES (:destination_uuid, :topic, :message, :created_at_epoch_ms,
         :message_uuid, :serialization, (SELECT COALESCE(MAX(seq), 0) + 1 FROM notifications))
 RETURNING 1;
+
+-- Tracing (engine/tracing.py) ---------------------------------------------------------------
+
+-- get_traceparent --
+SELECT traceparent FROM workflow_status WHERE workflow_uuid = :workflow_id;
