@@ -68,6 +68,7 @@ class Workflow(SystemTable):
     parent_workflow_id = models.TextField(null=True)
     serialization = models.TextField()
     delay_until_epoch_ms = models.BigIntegerField(null=True)
+    traceparent = models.TextField(null=True)  # engine migration 0006
 
     class Meta(SystemTable.Meta):
         db_table = "workflow_status"
@@ -247,3 +248,20 @@ class SavedView(models.Model):
             models.UniqueConstraint(fields=["owner", "name"], name="saved_view_unique_name")
         ]
         permissions = [("share_views", "Can share saved views with everyone")]
+
+
+class RetentionRun(models.Model):
+    """One pass of the retention policy by a worker (console/retention.py): what it deleted."""
+
+    at = models.DateTimeField(auto_now_add=True, db_index=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    executor_id = models.CharField(max_length=200, blank=True)
+    policy = models.JSONField(default=dict)
+    deleted = models.BigIntegerField(default=0)
+    by_name = models.JSONField(default=dict)  # workflow name ("*": the default rule) -> count
+    error = models.TextField(blank=True)
+
+    class Meta:
+        app_label = "console"
+        ordering = ["-at", "-id"]
+        permissions = [("delete_workflows", "Can delete workflows (the admin role)")]

@@ -26,6 +26,9 @@ urlpatterns = [
         "workflows/<wid:workflow_id>/messages/", views.workflow_messages, name="workflow_messages"
     ),
     path(
+        "workflows/<wid:workflow_id>/export.json", operate.workflow_export, name="workflow_export"
+    ),
+    path(
         "workflows/<wid:workflow_id>/<str:part>.json",
         views.workflow_payload,
         name="workflow_payload",
@@ -42,6 +45,7 @@ urlpatterns = [
     path("audit/<int:record_id>/ids.txt", operate.audit_ids, name="audit_ids"),
     path("schedules/", pages.schedules, name="schedules"),
     path("versions/", pages.versions, name="versions"),
+    path("retention/", pages.retention_page, name="retention"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),

@@ -16,7 +16,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from console import worker
+from console import retention, worker
 from engine import metrics
 
 
@@ -98,6 +98,13 @@ class Command(BaseCommand):
             engine.executor_id,
             extra={"action": "worker.start", "executor_id": engine.executor_id},
         )
+        engine.launch()  # the system tables exist before retention's first pass
+        if retention.start(engine.lifecycle, engine.executor_id, stop):
+            root.info(
+                "retention policy: %s",
+                retention.policy().as_dict(),
+                extra={"action": "retention.start", "executor_id": engine.executor_id},
+            )
         engine.run_forever(stop, grace=options["grace"])
         root.info(
             "worker %s stopped",
