@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
+from typing import Any
 
 import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -61,6 +62,7 @@ class Metrics(NullMetrics):
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         reg = registry if registry is not None else _REGISTRY
         self.registry = reg
+        self._children: dict[tuple[object, ...], Any] = {}
         self._started = Counter(
             "waymark_workflows_started", "Workflows started (first execution)", ["workflow"],
             registry=reg,
@@ -116,22 +118,30 @@ class Metrics(NullMetrics):
             registry=reg,
         )
 
+    def _child(self, metric: Any, *labels: str) -> Any:
+        """The labelled child, cached (``labels()`` takes a lock and builds a key each call)."""
+        key = (id(metric), *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
     def workflow_started(self, workflow: str) -> None:
-        self._started.labels(workflow).inc()
+        self._child(self._started, workflow).inc()
 
     def workflow_finished(self, workflow: str, status: str, seconds: float) -> None:
-        self._finished.labels(workflow, status).inc()
-        self._duration.labels(workflow).observe(max(seconds, 0.0))
+        self._child(self._finished, workflow, status).inc()
+        self._child(self._duration, workflow).observe(max(seconds, 0.0))
 
     def queue_wait(self, queue: str, seconds: float) -> None:
-        self._queue_wait.labels(queue).observe(max(seconds, 0.0))
+        self._child(self._queue_wait, queue).observe(max(seconds, 0.0))
 
     def step(self, step: str, outcome: str, seconds: float) -> None:
-        self._steps.labels(step, outcome).inc()
-        self._step_duration.labels(step).observe(max(seconds, 0.0))
+        self._child(self._steps, step, outcome).inc()
+        self._child(self._step_duration, step).observe(max(seconds, 0.0))
 
     def step_retried(self, step: str) -> None:
-        self._retries.labels(step).inc()
+        self._child(self._retries, step).inc()
 
     def recovered(self, count: int = 1) -> None:
         self._recoveries.inc(count)
