@@ -1,4 +1,4 @@
-"""python -m bench --db sqlite|postgres [--quick] [--only W1,W2] [--repeat N]
+"""python -m bench --db sqlite|postgres [--quick] [--only W1,W2] [--repeat N] [--no-metrics]
 
 Prints one JSON line per workload run, then a table of medians. W6 reports the peak RSS of
 the whole process: run it alone (--only W6) for a figure of W6 itself. Durability is the same as in
@@ -21,10 +21,14 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smaller counts, for a smoke run")
     parser.add_argument("--only", default="", help="comma-separated workload ids")
     parser.add_argument("--repeat", type=int, default=1, help="runs per workload (median shown)")
+    parser.add_argument(
+        "--no-metrics", action="store_true", help="engines report no worker metrics (overhead)"
+    )
     args = parser.parse_args()
-    # W6, W6b and W8 measure peak RSS and W7 seeds a million rows: each is run on request
-    # (--only), W6b and W8 with W2 for the ratio (--only W2,W8).
-    default = [w for w in workloads.WORKLOADS if w not in ("W6", "W6b", "W7", "W8")]
+    workloads.METRICS = not args.no_metrics
+    # W6, W6b and W8 measure peak RSS, W7 seeds a million rows and GC deletes many: each is
+    # run on request (--only), W6b and W8 with W2 for the ratio (--only W2,W8).
+    default = [w for w in workloads.WORKLOADS if w not in ("W6", "W6b", "W7", "W8", "GC")]
     chosen = [w for w in workloads.WORKLOADS if w in args.only.split(",")] if args.only else default
     table: list[dict[str, Any]] = []
     for workload in chosen:

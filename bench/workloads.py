@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bench import console_w7, setup, waits
+from bench import console_w7, gc_bench, setup, waits
 from engine import Engine
 
 
@@ -38,11 +38,17 @@ class Progress:
                 sys.stderr.flush()
 
 
+# Whether the benchmark engines report worker metrics (python -m bench --no-metrics: off).
+METRICS = True
+
+
 def _engine(
     target: setup.Target, name: str, threads: int = 16, queue: str | None = None
 ) -> tuple[Engine, Any]:
     """The benchmark app (launched): 3-step and n-step workflows of trivial steps."""
-    engine = Engine(name, target.url, schema=target.schema, max_workflow_threads=threads)
+    engine = Engine(
+        name, target.url, schema=target.schema, max_workflow_threads=threads, metrics=METRICS
+    )
     if queue is not None:
         engine.queue(queue, worker_concurrency=threads)
 
@@ -248,4 +254,5 @@ WORKLOADS: dict[str, Callable[[setup.Target, bool], dict[str, Any]]] = {
     "W7": console_w7.w7_console,
     "W8": waits.w8_async,
     "W6b": waits.w6b_waiting,
+    "GC": lambda target, quick: gc_bench.gc_with_w2(target, quick, w2_throughput),
 }

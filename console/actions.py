@@ -26,7 +26,11 @@ WHAT_HAPPENS = {
     "run again, and its timeout counts afresh.",
     "fork": "A new workflow starts from the chosen step: the steps before it are copied from "
     "this one, not run again; this workflow is left as it is.",
+    "delete": "The workflow and its steps, events and messages are deleted from the system "
+    "database for good (export it first to keep a copy). Only a finished workflow can be "
+    "deleted; the audit trail keeps this record.",
 }
+DELETABLE = ("SUCCESS", "ERROR", "CANCELLED", "MAX_RECOVERY_ATTEMPTS_EXCEEDED")
 
 
 @dataclass(frozen=True)
@@ -52,9 +56,12 @@ def client() -> Client:
 
 
 def allowed(action: str, status: str) -> bool:
-    return {"cancel": status in CANCELLABLE, "resume": status in RESUMABLE, "fork": True}.get(
-        action, False
-    )
+    return {
+        "cancel": status in CANCELLABLE,
+        "resume": status in RESUMABLE,
+        "fork": True,
+        "delete": status in DELETABLE,
+    }.get(action, False)
 
 
 def _statuses(ids: list[str]) -> dict[str, str]:
@@ -124,6 +131,9 @@ def one(
             if input is not UNCHANGED:
                 message += f" with a new input: {fork_input.for_audit(input)}"
             return Outcome(True, message, handle.workflow_id)
+        if action == "delete":
+            c.delete_workflow(workflow_id)
+            return Outcome(True, "deleted")
     except (EngineError, ValueError) as exc:
         return Outcome(False, str(exc))
     return Outcome(False, f"unknown action {action!r}")
@@ -181,3 +191,55 @@ def bulk(
     except (EngineError, ValueError, TypeError) as exc:
         complete(record, Outcome(False, f"the bulk action could not start: {exc}"))
     return record
+
+
+def export(actor: Actor, workflow_id: str, *, children: bool = False) -> tuple[Outcome, Any]:
+    """Export one workflow (engine.Client.export_workflow), audited: intent, then outcome."""
+    record = _intend(actor, "export", [workflow_id], "")
+    data: Any = None
+    try:
+        data = client().export_workflow(workflow_id, children=children)
+        outcome = Outcome(True, f"exported {len(data['workflows'])} workflow(s)")
+    except EngineError as exc:
+        outcome = Outcome(False, str(exc))
+    complete(record, outcome)
+    return outcome, data
+
+
+def import_workflow(actor: Actor, data: Any, reason: str = "") -> Outcome:
+    """Import an exported workflow, audited; the outcome names the imported ID."""
+    workflow_id = str(data.get("workflow_id", "")) if isinstance(data, dict) else ""
+    record = _intend(actor, "import", [workflow_id] if workflow_id else [], reason)
+    try:
+        new_id = client().import_workflow(data)
+        outcome = Outcome(True, f"imported {new_id}", new_id)
+    except (EngineError, ValueError, KeyError, TypeError) as exc:
+        outcome = Outcome(False, f"{type(exc).__name__}: {exc}")
+    complete(record, outcome)
+    return outcome
+
+
+def garbage_collect(
+    actor: Actor, older_than: float, keep_last: int | None, reason: str = ""
+) -> Outcome:
+    """Garbage-collect finished workflows (engine.Client.garbage_collect), audited."""
+    record = _intend(actor, "gc", [], reason or f"older_than={older_than}s keep_last={keep_last}")
+    try:
+        deleted = client().garbage_collect(older_than=older_than, keep_last=keep_last)
+        outcome = Outcome(True, f"deleted {deleted} finished workflow(s)")
+    except (EngineError, ValueError) as exc:
+        outcome = Outcome(False, str(exc))
+    complete(record, outcome)
+    return outcome
+
+
+def delete_tree(actor: Actor, workflow_id: str, reason: str = "") -> Outcome:
+    """Delete a finished workflow with its descendants (all must be finished), audited."""
+    record = _intend(actor, "delete", [workflow_id], reason)
+    try:
+        client().delete_workflow(workflow_id, delete_children=True)
+        outcome = Outcome(True, "deleted with its descendants")
+    except EngineError as exc:
+        outcome = Outcome(False, str(exc))
+    complete(record, outcome)
+    return outcome

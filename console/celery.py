@@ -27,7 +27,12 @@ def _engine(*, executor_id: str, claim_queues: bool):  # type: ignore[no-untyped
 
     django.setup()
     from console import worker
+    from engine import metrics
 
+    try:  # WAYMARK_METRICS_PORT: this process serves its metrics (see README, worker metrics)
+        metrics.serve_from_env()
+    except OSError:  # a prefork sibling serves the port (the aggregate, in multiprocess mode)
+        pass
     return worker.build_engine(executor_id=executor_id, claim_queues=claim_queues)
 
 

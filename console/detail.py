@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from django.conf import settings
 from django.db import connections
 
 from console import attempts, audit_trail, now, stats, timeline
@@ -193,6 +194,19 @@ def sees_audit(user: Any) -> bool:
     return bool(user.has_perm("console.operate_workflows") or user.has_perm("console.view_audit"))
 
 
+def trace_url(w: Workflow) -> str | None:
+    """The workflow's trace in the tracing UI (WAYMARK_TRACE_URL, a template with
+    ``{trace_id}``), when it was started inside a trace."""
+    template = settings.WAYMARK_TRACE_URL
+    parts = (w.traceparent or "").split("-")
+    if not template or len(parts) != 4 or len(parts[1]) != 32:
+        return None
+    trace_id = parts[1].lower()
+    if not all(c in "0123456789abcdef" for c in trace_id):
+        return None
+    return str(template).replace("{trace_id}", trace_id)
+
+
 def context(w: Workflow, user: Any, now_ms: int, print_: str) -> dict[str, Any]:
     """Everything the live view shows; ``print_`` is its fingerprint, read before ``w``."""
     with_audit = sees_audit(user)
@@ -225,6 +239,7 @@ def context(w: Workflow, user: Any, now_ms: int, print_: str) -> dict[str, Any]:
         if len(shown_children) == SIDE_LIST
         else len(shown_children),
         "forks": forks(w),
+        "trace_url": trace_url(w),
         "events": events,
         "events_next": events_next,
         "waiting_messages": waiting,

@@ -70,6 +70,7 @@ class Workflow(SystemTable):
     delay_until_epoch_ms = models.BigIntegerField(null=True)
     traceback = models.TextField(null=True)  # a failed workflow's (engine.attempts)
     waiting = models.TextField(null=True)  # what a PENDING workflow waits on (engine.waits)
+    traceparent = models.TextField(null=True)  # engine migration 0006
 
     class Meta(SystemTable.Meta):
         db_table = "workflow_status"
@@ -271,3 +272,20 @@ class SavedView(models.Model):
 # The alerting tables live in console/alerts/models.py; importing them here registers them
 # with the console app (Django looks for an app's models in its models module).
 from console.alerts.models import AlertEvent, AlertRule, AlertState, Lease  # noqa: E402, F401
+
+
+class RetentionRun(models.Model):
+    """One pass of the retention policy by a worker (console/retention.py): what it deleted."""
+
+    at = models.DateTimeField(auto_now_add=True, db_index=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    executor_id = models.CharField(max_length=200, blank=True)
+    policy = models.JSONField(default=dict)
+    deleted = models.BigIntegerField(default=0)
+    by_name = models.JSONField(default=dict)  # workflow name ("*": the default rule) -> count
+    error = models.TextField(blank=True)
+
+    class Meta:
+        app_label = "console"
+        ordering = ["-at", "-id"]
+        permissions = [("delete_workflows", "Can delete workflows (the admin role)")]

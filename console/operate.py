@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -26,6 +27,7 @@ from engine.admission import UNCHANGED
 
 OPERATE = "console.operate_workflows"
 AUDIT = "console.view_audit"
+DELETE = "console.delete_workflows"  # the admin role
 BULK_CAP = filters.COUNT_CAP  # "all matching" acts on at most this many workflows
 AUDIT_PAGE = 100
 PROGRESS_ROWS = 100  # a bulk progress page lists this many outcomes, then counts the rest
@@ -53,6 +55,8 @@ def actor_of(request: HtmxHttpRequest) -> actions.Actor:
 def workflow_action(request: HtmxHttpRequest, workflow_id: str, action: str) -> HttpResponse:
     if action not in actions.WHAT_HAPPENS:
         raise Http404(f"No action {action!r}.")
+    if action == "delete" and not request.user.has_perm(DELETE):
+        raise PermissionDenied("deleting workflows is for the admin role")
     workflow = Workflow.objects.filter(workflow_uuid=workflow_id).first()
     if workflow is None:
         raise Http404(f"No workflow with ID {workflow_id!r}: it may have been deleted.")
@@ -82,6 +86,8 @@ def workflow_action(request: HtmxHttpRequest, workflow_id: str, action: str) -> 
     )
     level = messages.SUCCESS if outcome.ok else messages.ERROR
     messages.add_message(request, level, f"{action.capitalize()}: {outcome.message}")
+    if action == "delete" and outcome.ok:
+        return redirect("workflow_list")
     target = outcome.new_workflow_id if outcome.new_workflow_id else workflow_id
     return redirect("workflow_detail", workflow_id=target)
 
@@ -114,7 +120,7 @@ def _confirm(
         "action": action,
         "what": actions.WHAT_HAPPENS[action],
         "allowed": actions.allowed(action, workflow.status),
-        "past": bulk.PAST[action],
+        "past": bulk.PAST.get(action, "deleted"),
         "steps": steps,
         "versions": versions,
         "default_step": source.get("step", "")[:10],
@@ -130,6 +136,21 @@ def _confirm(
             context["input_diff"] = fork_input.diff(before.value, edited)
             context["previewed"] = fork_input.fingerprint(edited_text)
     return render(request, "console/confirm_action.html", context, status=400 if error else 200)
+
+
+@require_GET
+@login_required
+@permission_required(OPERATE, raise_exception=True)
+def workflow_export(request: HtmxHttpRequest, workflow_id: str) -> HttpResponse:
+    """The workflow (with its descendants when ?children=1) as a JSON download, audited."""
+    children = request.GET.get("children") == "1"
+    outcome, data = actions.export(actor_of(request), workflow_id, children=children)
+    if not outcome.ok:
+        raise Http404(outcome.message)
+    response = HttpResponse(json.dumps(data), content_type="application/json")
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in workflow_id)[:100]
+    response["Content-Disposition"] = f'attachment; filename="workflow-{safe}.json"'
+    return response
 
 
 def _bulk_ids(request: HtmxHttpRequest, query: str) -> list[str]:

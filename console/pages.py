@@ -5,14 +5,16 @@ from __future__ import annotations
 import datetime as dt
 import time
 
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.http import HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
-from console import charts, filters, stats
+from console import charts, filters, retention, stats
 from console.alerts import views as alert_views
 from console.http import HtmxHttpRequest
+from console.models import RetentionRun
 from console.views import bad_request
 
 
@@ -104,5 +106,25 @@ def versions(request: HtmxHttpRequest) -> HttpResponse:
             "executors": live,
             "live_versions": sorted({e.application_version for e in live}),
             "now": now,
+        },
+    )
+
+
+@require_GET
+@login_required
+def retention_page(request: HtmxHttpRequest) -> HttpResponse:
+    """The retention policy runworker applies, its last passes and what they deleted."""
+    try:
+        rules, problem = retention.policy(), ""
+    except ValueError as exc:
+        rules, problem = None, str(exc)
+    return render(
+        request,
+        "console/retention.html",
+        {
+            "policy": rules,
+            "problem": problem,
+            "interval": settings.WAYMARK_RETENTION_INTERVAL,
+            "runs": list(RetentionRun.objects.all()[:20]),
         },
     )

@@ -148,6 +148,14 @@ EMAIL_PORT = int(os.environ.get("EMAIL_PORT", "25"))
 EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
 EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")  # a secret: never shown
 EMAIL_USE_TLS = os.environ.get("EMAIL_USE_TLS", "0") == "1"
+# Tracing: a link from each workflow to its trace, e.g. https://tempo.example/trace/{trace_id}
+WAYMARK_TRACE_URL = os.environ.get("WAYMARK_TRACE_URL", "")
+# Retention (console/retention.py, applied by runworker): keep finished workflows N days
+# and/or at most M of them; per-name overrides as JSON {"name": {"days": N, "max": M}}.
+WAYMARK_RETENTION_DAYS = os.environ.get("WAYMARK_RETENTION_DAYS", "")
+WAYMARK_RETENTION_MAX = os.environ.get("WAYMARK_RETENTION_MAX", "")
+WAYMARK_RETENTION_OVERRIDES = os.environ.get("WAYMARK_RETENTION_OVERRIDES", "")
+WAYMARK_RETENTION_INTERVAL = float(os.environ.get("WAYMARK_RETENTION_INTERVAL", "600"))
 
 # Django's four standard validators, applied wherever a password is set: the admin's forms,
 # `changepassword`, `createuser` and `make run` (console/devserver.py).

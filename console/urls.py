@@ -27,6 +27,9 @@ urlpatterns = [
         "workflows/<wid:workflow_id>/messages/", views.workflow_messages, name="workflow_messages"
     ),
     path(
+        "workflows/<wid:workflow_id>/export.json", operate.workflow_export, name="workflow_export"
+    ),
+    path(
         "workflows/<wid:workflow_id>/<str:part>.json",
         views.workflow_payload,
         name="workflow_payload",
@@ -48,6 +51,7 @@ urlpatterns = [
     path("alerts/new/", alerts.alert_edit, name="alert_new"),
     path("alerts/<int:rule_id>/", alerts.alert_edit, name="alert_edit"),
     path("alerts/<int:rule_id>/<str:action>/", alerts.alert_action, name="alert_action"),
+    path("retention/", pages.retention_page, name="retention"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),

@@ -18,7 +18,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from engine import clock, errors, queues, serialization, signals
+from engine import clock, errors, queues, serialization, signals, tracing
 from engine.queues import INTERNAL_QUEUE, Queue
 from engine.records import Status
 from engine.registry import Registry
@@ -165,6 +165,7 @@ class Admission:
             if registry is None or self._executor_id is None:
                 raise ValueError("a client starts workflows on a queue; pass queue=")
             new = records.NewWorkflow(
+                traceparent=tracing.current_traceparent(),
                 workflow_id=workflow_id,
                 name=name,
                 inputs=inputs,
@@ -178,6 +179,7 @@ class Admission:
             )
         else:  # its timeout counts from its dequeue
             new = records.NewWorkflow(
+                traceparent=tracing.current_traceparent(),
                 workflow_id=workflow_id,
                 name=name,
                 inputs=inputs,
@@ -223,6 +225,7 @@ class Admission:
         if on_queue is None:
             own = now + limit_ms if limit_ms is not None else None
             new = records.NewWorkflow(
+                traceparent=tracing.current_traceparent(),
                 workflow_id=child_id,
                 name=name,
                 inputs=inputs,
@@ -237,6 +240,7 @@ class Admission:
             )
         else:  # waits on the queue; its own timeout counts from its dequeue
             new = records.NewWorkflow(
+                traceparent=tracing.current_traceparent(),
                 workflow_id=child_id,
                 name=name,
                 inputs=inputs,
@@ -291,6 +295,7 @@ class Admission:
         now = clock.now_ms()
         limit_ms = original.timeout_ms
         new = records.NewWorkflow(
+            traceparent=tracing.current_traceparent(),
             workflow_id=new_id,
             name=original.name,
             inputs=inputs,
@@ -362,4 +367,5 @@ def _running(new: records.NewWorkflow, now: int, fresh: bool) -> records.Workflo
         parent_workflow_id=new.parent_workflow_id,
         forked_from=new.forked_from,
         fresh=fresh,
+        traceparent=new.traceparent,
     )

@@ -17,6 +17,7 @@ from engine import admission, serialization, store
 from engine.admission import Admission
 from engine.control import Control
 from engine.handle import WorkflowHandle
+from engine.lifecycle import Lifecycle
 from engine.queues import INTERNAL_QUEUE, Queue
 from engine.records import AttemptInfo, StepInfo, WorkflowStatus
 from engine.results import Results
@@ -38,6 +39,7 @@ class Client:
         self.max_payload_bytes = serialization.DEFAULT_LIMIT
         self._store = store.connect(database_url, schema, db_retry_seconds)
         self._wakeups = Wakeups(self._store)
+        self.lifecycle = Lifecycle(self._store)
         results = Results(self._store)
         self._admission = Admission(self._store, self._wakeups, self.max_payload_bytes)
         self._control = Control(
@@ -175,3 +177,19 @@ class Client:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    # -- data lifecycle (engine.lifecycle) ---------------------------------------------------------
+
+    def delete_workflow(self, workflow_id: str, *, delete_children: bool = False) -> None:
+        self.lifecycle.delete_workflow(workflow_id, delete_children=delete_children)
+
+    def export_workflow(self, workflow_id: str, *, children: bool = False) -> dict[str, Any]:
+        return self.lifecycle.export_workflow(workflow_id, children=children)
+
+    def import_workflow(self, data: dict[str, Any]) -> str:
+        return self.lifecycle.import_workflow(data)
+
+    def garbage_collect(
+        self, *, older_than: float | dt.timedelta, keep_last: int | None = None
+    ) -> int:
+        return self.lifecycle.garbage_collect(older_than=older_than, keep_last=keep_last)

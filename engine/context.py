@@ -14,6 +14,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from opentelemetry import context as otel_context
+
 from engine import (
     attempts,
     clock,
@@ -24,12 +26,14 @@ from engine import (
     registry,
     results,
     serialization,
+    tracing,
     waits,
 )
 from engine import signals as keys
 from engine.admission import Admission, Parent, seconds
 from engine.checkpoints import Checkpoints, Fenced, Interrupted
 from engine.handle import WorkflowHandle
+from engine.metrics import NullMetrics
 from engine.records import FINAL_STATUSES, Status
 from engine.runs import Run
 from engine.store import Store, records
@@ -143,17 +147,27 @@ class WorkflowContext:
             return self._steps.replay(step_id, row)
         started = clock.now_ms()
         self._in_step = True
+        metrics = self._store.metrics
+        traced = (self.workflow_id, step_id, None) if tracing.enabled() else None
         try:
             value = attempt(
-                self._services.stopping, opts, args, kwargs, self._attempts.for_step(step_id)
+                self._services.stopping,
+                opts,
+                args,
+                kwargs,
+                self._attempts.for_step(step_id),
+                metrics,
+                traced,
             )
         except Exception as exc:
+            metrics.step(opts.name, "error", (clock.now_ms() - started) / 1000)
             adopted, recorded = self._steps.record_error(step_id, opts.name, exc, started)
             if adopted:
                 return recorded
             raise
         finally:
             self._in_step = False
+        metrics.step(opts.name, "success", (clock.now_ms() - started) / 1000)
         return self._steps.record_value(step_id, opts.name, value, started)
 
     def go(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> futures.StepFuture:
@@ -167,9 +181,10 @@ class WorkflowContext:
             except Exception as exc:
                 future.resolve(None, exc)
             return future
+        traced = (self.workflow_id, step_id, tracing.capture()) if tracing.enabled() else None
         threading.Thread(
             target=self._run_go,
-            args=(future, opts, args, kwargs),
+            args=(future, opts, args, kwargs, traced),
             name=f"waymark-go-{self.workflow_id}-{step_id}",
             daemon=True,
         ).start()
@@ -181,18 +196,28 @@ class WorkflowContext:
         opts: registry.StepOptions,
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
+        traced: Traced | None = None,
     ) -> None:
         started = clock.now_ms()
         step_id = future.step_id
+        metrics = self._store.metrics
         try:
             try:
                 value = attempt(
-                    self._services.stopping, opts, args, kwargs, self._attempts.for_step(step_id)
+                    self._services.stopping,
+                    opts,
+                    args,
+                    kwargs,
+                    self._attempts.for_step(step_id),
+                    metrics,
+                    traced,
                 )
             except Exception as exc:
+                metrics.step(opts.name, "error", (clock.now_ms() - started) / 1000)
                 adopted, recorded = self._steps.record_error(step_id, opts.name, exc, started)
                 future.resolve(recorded, None) if adopted else future.resolve(None, exc)
                 return
+            metrics.step(opts.name, "success", (clock.now_ms() - started) / 1000)
             future.resolve(self._steps.record_value(step_id, opts.name, value, started), None)
         except BaseException as exc:  # a record failure or an interruption: the awaiter sees it
             future.resolve(None, exc)
@@ -517,6 +542,11 @@ class WorkflowContext:
         return self._steps.record_value(step_id, operations.GET_EVENT, value, started)
 
 
+# What a traced step attempt needs: its workflow ID, step ID and (off the workflow's thread) the
+# context to parent its span in.
+Traced = tuple[str, int, "otel_context.Context | None"]
+
+
 def check_topic(topic: str | None) -> None:
     if topic is not None and not isinstance(topic, str):
         raise TypeError(f"topic must be a string or None, got {type(topic).__name__}")
@@ -528,20 +558,29 @@ def attempt(
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
     failed: attempts.OnFailure | None = None,
+    metrics: NullMetrics | None = None,
+    traced: Traced | None = None,
 ) -> Any:
     """Call a step function, retrying with backoff up to its ``max_attempts``; ``failed`` is
-    told of every failed attempt (to record it)."""
+    told of every failed attempt (to record it); each attempt a span when ``traced``
+    (workflow ID, step ID, parent context)."""
     tries = 1
     while True:
         started = clock.now_ms()
         try:
-            return opts.fn(*args, **kwargs)
+            if traced is None:
+                return opts.fn(*args, **kwargs)
+            workflow_id, step_id, parent = traced
+            with tracing.step_span(workflow_id, step_id, opts.name, tries, parent):
+                return opts.fn(*args, **kwargs)
         except Exception as exc:
             if failed is not None:
                 failed(exc, started)
             if tries >= opts.max_attempts:
                 raise
             delay = opts.interval_seconds * opts.backoff_rate ** (tries - 1)
+            if metrics is not None:
+                metrics.step_retried(opts.name)
             if stopping.wait(delay):
                 raise Interrupted(None) from None
             tries += 1

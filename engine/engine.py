@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from engine import admission, errors, registry, scheduler, serialization, store
+from engine import metrics as metrics_mod
 from engine import signals as keys
 from engine.admission import Admission
 from engine.async_context import current_async
@@ -26,6 +27,7 @@ from engine.context import current_context
 from engine.control import Control
 from engine.dispatch import Dispatcher, Handoff
 from engine.handle import WorkflowHandle
+from engine.lifecycle import Lifecycle
 from engine.queues import Queue
 from engine.records import AttemptInfo, StepInfo, WorkflowStatus
 from engine.results import Results
@@ -58,6 +60,7 @@ class Engine:
         db_retry_seconds: float | None = None,
         dispatcher: Dispatcher | None = None,
         claim_queues: bool = True,
+        metrics: metrics_mod.NullMetrics | bool = True,
     ) -> None:
         """``queues``: names of the declared queues this engine takes work from (None: all);
         ``heartbeat_timeout``: seconds without a heartbeat after which an executor's
@@ -66,7 +69,9 @@ class Engine:
         pause (default WAYMARK_DB_RETRY_SECONDS or 60); ``dispatcher``: hand the workflows
         claimed from queues to other processes instead of running them here
         (engine.dispatch); ``claim_queues=False``: heartbeat and recover dead executors, but
-        claim nothing from queues (a process that runs only what a dispatcher hands it)."""
+        claim nothing from queues (a process that runs only what a dispatcher hands it);
+        ``metrics``: where this engine reports (engine.metrics; True: the process-wide
+        ``Metrics`` on ``engine.metrics.registry()``, False: nowhere)."""
         if not app_name or not isinstance(app_name, str):
             raise ValueError("app_name must be a non-empty string")
         if heartbeat_timeout <= 0:
@@ -80,7 +85,16 @@ class Engine:
         self._claim_queues = claim_queues
         url = database_url or f"sqlite:///{app_name}.sqlite3"
         self._store = store.connect(url, schema, db_retry_seconds)
+        self.metrics: metrics_mod.NullMetrics
+        if metrics is True:
+            self.metrics = metrics_mod.default()
+        elif metrics is False:
+            self.metrics = metrics_mod.NullMetrics()
+        else:
+            self.metrics = metrics
+        self._store.metrics = self.metrics
         self._wakeups = Wakeups(self._store)
+        self.lifecycle = Lifecycle(self._store)
         self._registry = registry.Registry(application_version)
         runs = Runs()
         self._results = Results(self._store, runs, self._wakeups)
@@ -524,3 +538,19 @@ class Engine:
         if actx is not None and actx.records_for(self._results):
             return await actx.get_event_async(workflow_id, key, timeout)  # recorded
         return await asyncio.to_thread(self._control.get_event, workflow_id, key, timeout)
+
+    # -- data lifecycle (engine.lifecycle) ---------------------------------------------------------
+
+    def delete_workflow(self, workflow_id: str, *, delete_children: bool = False) -> None:
+        self.lifecycle.delete_workflow(workflow_id, delete_children=delete_children)
+
+    def export_workflow(self, workflow_id: str, *, children: bool = False) -> dict[str, Any]:
+        return self.lifecycle.export_workflow(workflow_id, children=children)
+
+    def import_workflow(self, data: dict[str, Any]) -> str:
+        return self.lifecycle.import_workflow(data)
+
+    def garbage_collect(
+        self, *, older_than: float | dt.timedelta, keep_last: int | None = None
+    ) -> int:
+        return self.lifecycle.garbage_collect(older_than=older_than, keep_last=keep_last)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
-from engine import attempts, errors, serialization
+from engine import attempts, errors, serialization, tracing
 from engine.checkpoints import Fenced, Interrupted
 from engine.context import Services, WorkflowContext
 from engine.records import Status
@@ -55,6 +55,7 @@ def run_body(
                 "workflow_id": workflow_id,
                 "workflow": definition.name,
                 "replay": recorded is not None,
+                "trace_id": tracing.current_trace_id(),
             },
         )
     try:

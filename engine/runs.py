@@ -12,7 +12,16 @@ from engine.threads import Latch
 class Run:
     """One execution here. In-process awaiters wait on ``done``."""
 
-    __slots__ = ("deadline_armed", "done", "outcome", "parked", "queue_name", "stopped")
+    __slots__ = (
+        "created_at",
+        "deadline_armed",
+        "done",
+        "name",
+        "outcome",
+        "parked",
+        "queue_name",
+        "stopped",
+    )
 
     def __init__(self, queue_name: str | None = None) -> None:
         self.queue_name = queue_name
@@ -23,6 +32,8 @@ class Run:
         self.stopped: str | None = None  # set by a cancel or a timeout seen in this process
         self.parked = False  # in a long durable sleep: no thread, a timer will resume it
         self.deadline_armed = False
+        self.name = ""  # the workflow's registered name, and its row's creation (epoch ms):
+        self.created_at = 0  # what metrics and traces report when it ends
 
 
 class Runs:

@@ -10,11 +10,12 @@ the timer thread or the worker loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
 
-from engine import async_execution, clock, errors, execution, serialization
+from engine import async_execution, clock, errors, execution, observe, serialization
 from engine import signals as keys
 from engine.admission import Admission
 from engine.context import Parked, Services
@@ -109,6 +110,7 @@ class Runtime:
         row = self._store.claim_recovery(workflow_id, self.executor_id)
         if row is None:
             return 0  # finished or taken meanwhile
+        self._store.metrics.recovered()
         return 1 if self.run_claimed(row) else 0
 
     def recover_all(self) -> int:
@@ -164,14 +166,17 @@ class Runtime:
         )
         if run is None:
             run = self._runs.begin(workflow_id, row.queue_name)
+            run.name, run.created_at = name, row.created_at
+            observe.claimed(self._store.metrics, row)
         if deadline is not None and not run.deadline_armed:
             run.deadline_armed = True
             self._timers.at(deadline, lambda: self.enforce_deadline(workflow_id))
         if definition.is_async:
             self._start_async(definition, workflow_id, input, recorded, deadline, run)
             return True
+        span = observe.execution_span(self._store, row, self.executor_id)
         self._pool.submit(
-            lambda: self._execute(definition, workflow_id, input, recorded, deadline, run)
+            lambda: self._execute(definition, workflow_id, input, recorded, deadline, run, span)
         )
         return True
 
@@ -242,12 +247,14 @@ class Runtime:
         recorded: dict[int, records.StepRow] | None,
         deadline: int | None,
         run: Run,
+        span: contextlib.AbstractContextManager[object],
     ) -> None:
         outcome: records.Outcome | None = None
         try:
-            outcome = execution.run_body(
-                self.services, definition, workflow_id, input, recorded, deadline, run
-            )
+            with span:
+                outcome = execution.run_body(
+                    self.services, definition, workflow_id, input, recorded, deadline, run
+                )
         except Parked as parked:
             run.parked = True
             self._wakeups.fire(keys.FREED)  # its thread is free for other work
@@ -294,6 +301,8 @@ class Runtime:
         run.done.open()
         self._wakeups.fire(keys.done_key(workflow_id))
         self._wakeups.fire(keys.FREED)  # a thread (and maybe a queue slot) is free again
+        if outcome is not None:
+            observe.finished(self._store.metrics, run, outcome)
         if outcome is not None and log.isEnabledFor(logging.INFO):
             log.info(
                 "workflow %s finished: %s",

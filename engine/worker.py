@@ -157,6 +157,7 @@ class Worker:
                 },
             )
             if workflow_ids:
+                self._store.metrics.recovered(len(workflow_ids))
                 self._wakeups.fire(keys.ENQUEUED)
 
     def _claim(self, queue: Queue) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import json
 import logging
 import re
 import threading
@@ -19,6 +20,7 @@ from importlib import resources
 from typing import Any, ClassVar
 
 from engine import clock, errors, signals
+from engine import metrics as metrics_mod
 from engine.store import groupcommit, records
 
 log = logging.getLogger("waymark.store")
@@ -71,6 +73,7 @@ def workflow_statement(new: records.NewWorkflow) -> groupcommit.Statement:
             "priority": new.priority,
             "deduplication_id": new.deduplication_id,
             "delay_until": new.delay_until,
+            "traceparent": new.traceparent,
         },
     )
 
@@ -109,6 +112,8 @@ class Store(abc.ABC):
     poll_interval = 1.0
     # Whether ``listen`` delivers other processes' wake-ups (else waiters only poll).
     pushes_changes = False
+    # Where the store reports commit batches and retried errors (the engine sets its own).
+    metrics: metrics_mod.NullMetrics = metrics_mod.NullMetrics()
 
     def __init__(self) -> None:
         self.queries = load_queries(self.dialect)
@@ -118,6 +123,7 @@ class Store(abc.ABC):
         self._committer = groupcommit.GroupCommitter(
             lambda writes: self._retrying(lambda: self._execute_batch(writes)),
             splittable=lambda exc: not self.is_transient(exc),
+            on_batch=lambda size: self.metrics.commit_batch(size),
         )
 
     # -- what a backend provides -------------------------------------------------------------
@@ -207,6 +213,7 @@ class Store(abc.ABC):
                     delay,
                     extra={"action": "store.retry"},
                 )
+                self.metrics.db_error_retried()
                 time.sleep(delay)
                 delay = min(delay * 2, 2.0)
 
@@ -632,3 +639,59 @@ class Store(abc.ABC):
     def get_waiting(self, workflow_id: str) -> str | None:
         row = self._row("get_waiting", {"workflow_id": workflow_id})
         return row["waiting"] if row is not None else None
+
+    # -- data lifecycle (engine/lifecycle.py): each in a transaction of its own, off the
+    # group committer, so a long delete or import never holds up workflow writes --------------
+
+    def get_traceparent(self, workflow_id: str) -> str | None:
+        row = self._row("get_traceparent", {"workflow_id": workflow_id})
+        return row["traceparent"] if row is not None else None
+
+    def lifecycle_rows(self, query: str, **params: Any) -> list[dict[str, Any]]:
+        """A lifecycle read (export, children, garbage collection candidates) as dicts."""
+        return [dict(row) for row in self._rows(query, params)]
+
+    def delete_final(self, workflow_ids: Sequence[str]) -> list[str]:
+        """Delete those of ``workflow_ids`` that are final, with every row held by their IDs;
+        the IDs deleted. An unfinished one is left alone (locked first on Postgres, so a
+        resume landing meanwhile waits, then finds nothing)."""
+
+        def attempt() -> list[str]:
+            with self._exclusive() as run:
+                locked = run("lifecycle_lock_final", ids=json.dumps(list(workflow_ids)))
+                if not locked:
+                    return []
+                ids = json.dumps([row["workflow_uuid"] for row in locked])
+                run("lifecycle_delete_steps", ids=ids)
+                run("lifecycle_delete_events", ids=ids)
+                run("lifecycle_delete_messages", ids=ids)
+                run("lifecycle_delete_attempts", ids=ids)
+                # Tables added later that hold rows by workflow ID (streams, step attempts)
+                # get their lifecycle_delete_<table> query and a call here.
+                return [row["workflow_uuid"] for row in run("lifecycle_delete_workflows", ids=ids)]
+
+        return self._retrying(attempt)  # type: ignore[no-any-return]
+
+    def import_rows(
+        self,
+        workflow: Mapping[str, Any],
+        steps: Sequence[Mapping[str, Any]],
+        events: Sequence[Mapping[str, Any]],
+        messages: Sequence[Mapping[str, Any]],
+    ) -> bool:
+        """Insert an exported workflow's rows in one transaction; False when the ID exists."""
+
+        def attempt() -> bool:
+            with self._exclusive() as run:
+                if not run("import_workflow_row", **workflow):
+                    return False
+                for name, rows in (
+                    ("import_step", steps),
+                    ("import_event", events),
+                    ("import_message", messages),
+                ):
+                    for row in rows:
+                        run(name, **row)
+                return True
+
+        return self._retrying(attempt)  # type: ignore[no-any-return]

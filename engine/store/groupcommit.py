@@ -55,9 +55,13 @@ class _Write:
 
 class GroupCommitter:
     def __init__(
-        self, execute: BatchExecutor, splittable: Callable[[BaseException], bool] = lambda exc: True
+        self,
+        execute: BatchExecutor,
+        splittable: Callable[[BaseException], bool] = lambda exc: True,
+        on_batch: Callable[[int], None] = lambda size: None,
     ) -> None:
         self._execute = execute
+        self._on_batch = on_batch  # told each batch's size (metrics)
         # Whether a failed batch is worth retrying write by write (a bad statement), or the
         # failure is everyone's (the database is unreachable): then all get the error.
         self._splittable = splittable
@@ -127,6 +131,7 @@ class GroupCommitter:
             batch = [first, *self._queue[: MAX_BATCH - 1]]
             del self._queue[: MAX_BATCH - 1]
         following: _Write | None = None
+        self._on_batch(len(batch))
         try:
             self._run(batch)
         finally:

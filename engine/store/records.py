@@ -37,6 +37,8 @@ class WorkflowRow:
     forked_from: str | None
     # Claimed with no step recorded yet: the executor need not read any back.
     fresh: bool = False
+    # Known for rows made in this process; else read when tracing is on (engine/tracing.py).
+    traceparent: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +74,7 @@ class NewWorkflow:
     delay_until: int | None = None
     parent_workflow_id: str | None = None
     forked_from: str | None = None
+    traceparent: str | None = None  # the starting caller's W3C trace context
 
 
 @dataclass(frozen=True, slots=True)

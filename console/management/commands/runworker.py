@@ -15,7 +15,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from console import worker
+from console import retention, worker
+from engine import metrics
 
 
 class Command(BaseCommand):
@@ -47,6 +48,17 @@ class Command(BaseCommand):
             default="local",
             help="run claimed workflows here, or hand them to Celery workers",
         )
+        parser.add_argument(
+            "--metrics-port",
+            type=int,
+            default=None,
+            help="serve this worker's Prometheus metrics at http://HOST:PORT/metrics",
+        )
+        parser.add_argument(
+            "--metrics-host",
+            default="127.0.0.1",
+            help="address the metrics endpoint listens on (default: 127.0.0.1)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         # Log lines go where settings.LOGGING sends them ("waymark": stderr, one line per event,
@@ -66,6 +78,14 @@ class Command(BaseCommand):
             dispatcher=dispatcher,
         )
 
+        if options["metrics_port"] is not None:
+            metrics.serve(options["metrics_port"], options["metrics_host"])
+            root.info(
+                "metrics at http://%s:%d/metrics",
+                options["metrics_host"],
+                options["metrics_port"],
+                extra={"action": "worker.metrics", "port": options["metrics_port"]},
+            )
         stop = threading.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
@@ -75,6 +95,13 @@ class Command(BaseCommand):
             extra={"action": "worker.start", "executor_id": engine.executor_id},
         )
         alerts = worker.start_alerts(engine, stop)
+        engine.launch()  # the system tables exist before retention's first pass
+        if retention.start(engine.lifecycle, engine.executor_id, stop):
+            root.info(
+                "retention policy: %s",
+                retention.policy().as_dict(),
+                extra={"action": "retention.start", "executor_id": engine.executor_id},
+            )
         engine.run_forever(stop, grace=options["grace"])
         alerts.join(timeout=10)
         root.info(

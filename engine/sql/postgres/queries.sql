@@ -9,12 +9,12 @@ INSERT INTO workflow_status (workflow_uuid, status, name, inputs, executor_id,
                              application_version, application_id, created_at, updated_at,
                              started_at_epoch_ms, parent_workflow_id, forked_from, queue_name,
                              workflow_timeout_ms, workflow_deadline_epoch_ms, priority,
-                             deduplication_id, delay_until_epoch_ms)
+                             deduplication_id, delay_until_epoch_ms, traceparent)
 VALUES (%(workflow_id)s, %(status)s, %(name)s, %(inputs)s, %(executor_id)s,
         %(application_version)s, %(application_id)s, %(now)s, %(now)s,
         %(started_at)s, %(parent_workflow_id)s, %(forked_from)s, %(queue_name)s,
         %(timeout_ms)s, %(deadline_ms)s, %(priority)s, %(deduplication_id)s,
-        %(delay_until)s)
+        %(delay_until)s, %(traceparent)s)
 ON CONFLICT (workflow_uuid) DO NOTHING
 RETURNING workflow_uuid;
 -- get_workflow --
@@ -326,15 +326,16 @@ WITH new_workflows AS (
                                  application_version, application_id, created_at, updated_at,
                                  started_at_epoch_ms, parent_workflow_id, forked_from,
                                  queue_name, workflow_timeout_ms, workflow_deadline_epoch_ms,
-                                 priority, deduplication_id, delay_until_epoch_ms)
+                                 priority, deduplication_id, delay_until_epoch_ms, traceparent)
     SELECT workflow_id, status, name, inputs, executor_id, application_version, application_id,
            now, now, started_at, parent_workflow_id, forked_from, queue_name, timeout_ms,
-           deadline_ms, priority, deduplication_id, delay_until
+           deadline_ms, priority, deduplication_id, delay_until, traceparent
     FROM json_to_recordset(%(insert_workflow)s::json)
          AS v(workflow_id text, status text, name text, inputs text, executor_id text,
               application_version text, application_id text, now bigint, started_at bigint,
               parent_workflow_id text, forked_from text, queue_name text, timeout_ms bigint,
-              deadline_ms bigint, priority int, deduplication_id text, delay_until bigint)
+              deadline_ms bigint, priority int, deduplication_id text, delay_until bigint,
+              traceparent text)
     -- A held deduplication ID fails the whole statement; the group committer then runs each
     -- write alone, so the error reaches the one write that caused it.
     ON CONFLICT (workflow_uuid) DO NOTHING
@@ -426,3 +427,114 @@ WHERE workflow_uuid = %(workflow_id)s AND status = 'PENDING'
 
 -- get_waiting --
 SELECT waiting FROM workflow_status WHERE workflow_uuid = %(workflow_id)s;
+
+-- Data lifecycle (delete, export, import, garbage collection; engine/lifecycle.py) ----------
+-- Every statement that deletes a workflow's rows is listed in Store.delete_final; a table that
+-- holds rows by workflow ID (streams, attempts, ...) must get its own delete there and here.
+
+-- lifecycle_lock_final --
+-- The final workflows among :ids, locked (FOR UPDATE: a resume waits for the delete).
+SELECT workflow_uuid FROM workflow_status
+WHERE workflow_uuid IN (SELECT jsonb_array_elements_text(%(ids)s::jsonb)) AND status IN ('SUCCESS', 'ERROR', 'CANCELLED', 'MAX_RECOVERY_ATTEMPTS_EXCEEDED') FOR UPDATE;
+
+-- lifecycle_delete_steps --
+WITH gone AS (DELETE FROM operation_outputs WHERE workflow_uuid IN (SELECT jsonb_array_elements_text(%(ids)s::jsonb))
+              RETURNING 1)
+SELECT count(*) AS deleted FROM gone;
+
+-- lifecycle_delete_events --
+WITH gone AS (DELETE FROM workflow_events WHERE workflow_uuid IN (SELECT jsonb_array_elements_text(%(ids)s::jsonb))
+              RETURNING 1)
+SELECT count(*) AS deleted FROM gone;
+
+-- lifecycle_delete_messages --
+WITH gone AS (DELETE FROM notifications WHERE destination_uuid IN (SELECT jsonb_array_elements_text(%(ids)s::jsonb))
+              RETURNING 1)
+SELECT count(*) AS deleted FROM gone;
+
+-- lifecycle_delete_attempts --
+WITH gone AS (DELETE FROM operation_attempts WHERE workflow_uuid IN (SELECT jsonb_array_elements_text(%(ids)s::jsonb))
+              RETURNING 1)
+SELECT count(*) AS deleted FROM gone;
+
+-- lifecycle_delete_workflows --
+DELETE FROM workflow_status WHERE workflow_uuid IN (SELECT jsonb_array_elements_text(%(ids)s::jsonb)) AND status IN ('SUCCESS', 'ERROR', 'CANCELLED', 'MAX_RECOVERY_ATTEMPTS_EXCEEDED')
+RETURNING workflow_uuid;
+
+-- lifecycle_children --
+SELECT workflow_uuid, status FROM workflow_status WHERE parent_workflow_id = %(workflow_id)s;
+
+-- lifecycle_gc_boundary --
+-- The newest final workflow beyond the :keep_last newest (it and older ones may go).
+SELECT completed_at, workflow_uuid FROM workflow_status
+WHERE status IN ('SUCCESS', 'ERROR', 'CANCELLED', 'MAX_RECOVERY_ATTEMPTS_EXCEEDED') AND completed_at IS NOT NULL
+  AND (%(name)s::text IS NULL OR name = %(name)s::text)
+  AND name NOT IN (SELECT jsonb_array_elements_text(%(exclude)s::jsonb))
+ORDER BY completed_at DESC, workflow_uuid DESC LIMIT 1 OFFSET %(keep_last)s;
+
+-- lifecycle_gc_candidates --
+-- Oldest first: final, completed before :cutoff, at or past the keep_last boundary, and not
+-- the child of an unfinished parent.
+SELECT w.workflow_uuid FROM workflow_status AS w
+WHERE w.status IN ('SUCCESS', 'ERROR', 'CANCELLED', 'MAX_RECOVERY_ATTEMPTS_EXCEEDED') AND w.completed_at < %(cutoff)s
+  AND (%(name)s::text IS NULL OR w.name = %(name)s::text)
+  AND w.name NOT IN (SELECT jsonb_array_elements_text(%(exclude)s::jsonb))
+  AND (w.completed_at < %(b_at)s OR (w.completed_at = %(b_at)s AND w.workflow_uuid <= %(b_id)s))
+  AND (w.parent_workflow_id IS NULL OR NOT EXISTS (
+      SELECT 1 FROM workflow_status AS p
+      WHERE p.workflow_uuid = w.parent_workflow_id AND p.status NOT IN ('SUCCESS', 'ERROR', 'CANCELLED', 'MAX_RECOVERY_ATTEMPTS_EXCEEDED')))
+ORDER BY w.completed_at, w.workflow_uuid LIMIT %(limit)s;
+
+-- export_workflow_row --
+SELECT workflow_uuid, status, name, inputs, output, error, executor_id, application_version,
+       application_id, created_at, updated_at, recovery_attempts, queue_name, workflow_timeout_ms,
+       workflow_deadline_epoch_ms, started_at_epoch_ms, completed_at, deduplication_id, priority,
+       forked_from, parent_workflow_id, serialization, delay_until_epoch_ms, traceparent
+FROM workflow_status WHERE workflow_uuid = %(workflow_id)s;
+
+-- export_steps --
+SELECT function_id, function_name, output, error, child_workflow_id, started_at_epoch_ms,
+       completed_at_epoch_ms, serialization
+FROM operation_outputs WHERE workflow_uuid = %(workflow_id)s ORDER BY function_id;
+
+-- export_events --
+SELECT key, value, serialization FROM workflow_events WHERE workflow_uuid = %(workflow_id)s
+ORDER BY key;
+
+-- export_messages --
+SELECT topic, message, created_at_epoch_ms, message_uuid, serialization FROM notifications
+WHERE destination_uuid = %(workflow_id)s ORDER BY seq;
+
+-- import_workflow_row --
+INSERT INTO workflow_status (workflow_uuid, status, name, inputs, output, error, executor_id, application_version,
+       application_id, created_at, updated_at, recovery_attempts, queue_name, workflow_timeout_ms,
+       workflow_deadline_epoch_ms, started_at_epoch_ms, completed_at, deduplication_id, priority,
+       forked_from, parent_workflow_id, serialization, delay_until_epoch_ms, traceparent)
+VALUES (%(workflow_uuid)s, %(status)s, %(name)s, %(inputs)s, %(output)s, %(error)s, %(executor_id)s, %(application_version)s, %(application_id)s, %(created_at)s, %(updated_at)s, %(recovery_attempts)s, %(queue_name)s, %(workflow_timeout_ms)s, %(workflow_deadline_epoch_ms)s, %(started_at_epoch_ms)s, %(completed_at)s, %(deduplication_id)s, %(priority)s, %(forked_from)s, %(parent_workflow_id)s, %(serialization)s, %(delay_until_epoch_ms)s, %(traceparent)s)
+ON CONFLICT (workflow_uuid) DO NOTHING RETURNING workflow_uuid;
+
+-- import_step --
+INSERT INTO operation_outputs (workflow_uuid, function_id, function_name, output, error,
+                               child_workflow_id, started_at_epoch_ms, completed_at_epoch_ms,
+                               serialization)
+VALUES (%(workflow_uuid)s, %(function_id)s, %(function_name)s, %(output)s, %(error)s,
+        %(child_workflow_id)s, %(started_at_epoch_ms)s, %(completed_at_epoch_ms)s,
+        %(serialization)s)
+RETURNING 1;
+
+-- import_event --
+INSERT INTO workflow_events (workflow_uuid, key, value, serialization)
+VALUES (%(workflow_uuid)s, %(key)s, %(value)s, %(serialization)s)
+RETURNING 1;
+
+-- import_message --
+INSERT INTO notifications (destination_uuid, topic, message, created_at_epoch_ms, message_uuid,
+                           serialization)
+VALUES (%(destination_uuid)s, %(topic)s, %(message)s, %(created_at_epoch_ms)s,
+        %(message_uuid)s, %(serialization)s)
+RETURNING 1;
+
+-- Tracing (engine/tracing.py) ---------------------------------------------------------------
+
+-- get_traceparent --
+SELECT traceparent FROM workflow_status WHERE workflow_uuid = %(workflow_id)s;

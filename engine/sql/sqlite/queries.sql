@@ -9,12 +9,12 @@ INSERT INTO workflow_status (workflow_uuid, status, name, inputs, executor_id,
                              application_version, application_id, created_at, updated_at,
                              started_at_epoch_ms, parent_workflow_id, forked_from, queue_name,
                              workflow_timeout_ms, workflow_deadline_epoch_ms, priority,
-                             deduplication_id, delay_until_epoch_ms)
+                             deduplication_id, delay_until_epoch_ms, traceparent)
 VALUES (:workflow_id, :status, :name, :inputs, :executor_id,
         :application_version, :application_id, :now, :now,
         :started_at, :parent_workflow_id, :forked_from, :queue_name,
         :timeout_ms, :deadline_ms, :priority, :deduplication_id,
-        :delay_until)
+        :delay_until, :traceparent)
 ON CONFLICT (workflow_uuid) DO NOTHING
 RETURNING workflow_uuid;
 -- get_workflow --
@@ -357,3 +357,106 @@ WHERE workflow_uuid = :workflow_id AND status = 'PENDING' AND executor_id = :exe
 
 -- get_waiting --
 SELECT waiting FROM workflow_status WHERE workflow_uuid = :workflow_id;
+
+-- Data lifecycle (delete, export, import, garbage collection; engine/lifecycle.py) ----------
+-- Every statement that deletes a workflow's rows is listed in Store.delete_final; a table that
+-- holds rows by workflow ID (streams, attempts, ...) must get its own delete there and here.
+
+-- lifecycle_lock_final --
+-- The final workflows among :ids, locked.
+SELECT workflow_uuid FROM workflow_status
+WHERE workflow_uuid IN (SELECT value FROM json_each(:ids)) AND status IN ('SUCCESS', 'ERROR', 'CANCELLED', 'MAX_RECOVERY_ATTEMPTS_EXCEEDED');
+
+-- lifecycle_delete_steps --
+DELETE FROM operation_outputs WHERE workflow_uuid IN (SELECT value FROM json_each(:ids));
+
+-- lifecycle_delete_events --
+DELETE FROM workflow_events WHERE workflow_uuid IN (SELECT value FROM json_each(:ids));
+
+-- lifecycle_delete_messages --
+DELETE FROM notifications WHERE destination_uuid IN (SELECT value FROM json_each(:ids));
+
+-- lifecycle_delete_attempts --
+DELETE FROM operation_attempts WHERE workflow_uuid IN (SELECT value FROM json_each(:ids));
+
+-- lifecycle_delete_workflows --
+DELETE FROM workflow_status WHERE workflow_uuid IN (SELECT value FROM json_each(:ids)) AND status IN ('SUCCESS', 'ERROR', 'CANCELLED', 'MAX_RECOVERY_ATTEMPTS_EXCEEDED')
+RETURNING workflow_uuid;
+
+-- lifecycle_children --
+SELECT workflow_uuid, status FROM workflow_status WHERE parent_workflow_id = :workflow_id;
+
+-- lifecycle_gc_boundary --
+-- The newest final workflow beyond the :keep_last newest (it and older ones may go).
+SELECT completed_at, workflow_uuid FROM workflow_status
+WHERE status IN ('SUCCESS', 'ERROR', 'CANCELLED', 'MAX_RECOVERY_ATTEMPTS_EXCEEDED') AND completed_at IS NOT NULL
+  AND (:name IS NULL OR name = :name)
+  AND name NOT IN (SELECT value FROM json_each(:exclude))
+ORDER BY completed_at DESC, workflow_uuid DESC LIMIT 1 OFFSET :keep_last;
+
+-- lifecycle_gc_candidates --
+-- Oldest first: final, completed before :cutoff, at or past the keep_last boundary, and not
+-- the child of an unfinished parent.
+SELECT w.workflow_uuid FROM workflow_status AS w
+WHERE w.status IN ('SUCCESS', 'ERROR', 'CANCELLED', 'MAX_RECOVERY_ATTEMPTS_EXCEEDED') AND w.completed_at < :cutoff
+  AND (:name IS NULL OR w.name = :name)
+  AND w.name NOT IN (SELECT value FROM json_each(:exclude))
+  AND (w.completed_at < :b_at OR (w.completed_at = :b_at AND w.workflow_uuid <= :b_id))
+  AND (w.parent_workflow_id IS NULL OR NOT EXISTS (
+      SELECT 1 FROM workflow_status AS p
+      WHERE p.workflow_uuid = w.parent_workflow_id AND p.status NOT IN ('SUCCESS', 'ERROR', 'CANCELLED', 'MAX_RECOVERY_ATTEMPTS_EXCEEDED')))
+ORDER BY w.completed_at, w.workflow_uuid LIMIT :limit;
+
+-- export_workflow_row --
+SELECT workflow_uuid, status, name, inputs, output, error, executor_id, application_version,
+       application_id, created_at, updated_at, recovery_attempts, queue_name, workflow_timeout_ms,
+       workflow_deadline_epoch_ms, started_at_epoch_ms, completed_at, deduplication_id, priority,
+       forked_from, parent_workflow_id, serialization, delay_until_epoch_ms, traceparent
+FROM workflow_status WHERE workflow_uuid = :workflow_id;
+
+-- export_steps --
+SELECT function_id, function_name, output, error, child_workflow_id, started_at_epoch_ms,
+       completed_at_epoch_ms, serialization
+FROM operation_outputs WHERE workflow_uuid = :workflow_id ORDER BY function_id;
+
+-- export_events --
+SELECT key, value, serialization FROM workflow_events WHERE workflow_uuid = :workflow_id
+ORDER BY key;
+
+-- export_messages --
+SELECT topic, message, created_at_epoch_ms, message_uuid, serialization FROM notifications
+WHERE destination_uuid = :workflow_id ORDER BY seq;
+
+-- import_workflow_row --
+INSERT INTO workflow_status (workflow_uuid, status, name, inputs, output, error, executor_id, application_version,
+       application_id, created_at, updated_at, recovery_attempts, queue_name, workflow_timeout_ms,
+       workflow_deadline_epoch_ms, started_at_epoch_ms, completed_at, deduplication_id, priority,
+       forked_from, parent_workflow_id, serialization, delay_until_epoch_ms, traceparent)
+VALUES (:workflow_uuid, :status, :name, :inputs, :output, :error, :executor_id, :application_version, :application_id, :created_at, :updated_at, :recovery_attempts, :queue_name, :workflow_timeout_ms, :workflow_deadline_epoch_ms, :started_at_epoch_ms, :completed_at, :deduplication_id, :priority, :forked_from, :parent_workflow_id, :serialization, :delay_until_epoch_ms, :traceparent)
+ON CONFLICT (workflow_uuid) DO NOTHING RETURNING workflow_uuid;
+
+-- import_step --
+INSERT INTO operation_outputs (workflow_uuid, function_id, function_name, output, error,
+                               child_workflow_id, started_at_epoch_ms, completed_at_epoch_ms,
+                               serialization)
+VALUES (:workflow_uuid, :function_id, :function_name, :output, :error,
+        :child_workflow_id, :started_at_epoch_ms, :completed_at_epoch_ms,
+        :serialization)
+RETURNING 1;
+
+-- import_event --
+INSERT INTO workflow_events (workflow_uuid, key, value, serialization)
+VALUES (:workflow_uuid, :key, :value, :serialization)
+RETURNING 1;
+
+-- import_message --
+INSERT INTO notifications (destination_uuid, topic, message, created_at_epoch_ms, message_uuid,
+                           serialization, seq)
+VALUES (:destination_uuid, :topic, :message, :created_at_epoch_ms,
+        :message_uuid, :serialization, (SELECT COALESCE(MAX(seq), 0) + 1 FROM notifications))
+RETURNING 1;
+
+-- Tracing (engine/tracing.py) ---------------------------------------------------------------
+
+-- get_traceparent --
+SELECT traceparent FROM workflow_status WHERE workflow_uuid = :workflow_id;
