@@ -97,13 +97,15 @@ def one(
     version: str | None = None,
     *,
     new_workflow_id: str | None = None,
+    cancel_children: bool = False,
 ) -> Outcome:
     """Run one action through the engine's client; no audit (the callers write it)."""
     c = client()
     try:
         if action == "cancel":
-            c.cancel_workflow(workflow_id)
-            return Outcome(True, "cancelled")
+            c.cancel_workflow(workflow_id, cancel_children=cancel_children)
+            done = "cancelled, with its unfinished descendants" if cancel_children else "cancelled"
+            return Outcome(True, done)
         if action == "resume":
             c.resume_workflow(workflow_id)
             return Outcome(True, "resumed")
@@ -128,17 +130,20 @@ def act(
     *,
     step: int | None = None,
     version: str | None = None,
+    cancel_children: bool = False,
 ) -> Outcome:
     """Record the intent, run one action (if valid for the workflow's status now), record
-    how it went. A fork's record also targets the new workflow, so it shows on both pages."""
-    record = _intend(actor, action, [workflow_id], reason)
+    how it went. A fork's record also targets the new workflow, so it shows on both pages.
+    A cancel with ``cancel_children`` says so in its intent (the filter column)."""
+    query = "cancel_children=1" if action == "cancel" and cancel_children else ""
+    record = _intend(actor, action, [workflow_id], reason, query)
     status = record.status_before[workflow_id]
     if status == "NOT FOUND":
         outcome = Outcome(False, f"no workflow with ID {workflow_id!r}")
     elif not allowed(action, status):
         outcome = Outcome(False, f"cannot {action} a workflow that is {status}")
     else:
-        outcome = one(action, workflow_id, step, version)
+        outcome = one(action, workflow_id, step, version, cancel_children=cancel_children)
     if outcome.new_workflow_id:
         AuditTarget.objects.create(record=record, workflow_id=outcome.new_workflow_id)
     complete(record, outcome)

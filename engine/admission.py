@@ -68,6 +68,9 @@ def queue_name(queue: Queue | str | None) -> str | None:
     return queue.name if isinstance(queue, Queue) else queue
 
 
+DEDUPLICATION_POLICIES = ("reject", "return-existing")
+
+
 class Admission:
     def __init__(
         self,
@@ -133,10 +136,17 @@ class Admission:
         deduplication_id: str | None = None,
         delay: float | dt.timedelta | None = None,
         application_version: str | None = None,
+        deduplication_policy: str = "reject",
     ) -> Admitted:
         """Record a new workflow: PENDING here without ``queue`` (an engine only), else waiting
         on ``queue`` (``priority``: lower first; ``deduplication_id``: refused while another
-        workflow holding it waits or runs; ``delay``: DELAYED that many seconds first)."""
+        workflow holding it waits or runs, or with ``deduplication_policy="return-existing"``
+        that workflow is the one admitted; ``delay``: DELAYED that many seconds first)."""
+        if deduplication_policy not in DEDUPLICATION_POLICIES:
+            raise ValueError(
+                f"unknown deduplication_policy {deduplication_policy!r}; use one of "
+                f"{', '.join(map(repr, DEDUPLICATION_POLICIES))}"
+            )
         if queue is None and (priority or deduplication_id is not None or delay is not None):
             raise ValueError("priority, deduplication_id and delay need a queue=")
         if isinstance(priority, bool) or not isinstance(priority, int):
@@ -180,12 +190,40 @@ class Admission:
                 deduplication_id=deduplication_id,
                 delay_until=now + delay_ms if delay_ms else None,
             )
-        created = self._store.ready().insert_workflow(new)
+        if deduplication_policy == "return-existing" and deduplication_id is not None:
+            holder = self._insert_or_holder(new)
+            if holder is not None:
+                return Admitted(holder)
+            created = True
+        else:
+            created = self._store.ready().insert_workflow(new)
         self._created_or_same(created, workflow_id, name)
         if on_queue is not None:
             self._wakeups.fire(signals.ENQUEUED)
             return Admitted(workflow_id)
         return Admitted(workflow_id, _running(new, now, fresh=True) if created else None)
+
+    def _insert_or_holder(self, new: records.NewWorkflow) -> str | None:
+        """Insert a row with a deduplication ID; None when created, else the ID of the
+        workflow holding the deduplication ID (or of the row that existed under this ID)."""
+        store = self._store.ready()
+        assert new.queue_name is not None and new.deduplication_id is not None
+        # The holder may finish between the refused insert and the look-up (its ID is free
+        # again): then the insert is tried again.
+        for _ in range(10):
+            try:
+                if store.insert_workflow(new):
+                    return None
+                self._created_or_same(False, new.workflow_id, new.name)
+                return new.workflow_id
+            except errors.QueueDeduplicatedError:
+                holder = store.deduplicated_holder(new.queue_name, new.deduplication_id)
+                if holder is not None:
+                    return holder
+        raise errors.EngineError(
+            f"deduplication ID {new.deduplication_id!r} on queue {new.queue_name!r} kept "
+            "changing hands; try the start again"
+        )
 
     def child(
         self,

@@ -56,6 +56,7 @@ class Client:
         timeout: float | dt.timedelta | None = None,
         priority: int = 0,
         deduplication_id: str | None = None,
+        deduplication_policy: str = "reject",
         delay: float | dt.timedelta | None = None,
         application_version: str | None = None,
     ) -> WorkflowHandle:
@@ -72,6 +73,7 @@ class Client:
             queue=queue or INTERNAL_QUEUE,
             priority=priority,
             deduplication_id=deduplication_id,
+            deduplication_policy=deduplication_policy,
             delay=delay,
             application_version=application_version,
         )
@@ -113,8 +115,8 @@ class Client:
     def list_steps(self, workflow_id: str) -> list[StepInfo]:
         return self._control.list_steps(workflow_id)
 
-    def cancel_workflow(self, workflow_id: str) -> None:
-        self._control.cancel_workflow(workflow_id)
+    def cancel_workflow(self, workflow_id: str, *, cancel_children: bool = False) -> None:
+        self._control.cancel_workflow(workflow_id, cancel_children=cancel_children)
 
     def resume_workflow(self, workflow_id: str) -> WorkflowHandle:
         return self._control.resume_workflow(workflow_id)

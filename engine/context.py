@@ -14,7 +14,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from engine import clock, current, errors, futures, operations, registry, results, serialization
+from engine import (
+    clock,
+    current,
+    errors,
+    futures,
+    operations,
+    patching,
+    registry,
+    results,
+    serialization,
+    step_timeout,
+)
 from engine import signals as keys
 from engine.admission import Admission, Parent, seconds
 from engine.checkpoints import Checkpoints, Fenced, Interrupted
@@ -186,6 +197,21 @@ class WorkflowContext:
             output = operations.select_output(index)
             self._steps.record_value(step_id, operations.SELECT, output, started)
         return step_futures[index].result()
+
+    # -- evolving code ---------------------------------------------------------------------------
+
+    def patch(self, name: str) -> bool:
+        """True where this workflow runs the code that has patch ``name`` (recorded once as a
+        step), False for a workflow that passed this point under the older code (see
+        ``patching.py``)."""
+        self._check_running()
+        return patching.patch(self._steps, name)
+
+    def deprecate_patch(self, name: str) -> bool:
+        """Always True: the patch's old branch is gone; a recorded marker is replayed, nothing
+        new is recorded."""
+        self._check_running()
+        return patching.deprecate_patch(self._steps, name)
 
     # -- time ----------------------------------------------------------------------------------
 
@@ -415,11 +441,12 @@ def attempt(
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
 ) -> Any:
-    """Call a step function, retrying with backoff up to its ``max_attempts``."""
+    """Call a step function, retrying with backoff up to its ``max_attempts`` (an attempt
+    longer than its ``timeout`` fails with ``StepTimeoutError`` and is retried the same way)."""
     tries = 1
     while True:
         try:
-            return opts.fn(*args, **kwargs)
+            return step_timeout.call(opts, args, kwargs)
         except Exception:
             if tries >= opts.max_attempts:
                 raise

@@ -113,11 +113,31 @@ class Control:
 
     # -- control -------------------------------------------------------------------------------
 
-    def cancel_workflow(self, workflow_id: str) -> None:
-        """Cancel an unfinished workflow; it stops at its next step boundary.
+    def cancel_workflow(self, workflow_id: str, *, cancel_children: bool = False) -> None:
+        """Cancel an unfinished workflow; it stops at its next step boundary. With
+        ``cancel_children`` every unfinished descendant is cancelled too.
 
         Cancelling a finished workflow does nothing; an unknown ID raises.
         """
+        self._cancel_one(workflow_id)
+        if not cancel_children:
+            return
+        # The parent first, so it starts no more children; then every descendant, finished
+        # ones walked through too (a finished child may have an unfinished detached child).
+        # A child created by the parent's step in flight is found by the walk: its row is
+        # written together with that step, before the parent sees it was cancelled.
+        store = self._store.ready()
+        seen = {workflow_id}
+        pending = store.list_child_ids(workflow_id)
+        while pending:
+            child = pending.pop()
+            if child in seen:
+                continue
+            seen.add(child)
+            self._cancel_one(child)
+            pending.extend(store.list_child_ids(child))
+
+    def _cancel_one(self, workflow_id: str) -> None:
         store = self._store.ready()
         if store.cancel_workflow(workflow_id):
             if self._local is not None:

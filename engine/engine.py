@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 from engine import errors, registry, scheduler, serialization, store
 from engine import signals as keys
-from engine.admission import Admission
+from engine.admission import Admission, seconds
 from engine.context import current_context
 from engine.control import Control
 from engine.dispatch import Dispatcher, Handoff
@@ -148,7 +148,13 @@ class Engine:
         max_attempts: int = 1,
         interval_seconds: float = 1.0,
         backoff_rate: float = 2.0,
+        timeout: float | None = None,
     ) -> Callable[[F], F]:
+        """``timeout``: seconds one attempt may run before it fails with ``StepTimeoutError``."""
+        if timeout is not None:
+            timeout = seconds(timeout, "step timeout")
+            if timeout == 0:
+                raise ValueError("step timeout must be > 0 seconds, or None for no limit")
         if max_attempts < 1:
             raise ValueError(f"max_attempts must be >= 1, got {max_attempts}")
         if interval_seconds < 0 or backoff_rate <= 0:
@@ -167,6 +173,7 @@ class Engine:
                 max_attempts=max_attempts,
                 interval_seconds=interval_seconds,
                 backoff_rate=backoff_rate,
+                timeout=timeout,
             )
             setattr(step_call, registry.STEP_ATTR, options)
             step_call.__name__ = fn.__name__
@@ -305,6 +312,7 @@ class Engine:
         queue: Queue | str | None = None,
         priority: int = 0,
         deduplication_id: str | None = None,
+        deduplication_policy: str = "reject",
         delay: float | dt.timedelta | None = None,
     ) -> WorkflowHandle:
         """Start a workflow; returns once it is durably recorded. With ``queue`` it waits on
@@ -329,6 +337,7 @@ class Engine:
             queue=queue,
             priority=priority,
             deduplication_id=deduplication_id,
+            deduplication_policy=deduplication_policy,
             delay=delay,
         )
         if admitted.run_here is not None:
@@ -392,8 +401,8 @@ class Engine:
     def list_steps(self, workflow_id: str) -> list[StepInfo]:
         return self._control.list_steps(workflow_id)
 
-    def cancel_workflow(self, workflow_id: str) -> None:
-        self._control.cancel_workflow(workflow_id)
+    def cancel_workflow(self, workflow_id: str, *, cancel_children: bool = False) -> None:
+        self._control.cancel_workflow(workflow_id, cancel_children=cancel_children)
 
     def resume_workflow(self, workflow_id: str) -> WorkflowHandle:
         return self._control.resume_workflow(workflow_id)

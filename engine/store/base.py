@@ -354,6 +354,16 @@ class Store(abc.ABC):
 
     # -- control ------------------------------------------------------------------------------
 
+    def list_child_ids(self, workflow_id: str) -> list[str]:
+        found = self._rows("list_child_ids", {"workflow_id": workflow_id})
+        return [row["workflow_uuid"] for row in found]
+
+    def deduplicated_holder(self, queue_name: str, deduplication_id: str) -> str | None:
+        """The unfinished workflow of ``queue_name`` holding ``deduplication_id``, if any."""
+        params = {"queue_name": queue_name, "deduplication_id": deduplication_id}
+        row = self._row("deduplicated_holder", params)
+        return row["workflow_uuid"] if row is not None else None
+
     def cancel_workflow(self, workflow_id: str) -> bool:
         """CANCELLED if unfinished; False when there was nothing to cancel."""
         rows, *_ = self._write_together(

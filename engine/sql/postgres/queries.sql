@@ -372,3 +372,16 @@ FROM finished;
 -- notify --
 -- Postgres only: wake waiters in other processes (messages, events, cancels) at commit.
 SELECT pg_notify(%(channel)s, %(payload)s);
+
+-- ---------------------------------------------------------------------------------------------
+-- Parity (issue 15): cascading cancel, deduplication policy "return-existing".
+
+-- list_child_ids --
+-- The children of a workflow, for cancel_workflow(cancel_children=True) (workflow_status_parent_idx).
+SELECT workflow_uuid FROM workflow_status WHERE parent_workflow_id = %(workflow_id)s;
+
+-- deduplicated_holder --
+-- The unfinished workflow of a queue that holds a deduplication ID (workflow_status_dedup_idx).
+SELECT workflow_uuid FROM workflow_status
+WHERE queue_name = %(queue_name)s AND deduplication_id = %(deduplication_id)s
+  AND status IN ('ENQUEUED', 'PENDING', 'DELAYED');

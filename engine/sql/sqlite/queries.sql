@@ -305,3 +305,16 @@ RETURNING workflow_uuid, status, name, inputs, output, error, executor_id, appli
 -- Workflows this dispatcher handed to Celery that no worker took in time (a lost task).
 SELECT workflow_uuid FROM workflow_status
 WHERE status = 'PENDING' AND executor_id = :executor_id AND updated_at < :cutoff;
+
+-- ---------------------------------------------------------------------------------------------
+-- Parity (issue 15): cascading cancel, deduplication policy "return-existing".
+
+-- list_child_ids --
+-- The children of a workflow, for cancel_workflow(cancel_children=True) (workflow_status_parent_idx).
+SELECT workflow_uuid FROM workflow_status WHERE parent_workflow_id = :workflow_id;
+
+-- deduplicated_holder --
+-- The unfinished workflow of a queue that holds a deduplication ID (workflow_status_dedup_idx).
+SELECT workflow_uuid FROM workflow_status
+WHERE queue_name = :queue_name AND deduplication_id = :deduplication_id
+  AND status IN ('ENQUEUED', 'PENDING', 'DELAYED');
