@@ -18,6 +18,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from engine import attributes as attrs
 from engine import clock, errors, queues, serialization, signals
 from engine.queues import INTERNAL_QUEUE, Queue
 from engine.records import Status
@@ -137,6 +138,7 @@ class Admission:
         delay: float | dt.timedelta | None = None,
         application_version: str | None = None,
         deduplication_policy: str = "reject",
+        attributes: dict[str, Any] | None = None,
     ) -> Admitted:
         """Record a new workflow: PENDING here without ``queue`` (an engine only), else waiting
         on ``queue`` (``priority``: lower first; ``deduplication_id``: refused while another
@@ -156,6 +158,7 @@ class Admission:
         on_queue = self.queue_of(queue)
         delay_ms = queues.delay_ms(delay)
         inputs = self._encode(input, name)
+        stored_attributes = attrs.encode(attributes)
         registry = self._registry
         if registry is not None:
             registry.freeze("a workflow was already started")
@@ -175,6 +178,7 @@ class Admission:
                 started_at=now,
                 timeout_ms=limit_ms,
                 deadline_ms=now + limit_ms if limit_ms is not None else None,
+                attributes=stored_attributes,
             )
         else:  # its timeout counts from its dequeue
             new = records.NewWorkflow(
@@ -189,6 +193,7 @@ class Admission:
                 priority=priority,
                 deduplication_id=deduplication_id,
                 delay_until=now + delay_ms if delay_ms else None,
+                attributes=stored_attributes,
             )
         if deduplication_policy == "return-existing" and deduplication_id is not None:
             holder = self._insert_or_holder(new)
@@ -235,6 +240,7 @@ class Admission:
         timeout: float | dt.timedelta | None,
         detached: bool,
         queue: Queue | str | None,
+        attributes: dict[str, Any] | None = None,
     ) -> tuple[Admitted, records.StepOutcome]:
         """Create a child (ID ``f"{parent}-{step}"`` unless given) together with the parent's
         step that records it. It inherits the parent's deadline unless ``detached``."""
@@ -243,6 +249,7 @@ class Admission:
             workflow_id if workflow_id is not None else f"{parent.workflow_id}-{parent.step_id}"
         )
         inputs = self._encode(input, name)
+        stored_attributes = attrs.encode(attributes)
         limit_ms = timeout_ms(timeout)
         inherited = None if detached else parent.deadline_ms
         assert self._registry is not None, "only a workflow of an engine starts children"
@@ -262,6 +269,7 @@ class Admission:
                 parent_workflow_id=parent.workflow_id,
                 timeout_ms=limit_ms,
                 deadline_ms=min((d for d in (own, inherited) if d is not None), default=None),
+                attributes=stored_attributes,
             )
         else:  # waits on the queue; its own timeout counts from its dequeue
             new = records.NewWorkflow(
@@ -275,6 +283,7 @@ class Admission:
                 timeout_ms=limit_ms,
                 parent_workflow_id=parent.workflow_id,
                 deadline_ms=inherited,
+                attributes=stored_attributes,
             )
         step = records.NewStep(
             workflow_id=parent.workflow_id,

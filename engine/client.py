@@ -58,6 +58,7 @@ class Client:
         deduplication_id: str | None = None,
         deduplication_policy: str = "reject",
         delay: float | dt.timedelta | None = None,
+        attributes: dict[str, Any] | None = None,
         application_version: str | None = None,
     ) -> WorkflowHandle:
         """Enqueue the workflow registered as ``name`` on ``queue`` (None: the internal queue
@@ -75,6 +76,7 @@ class Client:
             deduplication_id=deduplication_id,
             deduplication_policy=deduplication_policy,
             delay=delay,
+            attributes=attributes,
             application_version=application_version,
         )
         return self._control.handle(admitted.workflow_id)
@@ -98,6 +100,7 @@ class Client:
         limit: int = 100,
         offset: int = 0,
         newest_first: bool = True,
+        attributes: dict[str, Any] | None = None,
     ) -> list[WorkflowStatus]:
         return self._control.list_workflows(
             status=status,
@@ -110,6 +113,7 @@ class Client:
             limit=limit,
             offset=offset,
             newest_first=newest_first,
+            attributes=attributes,
         )
 
     def list_steps(self, workflow_id: str) -> list[StepInfo]:

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from engine import attributes as attrs
 from engine import (
     clock,
     current,
@@ -274,6 +275,7 @@ class WorkflowContext:
         timeout: float | dt.timedelta | None = None,
         detached: bool = False,
         queue: Any = None,
+        attributes: dict[str, Any] | None = None,
     ) -> WorkflowHandle:
         """Start a child workflow (ID ``f"{parent_id}-{step_id}"`` unless given), here or on
         ``queue``. It inherits this workflow's deadline unless ``detached``. Replays return
@@ -293,6 +295,7 @@ class WorkflowContext:
             timeout=timeout,
             detached=detached,
             queue=queue,
+            attributes=attributes,
         )
         if admitted.run_here is not None:
             services.run_here(admitted.run_here)
@@ -409,6 +412,26 @@ class WorkflowContext:
         )
         outcome = self._store.set_event(step, key, text, self._services.executor_id)
         self._services.wakeups.fire(keys.event_key(self.workflow_id))
+        self._steps.after_record(step_id, outcome)
+
+    def set_attributes(self, attributes: dict[str, Any]) -> None:
+        """Merge ``attributes`` into this workflow's (durably, once, as a step): keys are
+        strings, values JSON scalars; a bad mapping raises before anything is recorded."""
+        text = attrs.encode(attributes)  # checked before a step ID is taken
+        step_id, row = self._take(operations.SET_ATTRIBUTES)
+        if row is not None:
+            self._steps.replay(step_id, row)
+            return
+        started = clock.now_ms()
+        step = records.NewStep(
+            self.workflow_id, step_id, operations.SET_ATTRIBUTES, "null", None, started
+        )
+        if text is None:  # an empty mapping: nothing to merge, the step still marks the call
+            self._steps.after_record(
+                step_id, self._store.record_step(step, self._services.executor_id)
+            )
+            return
+        outcome = self._store.set_attributes(step, text, self._services.executor_id)
         self._steps.after_record(step_id, outcome)
 
     def get_event(self, workflow_id: str, key: str, timeout: float = 60.0) -> Any:

@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+from engine import attributes as attrs
 from engine import errors, rows, serialization
 from engine import signals as keys
 from engine.admission import Admission, Admitted
@@ -83,7 +84,11 @@ class Control:
         limit: int = 100,
         offset: int = 0,
         newest_first: bool = True,
+        attributes: dict[str, Any] | None = None,
     ) -> list[WorkflowStatus]:
+        """``attributes``: only workflows whose attributes hold every given pair (equality,
+        through an index on both databases)."""
+        wanted = attrs.check(attributes, "attributes filter") if attributes is not None else {}
         statuses = [status] if isinstance(status, str) else status
         for value in statuses or ():
             if value not in Status.__members__:
@@ -92,7 +97,8 @@ class Control:
                 )
         if limit < 0 or offset < 0:
             raise ValueError("limit and offset must be >= 0")
-        found = self._store.ready().list_workflows(
+        store = self._store.ready()
+        found = store.list_workflows(
             statuses=[str(s) for s in statuses] if statuses is not None else None,
             name=name,
             id_prefix=workflow_id_prefix,
@@ -103,6 +109,7 @@ class Control:
             limit=limit,
             offset=offset,
             newest_first=newest_first,
+            attributes=store.attribute_filter(wanted) if wanted else None,
         )
         return [rows.workflow_status(row) for row in found]
 

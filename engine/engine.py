@@ -314,6 +314,7 @@ class Engine:
         deduplication_id: str | None = None,
         deduplication_policy: str = "reject",
         delay: float | dt.timedelta | None = None,
+        attributes: dict[str, Any] | None = None,
     ) -> WorkflowHandle:
         """Start a workflow; returns once it is durably recorded. With ``queue`` it waits on
         that queue (``priority``: lower first; ``deduplication_id``: refused while another
@@ -323,7 +324,9 @@ class Engine:
             if priority or deduplication_id is not None or delay is not None:
                 raise ValueError("priority, deduplication_id and delay need a queue=")
             # Started from inside a workflow: a checkpointed child.
-            return ctx.start_workflow(fn_or_name, input, workflow_id=workflow_id, timeout=timeout)
+            return ctx.start_workflow(
+                fn_or_name, input, workflow_id=workflow_id, timeout=timeout, attributes=attributes
+            )
         definition = self._registry.resolve(fn_or_name)
         if self.runtime.stopping.is_set():
             raise errors.EngineError(
@@ -339,6 +342,7 @@ class Engine:
             deduplication_id=deduplication_id,
             deduplication_policy=deduplication_policy,
             delay=delay,
+            attributes=attributes,
         )
         if admitted.run_here is not None:
             # Runs the body on the JSON form of the input, exactly what a recovery would see.
@@ -384,6 +388,7 @@ class Engine:
         limit: int = 100,
         offset: int = 0,
         newest_first: bool = True,
+        attributes: dict[str, Any] | None = None,
     ) -> list[WorkflowStatus]:
         return self._control.list_workflows(
             status=status,
@@ -396,6 +401,7 @@ class Engine:
             limit=limit,
             offset=offset,
             newest_first=newest_first,
+            attributes=attributes,
         )
 
     def list_steps(self, workflow_id: str) -> list[StepInfo]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import json
 import logging
 import re
 import threading
@@ -71,6 +72,7 @@ def workflow_statement(new: records.NewWorkflow) -> groupcommit.Statement:
             "priority": new.priority,
             "deduplication_id": new.deduplication_id,
             "delay_until": new.delay_until,
+            "attributes": new.attributes,
         },
     )
 
@@ -320,8 +322,12 @@ class Store(abc.ABC):
         limit: int,
         offset: int,
         newest_first: bool,
+        attributes: str | None = None,
     ) -> list[records.WorkflowRow]:
+        """``attributes``: the JSON filter of ``attribute_filter`` (every pair must match)."""
         query = "list_workflows_newest" if newest_first else "list_workflows_oldest"
+        if attributes is not None:
+            query = query.replace("list_workflows", "list_workflows_by_attributes")
         params = {
             "statuses": self._list_param(statuses),
             "name": name,
@@ -332,8 +338,23 @@ class Store(abc.ABC):
             "created_before": created_before,
             "limit": limit,
             "offset": offset,
+            "attributes": attributes,
         }
         return [records.workflow_row(row) for row in self._rows(query, params)]
+
+    def attribute_filter(self, attributes: Mapping[str, Any]) -> str:
+        """A checked ``{key: value}`` filter as this dialect's list_workflows_by_attributes
+        takes it (Postgres: a JSON object for @>; SQLite: pairs for workflow_attributes)."""
+        return json.dumps(dict(attributes), ensure_ascii=False)
+
+    def set_attributes(
+        self, step: records.NewStep, attributes: str, executor_id: str
+    ) -> records.StepOutcome:
+        """Merge into a workflow's attributes and record the step that did, in one
+        transaction."""
+        params = {"workflow_id": step.workflow_id, "attributes": attributes}
+        _, step_rows = self._write_together(("set_attributes", params), step_statement(step))
+        return step_outcome(step_rows, executor_id)
 
     # -- steps ---------------------------------------------------------------------------------
 

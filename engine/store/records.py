@@ -37,6 +37,7 @@ class WorkflowRow:
     forked_from: str | None
     # Claimed with no step recorded yet: the executor need not read any back.
     fresh: bool = False
+    attributes: str | None = None  # only from queries that select it
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +73,7 @@ class NewWorkflow:
     delay_until: int | None = None
     parent_workflow_id: str | None = None
     forked_from: str | None = None
+    attributes: str | None = None  # a JSON object of scalars (engine/attributes.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +135,9 @@ class ExecutorRow:
 
 def workflow_row(columns: Mapping[str, Any]) -> WorkflowRow:
     """A ``workflow_status`` row (all its columns, or those the queries select)."""
-    fresh = columns["fresh"] if "fresh" in columns.keys() else False  # noqa: SIM118 - sqlite3.Row: "in" tests values
+    names = columns.keys()
+    fresh = columns["fresh"] if "fresh" in names else False  # sqlite3.Row: "in" tests values
+    attributes = columns["attributes"] if "attributes" in names else None
     return WorkflowRow(
         workflow_id=columns["workflow_uuid"],
         status=columns["status"],
@@ -154,6 +158,7 @@ def workflow_row(columns: Mapping[str, Any]) -> WorkflowRow:
         parent_workflow_id=columns["parent_workflow_id"],
         forked_from=columns["forked_from"],
         fresh=bool(fresh),
+        attributes=attributes,
     )
 
 

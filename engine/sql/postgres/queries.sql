@@ -9,19 +9,19 @@ INSERT INTO workflow_status (workflow_uuid, status, name, inputs, executor_id,
                              application_version, application_id, created_at, updated_at,
                              started_at_epoch_ms, parent_workflow_id, forked_from, queue_name,
                              workflow_timeout_ms, workflow_deadline_epoch_ms, priority,
-                             deduplication_id, delay_until_epoch_ms)
+                             deduplication_id, delay_until_epoch_ms, attributes)
 VALUES (%(workflow_id)s, %(status)s, %(name)s, %(inputs)s, %(executor_id)s,
         %(application_version)s, %(application_id)s, %(now)s, %(now)s,
         %(started_at)s, %(parent_workflow_id)s, %(forked_from)s, %(queue_name)s,
         %(timeout_ms)s, %(deadline_ms)s, %(priority)s, %(deduplication_id)s,
-        %(delay_until)s)
+        %(delay_until)s, %(attributes)s::jsonb)
 ON CONFLICT (workflow_uuid) DO NOTHING
 RETURNING workflow_uuid;
 -- get_workflow --
 SELECT workflow_uuid, status, name, inputs, output, error, executor_id, application_version,
        created_at, updated_at, recovery_attempts, queue_name, workflow_timeout_ms,
        workflow_deadline_epoch_ms, started_at_epoch_ms, completed_at, parent_workflow_id,
-       forked_from
+       forked_from, attributes::text AS attributes
 FROM workflow_status
 WHERE workflow_uuid = %(workflow_id)s;
 
@@ -103,7 +103,7 @@ RETURNING workflow_uuid;
 SELECT workflow_uuid, status, name, inputs, output, error, executor_id, application_version,
        created_at, updated_at, recovery_attempts, queue_name, workflow_timeout_ms,
        workflow_deadline_epoch_ms, started_at_epoch_ms, completed_at, parent_workflow_id,
-       forked_from
+       forked_from, attributes::text AS attributes
 FROM workflow_status
 WHERE (%(statuses)s::text[] IS NULL OR status = ANY(%(statuses)s::text[]))
   AND (%(name)s::text IS NULL OR name = %(name)s::text)
@@ -119,7 +119,7 @@ LIMIT %(limit)s OFFSET %(offset)s;
 SELECT workflow_uuid, status, name, inputs, output, error, executor_id, application_version,
        created_at, updated_at, recovery_attempts, queue_name, workflow_timeout_ms,
        workflow_deadline_epoch_ms, started_at_epoch_ms, completed_at, parent_workflow_id,
-       forked_from
+       forked_from, attributes::text AS attributes
 FROM workflow_status
 WHERE (%(statuses)s::text[] IS NULL OR status = ANY(%(statuses)s::text[]))
   AND (%(name)s::text IS NULL OR name = %(name)s::text)
@@ -326,15 +326,17 @@ WITH new_workflows AS (
                                  application_version, application_id, created_at, updated_at,
                                  started_at_epoch_ms, parent_workflow_id, forked_from,
                                  queue_name, workflow_timeout_ms, workflow_deadline_epoch_ms,
-                                 priority, deduplication_id, delay_until_epoch_ms)
+                                 priority, deduplication_id, delay_until_epoch_ms,
+                                 attributes)
     SELECT workflow_id, status, name, inputs, executor_id, application_version, application_id,
            now, now, started_at, parent_workflow_id, forked_from, queue_name, timeout_ms,
-           deadline_ms, priority, deduplication_id, delay_until
+           deadline_ms, priority, deduplication_id, delay_until, attributes::jsonb
     FROM json_to_recordset(%(insert_workflow)s::json)
          AS v(workflow_id text, status text, name text, inputs text, executor_id text,
               application_version text, application_id text, now bigint, started_at bigint,
               parent_workflow_id text, forked_from text, queue_name text, timeout_ms bigint,
-              deadline_ms bigint, priority int, deduplication_id text, delay_until bigint)
+              deadline_ms bigint, priority int, deduplication_id text, delay_until bigint,
+              attributes text)
     -- A held deduplication ID fails the whole statement; the group committer then runs each
     -- write alone, so the error reaches the one write that caused it.
     ON CONFLICT (workflow_uuid) DO NOTHING
@@ -385,3 +387,46 @@ SELECT workflow_uuid FROM workflow_status WHERE parent_workflow_id = %(workflow_
 SELECT workflow_uuid FROM workflow_status
 WHERE queue_name = %(queue_name)s AND deduplication_id = %(deduplication_id)s
   AND status IN ('ENQUEUED', 'PENDING', 'DELAYED');
+
+-- ---------------------------------------------------------------------------------------------
+-- Parity (issue 15): workflow attributes.
+
+-- set_attributes --
+-- Merge into the workflow's attributes (ctx.set_attributes).
+UPDATE workflow_status
+SET attributes = coalesce(attributes, '{}'::jsonb) || %(attributes)s::jsonb
+WHERE workflow_uuid = %(workflow_id)s;
+
+-- list_workflows_by_attributes_newest --
+SELECT workflow_uuid, status, name, inputs, output, error, executor_id, application_version,
+       created_at, updated_at, recovery_attempts, queue_name, workflow_timeout_ms,
+       workflow_deadline_epoch_ms, started_at_epoch_ms, completed_at, parent_workflow_id,
+       forked_from, attributes::text AS attributes
+FROM workflow_status
+WHERE (%(statuses)s::text[] IS NULL OR status = ANY(%(statuses)s::text[]))
+  AND (%(name)s::text IS NULL OR name = %(name)s::text)
+  AND (%(id_prefix)s::text IS NULL OR starts_with(workflow_uuid, %(id_prefix)s::text))
+  AND (%(queue_name)s::text IS NULL OR queue_name = %(queue_name)s::text)
+  AND (%(application_version)s::text IS NULL OR application_version = %(application_version)s::text)
+  AND (%(created_after)s::bigint IS NULL OR created_at >= %(created_after)s::bigint)
+  AND (%(created_before)s::bigint IS NULL OR created_at < %(created_before)s::bigint)
+  AND attributes @> %(attributes)s::jsonb  -- workflow_status_attributes_idx (GIN)
+ORDER BY created_at DESC, workflow_uuid DESC
+LIMIT %(limit)s OFFSET %(offset)s;
+
+-- list_workflows_by_attributes_oldest --
+SELECT workflow_uuid, status, name, inputs, output, error, executor_id, application_version,
+       created_at, updated_at, recovery_attempts, queue_name, workflow_timeout_ms,
+       workflow_deadline_epoch_ms, started_at_epoch_ms, completed_at, parent_workflow_id,
+       forked_from, attributes::text AS attributes
+FROM workflow_status
+WHERE (%(statuses)s::text[] IS NULL OR status = ANY(%(statuses)s::text[]))
+  AND (%(name)s::text IS NULL OR name = %(name)s::text)
+  AND (%(id_prefix)s::text IS NULL OR starts_with(workflow_uuid, %(id_prefix)s::text))
+  AND (%(queue_name)s::text IS NULL OR queue_name = %(queue_name)s::text)
+  AND (%(application_version)s::text IS NULL OR application_version = %(application_version)s::text)
+  AND (%(created_after)s::bigint IS NULL OR created_at >= %(created_after)s::bigint)
+  AND (%(created_before)s::bigint IS NULL OR created_at < %(created_before)s::bigint)
+  AND attributes @> %(attributes)s::jsonb  -- workflow_status_attributes_idx (GIN)
+ORDER BY created_at, workflow_uuid
+LIMIT %(limit)s OFFSET %(offset)s;

@@ -9,19 +9,19 @@ INSERT INTO workflow_status (workflow_uuid, status, name, inputs, executor_id,
                              application_version, application_id, created_at, updated_at,
                              started_at_epoch_ms, parent_workflow_id, forked_from, queue_name,
                              workflow_timeout_ms, workflow_deadline_epoch_ms, priority,
-                             deduplication_id, delay_until_epoch_ms)
+                             deduplication_id, delay_until_epoch_ms, attributes)
 VALUES (:workflow_id, :status, :name, :inputs, :executor_id,
         :application_version, :application_id, :now, :now,
         :started_at, :parent_workflow_id, :forked_from, :queue_name,
         :timeout_ms, :deadline_ms, :priority, :deduplication_id,
-        :delay_until)
+        :delay_until, :attributes)
 ON CONFLICT (workflow_uuid) DO NOTHING
 RETURNING workflow_uuid;
 -- get_workflow --
 SELECT workflow_uuid, status, name, inputs, output, error, executor_id, application_version,
        created_at, updated_at, recovery_attempts, queue_name, workflow_timeout_ms,
        workflow_deadline_epoch_ms, started_at_epoch_ms, completed_at, parent_workflow_id,
-       forked_from
+       forked_from, attributes
 FROM workflow_status
 WHERE workflow_uuid = :workflow_id;
 
@@ -101,7 +101,7 @@ RETURNING workflow_uuid;
 SELECT workflow_uuid, status, name, inputs, output, error, executor_id, application_version,
        created_at, updated_at, recovery_attempts, queue_name, workflow_timeout_ms,
        workflow_deadline_epoch_ms, started_at_epoch_ms, completed_at, parent_workflow_id,
-       forked_from
+       forked_from, attributes
 FROM workflow_status
 WHERE (:statuses IS NULL OR status IN (SELECT value FROM json_each(:statuses)))
   AND (:name IS NULL OR name = :name)
@@ -117,7 +117,7 @@ LIMIT :limit OFFSET :offset;
 SELECT workflow_uuid, status, name, inputs, output, error, executor_id, application_version,
        created_at, updated_at, recovery_attempts, queue_name, workflow_timeout_ms,
        workflow_deadline_epoch_ms, started_at_epoch_ms, completed_at, parent_workflow_id,
-       forked_from
+       forked_from, attributes
 FROM workflow_status
 WHERE (:statuses IS NULL OR status IN (SELECT value FROM json_each(:statuses)))
   AND (:name IS NULL OR name = :name)
@@ -318,3 +318,56 @@ SELECT workflow_uuid FROM workflow_status WHERE parent_workflow_id = :workflow_i
 SELECT workflow_uuid FROM workflow_status
 WHERE queue_name = :queue_name AND deduplication_id = :deduplication_id
   AND status IN ('ENQUEUED', 'PENDING', 'DELAYED');
+
+-- ---------------------------------------------------------------------------------------------
+-- Parity (issue 15): workflow attributes.
+
+-- set_attributes --
+-- Merge into the workflow's attributes (ctx.set_attributes); the trigger of 0007 keeps
+-- workflow_attributes, the search index, in step.
+UPDATE workflow_status SET attributes = json_patch(coalesce(attributes, '{}'), :attributes)
+WHERE workflow_uuid = :workflow_id;
+
+-- list_workflows_by_attributes_newest --
+SELECT workflow_uuid, status, name, inputs, output, error, executor_id, application_version,
+       created_at, updated_at, recovery_attempts, queue_name, workflow_timeout_ms,
+       workflow_deadline_epoch_ms, started_at_epoch_ms, completed_at, parent_workflow_id,
+       forked_from, attributes
+FROM workflow_status
+WHERE (:statuses IS NULL OR status IN (SELECT value FROM json_each(:statuses)))
+  AND (:name IS NULL OR name = :name)
+  AND (:id_prefix IS NULL OR substr(workflow_uuid, 1, length(:id_prefix)) = :id_prefix)
+  AND (:queue_name IS NULL OR queue_name = :queue_name)
+  AND (:application_version IS NULL OR application_version = :application_version)
+  AND (:created_after IS NULL OR created_at >= :created_after)
+  AND (:created_before IS NULL OR created_at < :created_before)
+  AND workflow_uuid IN (
+      -- workflow_attributes (key, value, workflow_uuid): one index probe per given pair
+      SELECT a.workflow_uuid FROM json_each(:attributes) AS p
+      JOIN workflow_attributes AS a
+        ON a.key = json_extract(p.value, '$[0]') AND a.value = json_extract(p.value, '$[1]')
+      GROUP BY a.workflow_uuid HAVING count(*) = json_array_length(:attributes))
+ORDER BY created_at DESC, workflow_uuid DESC
+LIMIT :limit OFFSET :offset;
+
+-- list_workflows_by_attributes_oldest --
+SELECT workflow_uuid, status, name, inputs, output, error, executor_id, application_version,
+       created_at, updated_at, recovery_attempts, queue_name, workflow_timeout_ms,
+       workflow_deadline_epoch_ms, started_at_epoch_ms, completed_at, parent_workflow_id,
+       forked_from, attributes
+FROM workflow_status
+WHERE (:statuses IS NULL OR status IN (SELECT value FROM json_each(:statuses)))
+  AND (:name IS NULL OR name = :name)
+  AND (:id_prefix IS NULL OR substr(workflow_uuid, 1, length(:id_prefix)) = :id_prefix)
+  AND (:queue_name IS NULL OR queue_name = :queue_name)
+  AND (:application_version IS NULL OR application_version = :application_version)
+  AND (:created_after IS NULL OR created_at >= :created_after)
+  AND (:created_before IS NULL OR created_at < :created_before)
+  AND workflow_uuid IN (
+      -- workflow_attributes (key, value, workflow_uuid): one index probe per given pair
+      SELECT a.workflow_uuid FROM json_each(:attributes) AS p
+      JOIN workflow_attributes AS a
+        ON a.key = json_extract(p.value, '$[0]') AND a.value = json_extract(p.value, '$[1]')
+      GROUP BY a.workflow_uuid HAVING count(*) = json_array_length(:attributes))
+ORDER BY created_at, workflow_uuid
+LIMIT :limit OFFSET :offset;

@@ -1,0 +1,43 @@
+-- Parity with DBOS (issue 15).
+
+-- Workflow attributes: searchable business keys, a JSON object of scalars. SQLite cannot index
+-- every key of a JSON column, so the pairs are kept in workflow_attributes too (one row per
+-- key, its value in canonical JSON), by triggers: every path that writes the column (start,
+-- set_attributes, and any later import) keeps the index in step without knowing about it.
+ALTER TABLE workflow_status ADD COLUMN attributes TEXT;
+
+CREATE TABLE workflow_attributes (
+    key           TEXT NOT NULL,
+    value         TEXT NOT NULL,
+    workflow_uuid TEXT NOT NULL,
+    PRIMARY KEY (key, value, workflow_uuid)
+) WITHOUT ROWID;
+CREATE INDEX workflow_attributes_workflow_idx ON workflow_attributes (workflow_uuid);
+
+-- Canonical JSON of a scalar as json_each reports it (true/false come back as 1/0 there).
+CREATE TRIGGER workflow_attributes_insert AFTER INSERT ON workflow_status
+WHEN NEW.attributes IS NOT NULL
+BEGIN
+    INSERT INTO workflow_attributes (key, value, workflow_uuid)
+    SELECT key,
+           CASE type WHEN 'true' THEN 'true' WHEN 'false' THEN 'false'
+                     WHEN 'null' THEN 'null' ELSE json_quote(value) END,
+           NEW.workflow_uuid
+    FROM json_each(NEW.attributes);
+END;
+
+CREATE TRIGGER workflow_attributes_update AFTER UPDATE OF attributes ON workflow_status
+BEGIN
+    DELETE FROM workflow_attributes WHERE workflow_uuid = OLD.workflow_uuid;
+    INSERT INTO workflow_attributes (key, value, workflow_uuid)
+    SELECT key,
+           CASE type WHEN 'true' THEN 'true' WHEN 'false' THEN 'false'
+                     WHEN 'null' THEN 'null' ELSE json_quote(value) END,
+           NEW.workflow_uuid
+    FROM json_each(coalesce(NEW.attributes, '{}'));
+END;
+
+CREATE TRIGGER workflow_attributes_delete AFTER DELETE ON workflow_status
+BEGIN
+    DELETE FROM workflow_attributes WHERE workflow_uuid = OLD.workflow_uuid;
+END;
