@@ -68,6 +68,7 @@ class Workflow(SystemTable):
     parent_workflow_id = models.TextField(null=True)
     serialization = models.TextField()
     delay_until_epoch_ms = models.BigIntegerField(null=True)
+    attributes = models.JSONField(null=True)  # engine migration 0007; {key: scalar}
 
     class Meta(SystemTable.Meta):
         db_table = "workflow_status"

@@ -52,7 +52,10 @@ def encode(attributes: Mapping[str, Any] | None, what: str = "attributes") -> st
     return json.dumps(checked, separators=(",", ":"), sort_keys=True) if checked else None
 
 
-def decode(text: str | None) -> dict[str, Any]:
+def decode(text: str | Mapping[str, Any] | None) -> dict[str, Any]:
+    """The stored attributes as a dict (a reader that decoded the JSON already passes a dict)."""
+    if isinstance(text, Mapping):
+        return dict(text)
     if not text:
         return {}
     try:

@@ -37,7 +37,8 @@ class WorkflowRow:
     forked_from: str | None
     # Claimed with no step recorded yet: the executor need not read any back.
     fresh: bool = False
-    attributes: str | None = None  # only from queries that select it
+    # Only from queries that select it; a dict when read by a client that decodes JSON.
+    attributes: str | dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -95,3 +95,73 @@ def test_a_bad_cancel_children_value_is_a_400_and_nothing_happens(family) -> Non
     assert response.status_code == 400
     assert b"cancel_children must be 0 or 1" in response.content
     assert status("f3") == "PENDING" and AuditRecord.objects.count() == 0
+
+
+# -- attributes --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def tagged(make_engine, db):
+    engine: Engine = make_engine("parity-attrs")
+
+    @engine.workflow(name="tagged")
+    def tagged_wf(ctx, n):
+        ctx.set_attributes({"stage": "done"})
+        return n
+
+    engine.launch()
+    site.point_engine_database(db)
+    for wid, attrs in (
+        ("a-str", {"customer": "42", "region": "eu"}),
+        ("a-int", {"customer": 42}),
+        ("a-other", {"customer": "7"}),
+        ("a-none", None),
+    ):
+        engine.start_workflow(tagged_wf, 1, workflow_id=wid, attributes=attrs).get_result(
+            timeout=30
+        )
+    yield engine
+    connections["waymark"].close()
+
+
+def listed(content: bytes) -> set[str]:
+    text = content.decode()
+    return {w for w in ("a-str", "a-int", "a-other", "a-none") if f"/workflows/{w}/" in text}
+
+
+def test_the_list_filters_by_attribute(tagged) -> None:
+    web = user("viewer")
+    assert listed(web.get("/workflows/").content) == {"a-str", "a-int", "a-other", "a-none"}
+    response = web.get("/workflows/?attr.customer=42")
+    assert response.status_code == 200
+    assert listed(response.content) == {"a-str", "a-int"}  # the string and the number
+    page = response.content.decode()
+    assert 'name="attr.customer" value="42"' in page  # kept in the filter form
+    assert listed(web.get("/workflows/?attr.customer=42&attr.region=eu").content) == {"a-str"}
+    assert listed(web.get("/workflows/?attr.stage=done&attr.customer=7").content) == {"a-other"}
+    assert listed(web.get("/workflows/?attr.customer=nobody").content) == set()
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("attr.=42", "is not an attribute filter"),
+        ("attr.customer=1&attr.customer=2", "is given 2 times; give it once"),
+        ("attr.customer=%00", "contains a NUL character"),
+        ("attr.k=" + "x" * 1001, "longer than 1000 characters"),
+    ],
+)
+def test_a_bad_attribute_filter_is_a_400_naming_it(tagged, query, message) -> None:
+    response = user("viewer").get(f"/workflows/?{query}")
+    assert response.status_code == 400
+    assert message in response.content.decode()
+
+
+def test_the_header_shows_the_attributes_linked_to_the_list(tagged) -> None:
+    web = user("viewer")
+    page = web.get("/workflows/a-str/").content.decode()
+    assert "<dt>Attributes</dt>" in page
+    assert 'href="/workflows/?attr.customer=42"' in page and ">customer=42<" in page
+    assert ">region=eu<" in page and ">stage=done<" in page
+    bare = web.get("/workflows/a-none/").content.decode()  # only what its body set
+    assert ">stage=done<" in bare and "customer=" not in bare
