@@ -19,7 +19,7 @@ from engine.errors import (
 )
 from engine.futures import StepFuture
 from engine.handle import WorkflowHandle
-from engine.records import Status, StepInfo, WorkflowStatus
+from engine.records import QueueInfo, Status, StepInfo, WorkflowStatus
 
 __all__ = [
     "Client",
@@ -29,6 +29,7 @@ __all__ = [
     "MaxRecoveryAttemptsExceededError",
     "NonDeterministicWorkflowError",
     "QueueDeduplicatedError",
+    "QueueInfo",
     "SerializationError",
     "Status",
     "StepError",

@@ -11,12 +11,12 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
-from engine import serialization, store
+from engine import queue_control, serialization, store
 from engine.admission import Admission
 from engine.control import Control
 from engine.handle import WorkflowHandle
 from engine.queues import INTERNAL_QUEUE
-from engine.records import StepInfo, WorkflowStatus
+from engine.records import QueueInfo, StepInfo, WorkflowStatus
 from engine.results import Results
 from engine.wakeups import Wakeups
 
@@ -45,6 +45,7 @@ class Client:
             results,
             max_payload_bytes=self.max_payload_bytes,
         )
+        self._queue_control = queue_control.QueueControl(self._store, self._wakeups)
 
     def start_workflow(
         self,
@@ -121,6 +122,34 @@ class Client:
 
     def cancel_workflow(self, workflow_id: str, *, cancel_children: bool = False) -> None:
         self._control.cancel_workflow(workflow_id, cancel_children=cancel_children)
+
+    # -- queue control (durable, seen by every worker) --------------------------------------
+
+    def pause_queue(self, name: str) -> None:
+        """A paused queue starts nothing (on any worker); what runs continues."""
+        self._queue_control.pause(name)
+
+    def resume_queue(self, name: str) -> None:
+        self._queue_control.resume(name)
+
+    def set_queue_limits(
+        self,
+        name: str,
+        *,
+        concurrency: int | None = queue_control.UNSET,
+        worker_concurrency: int | None = queue_control.UNSET,
+        rate_limit: tuple[int, float] | None = queue_control.UNSET,
+    ) -> None:
+        """Change only the limits given (None: no limit); every worker applies them."""
+        self._queue_control.set_limits(
+            name,
+            concurrency=concurrency,
+            worker_concurrency=worker_concurrency,
+            rate_limit=rate_limit,
+        )
+
+    def list_queues(self) -> list[QueueInfo]:
+        return self._queue_control.list_queues()
 
     def resume_workflow(self, workflow_id: str) -> WorkflowHandle:
         return self._control.resume_workflow(workflow_id)

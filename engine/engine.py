@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from engine import errors, registry, scheduler, serialization, store
+from engine import errors, queue_control, registry, scheduler, serialization, store
 from engine import signals as keys
 from engine.admission import Admission, seconds
 from engine.context import current_context
@@ -23,7 +23,7 @@ from engine.control import Control
 from engine.dispatch import Dispatcher, Handoff
 from engine.handle import WorkflowHandle
 from engine.queues import Queue
-from engine.records import StepInfo, WorkflowStatus
+from engine.records import QueueInfo, StepInfo, WorkflowStatus
 from engine.results import Results
 from engine.runs import Runs
 from engine.runtime import Runtime
@@ -107,6 +107,9 @@ class Engine:
             self._results,
             max_payload_bytes=max_payload_bytes,
             local=self.runtime,
+        )
+        self._queue_control = queue_control.QueueControl(
+            self._store, self._wakeups, lambda: self._registry.queues
         )
         self._launched = False
         self._worker: Worker | None = None
@@ -240,6 +243,7 @@ class Engine:
             schedules=self._registry.schedules(),
             heartbeat_timeout=self._heartbeat_timeout,
             claim_queues=self._claim_queues,
+            settings=self._queue_control.effective,
         )
         self._worker.start()
         self._scheduler = scheduler.Scheduler(
@@ -409,6 +413,34 @@ class Engine:
 
     def cancel_workflow(self, workflow_id: str, *, cancel_children: bool = False) -> None:
         self._control.cancel_workflow(workflow_id, cancel_children=cancel_children)
+
+    # -- queue control (durable, seen by every worker) --------------------------------------
+
+    def pause_queue(self, name: str) -> None:
+        """A paused queue starts nothing (on any worker); what runs continues."""
+        self._queue_control.pause(name)
+
+    def resume_queue(self, name: str) -> None:
+        self._queue_control.resume(name)
+
+    def set_queue_limits(
+        self,
+        name: str,
+        *,
+        concurrency: int | None = queue_control.UNSET,
+        worker_concurrency: int | None = queue_control.UNSET,
+        rate_limit: tuple[int, float] | None = queue_control.UNSET,
+    ) -> None:
+        """Change only the limits given (None: no limit); every worker applies them."""
+        self._queue_control.set_limits(
+            name,
+            concurrency=concurrency,
+            worker_concurrency=worker_concurrency,
+            rate_limit=rate_limit,
+        )
+
+    def list_queues(self) -> list[QueueInfo]:
+        return self._queue_control.list_queues()
 
     def resume_workflow(self, workflow_id: str) -> WorkflowHandle:
         return self._control.resume_workflow(workflow_id)

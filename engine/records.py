@@ -64,6 +64,23 @@ class WorkflowStatus:
 
 
 @dataclass(frozen=True)
+class QueueInfo:
+    """A queue as ``list_queues`` reports it: its effective settings (declared, overridden by
+    ``set_queue_limits``) and its unfinished work."""
+
+    name: str
+    paused: bool
+    concurrency: int | None
+    worker_concurrency: int | None
+    rate_limit: tuple[int, float] | None
+    partition_concurrency: int | None
+    enqueued: int
+    running: int
+    delayed: int
+    oldest_enqueued_at: dt.datetime | None
+
+
+@dataclass(frozen=True)
 class StepInfo:
     step_id: int
     name: str

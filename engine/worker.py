@@ -53,9 +53,12 @@ class Worker:
         schedules: Mapping[str, str],
         heartbeat_timeout: float,
         claim_queues: bool = True,
+        settings: Callable[[Queue], Queue | None] | None = None,
     ) -> None:
         """``claim_queues=False``: heartbeat and recover dead executors, but claim nothing (a
-        Celery worker process runs only what its tasks hand it)."""
+        Celery worker process runs only what its tasks hand it). ``settings``: a queue as the
+        database's queue control says to claim from it now (None: paused)."""
+        self._settings = settings
         self._store = store
         self._wakeups = wakeups
         self._stopping = stopping
@@ -160,6 +163,11 @@ class Worker:
                 self._wakeups.fire(keys.ENQUEUED)
 
     def _claim(self, queue: Queue) -> int:
+        if self._settings is not None:
+            controlled = self._settings(queue)
+            if controlled is None:  # paused: start nothing; what runs continues
+                return 0
+            queue = controlled
         capacity = self._capacity
         budget = capacity.free_capacity()
         if queue.worker_concurrency is not None:

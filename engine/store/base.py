@@ -375,6 +375,26 @@ class Store(abc.ABC):
 
     # -- control ------------------------------------------------------------------------------
 
+    def set_queue_paused(self, queue_name: str, paused: bool) -> None:
+        params = {"queue_name": queue_name, "paused": paused, "now": clock.now_ms()}
+        self._write("set_queue_paused", params)
+
+    def set_queue_limits(self, queue_name: str, limits: str) -> None:
+        """Merge ``limits`` (a JSON object of changed limits) into the queue's settings."""
+        params = {"queue_name": queue_name, "limits": limits, "now": clock.now_ms()}
+        self._write("set_queue_limits", params)
+
+    def queue_settings(self) -> list[Any]:
+        """Rows (queue_name, paused, limits JSON text) of every controlled queue."""
+        return self._rows("queue_settings", {})
+
+    def queue_counts(self) -> list[Any]:
+        """Rows (queue_name, enqueued, running, delayed, oldest_enqueued_at) per queue."""
+        return self._rows("queue_counts", {})
+
+    def queue_seen(self, queue_name: str) -> bool:
+        return self._row("queue_seen", {"queue_name": queue_name}) is not None
+
     def list_child_ids(self, workflow_id: str) -> list[str]:
         found = self._rows("list_child_ids", {"workflow_id": workflow_id})
         return [row["workflow_uuid"] for row in found]

@@ -5,3 +5,14 @@
 ALTER TABLE workflow_status ADD COLUMN attributes JSONB;
 CREATE INDEX workflow_status_attributes_idx ON workflow_status
     USING GIN (attributes jsonb_path_ops) WHERE attributes IS NOT NULL;
+
+-- Queue control, seen by every worker: a pause, and limits that override the declared ones.
+-- limits: a JSON object holding only the limits changed (|| merges a change in, so two
+-- operators changing different limits at once both hold); "no limit" is 0 for the
+-- concurrencies and [] for rate_limit ([max_starts, period_seconds] otherwise).
+CREATE TABLE queue_settings (
+    queue_name TEXT PRIMARY KEY,
+    paused     BOOLEAN NOT NULL DEFAULT FALSE,
+    limits     JSONB NOT NULL DEFAULT '{}',
+    updated_at BIGINT NOT NULL
+);

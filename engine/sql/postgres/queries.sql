@@ -430,3 +430,37 @@ WHERE (%(statuses)s::text[] IS NULL OR status = ANY(%(statuses)s::text[]))
   AND attributes @> %(attributes)s::jsonb  -- workflow_status_attributes_idx (GIN)
 ORDER BY created_at, workflow_uuid
 LIMIT %(limit)s OFFSET %(offset)s;
+
+-- ---------------------------------------------------------------------------------------------
+-- Parity (issue 15): queue control.
+
+-- set_queue_paused --
+INSERT INTO queue_settings (queue_name, paused, updated_at)
+VALUES (%(queue_name)s, %(paused)s, %(now)s)
+ON CONFLICT (queue_name) DO UPDATE SET paused = EXCLUDED.paused, updated_at = EXCLUDED.updated_at;
+
+-- set_queue_limits --
+INSERT INTO queue_settings (queue_name, limits, updated_at)
+VALUES (%(queue_name)s, %(limits)s::jsonb, %(now)s)
+ON CONFLICT (queue_name) DO UPDATE
+SET limits = queue_settings.limits || EXCLUDED.limits, updated_at = EXCLUDED.updated_at;
+
+-- queue_settings --
+SELECT queue_name, paused, limits::text AS limits FROM queue_settings;
+
+-- queue_counts --
+-- Unfinished workflows per queue (workflow_status_status_idx); oldest: the longest waiting.
+SELECT queue_name,
+       count(*) FILTER (WHERE status = 'ENQUEUED') AS enqueued,
+       count(*) FILTER (WHERE status = 'PENDING') AS running,
+       count(*) FILTER (WHERE status = 'DELAYED') AS delayed,
+       min(created_at) FILTER (WHERE status = 'ENQUEUED') AS oldest_enqueued_at
+FROM workflow_status
+WHERE status IN ('ENQUEUED', 'PENDING', 'DELAYED') AND queue_name IS NOT NULL
+GROUP BY queue_name;
+
+-- queue_seen --
+-- Whether a queue is known to the database: controlled, or holding (or having held) work.
+SELECT 1 AS seen
+WHERE EXISTS (SELECT 1 FROM queue_settings WHERE queue_name = %(queue_name)s)
+   OR EXISTS (SELECT 1 FROM workflow_status WHERE queue_name = %(queue_name)s);

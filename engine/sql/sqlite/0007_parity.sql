@@ -41,3 +41,14 @@ CREATE TRIGGER workflow_attributes_delete AFTER DELETE ON workflow_status
 BEGIN
     DELETE FROM workflow_attributes WHERE workflow_uuid = OLD.workflow_uuid;
 END;
+
+-- Queue control, seen by every worker: a pause, and limits that override the declared ones.
+-- limits: a JSON object holding only the limits changed (json_patch merges a change in, so
+-- two operators changing different limits at once both hold); "no limit" is 0 for the
+-- concurrencies and [] for rate_limit ([max_starts, period_seconds] otherwise).
+CREATE TABLE queue_settings (
+    queue_name TEXT PRIMARY KEY,
+    paused     INTEGER NOT NULL DEFAULT 0,
+    limits     TEXT NOT NULL DEFAULT '{}',
+    updated_at INTEGER NOT NULL
+);

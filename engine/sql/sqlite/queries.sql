@@ -371,3 +371,34 @@ WHERE (:statuses IS NULL OR status IN (SELECT value FROM json_each(:statuses)))
       GROUP BY a.workflow_uuid HAVING count(*) = json_array_length(:attributes))
 ORDER BY created_at, workflow_uuid
 LIMIT :limit OFFSET :offset;
+
+-- ---------------------------------------------------------------------------------------------
+-- Parity (issue 15): queue control.
+
+-- set_queue_paused --
+INSERT INTO queue_settings (queue_name, paused, updated_at) VALUES (:queue_name, :paused, :now)
+ON CONFLICT (queue_name) DO UPDATE SET paused = excluded.paused, updated_at = excluded.updated_at;
+
+-- set_queue_limits --
+INSERT INTO queue_settings (queue_name, limits, updated_at) VALUES (:queue_name, :limits, :now)
+ON CONFLICT (queue_name) DO UPDATE
+SET limits = json_patch(queue_settings.limits, excluded.limits), updated_at = excluded.updated_at;
+
+-- queue_settings --
+SELECT queue_name, paused, limits FROM queue_settings;
+
+-- queue_counts --
+-- Unfinished workflows per queue (workflow_status_status_idx); oldest: the longest waiting.
+SELECT queue_name,
+       sum(status = 'ENQUEUED') AS enqueued,
+       sum(status = 'PENDING') AS running,
+       sum(status = 'DELAYED') AS delayed,
+       min(CASE WHEN status = 'ENQUEUED' THEN created_at END) AS oldest_enqueued_at
+FROM workflow_status
+WHERE status IN ('ENQUEUED', 'PENDING', 'DELAYED') AND queue_name IS NOT NULL
+GROUP BY queue_name;
+
+-- queue_seen --
+-- Whether a queue is known to the database: controlled, or holding (or having held) work.
+SELECT 1 AS seen WHERE EXISTS (SELECT 1 FROM queue_settings WHERE queue_name = :queue_name)
+                    OR EXISTS (SELECT 1 FROM workflow_status WHERE queue_name = :queue_name);
