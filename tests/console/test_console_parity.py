@@ -3,6 +3,8 @@ operator surfaces of the parity features."""
 
 from __future__ import annotations
 
+import html
+
 import pytest
 from django.db import connections
 
@@ -165,3 +167,88 @@ def test_the_header_shows_the_attributes_linked_to_the_list(tagged) -> None:
     assert ">region=eu<" in page and ">stage=done<" in page
     bare = web.get("/workflows/a-none/").content.decode()  # only what its body set
     assert ">stage=done<" in bare and "customer=" not in bare
+
+
+# -- queue control -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def queued(make_engine, db, monkeypatch):
+    engine: Engine = make_engine("parity-queues")
+    engine.queue("work", concurrency=4)
+
+    @engine.workflow(name="noop")
+    def noop(ctx):
+        return 1
+
+    engine.launch()
+    site.point_engine_database(db)
+    with connections["default"].cursor() as cur:
+        for table in ("console_bulkjob", "console_audittarget", "console_auditrecord"):
+            cur.execute(f"DELETE FROM {table}")
+    client = Client(db.url, schema=db.schema)
+    monkeypatch.setattr(actions, "client", lambda: client)
+    yield engine
+    client.close()
+    connections["waymark"].close()
+
+
+def work_queue(engine: Engine):
+    return next(q for q in engine.list_queues() if q.name == "work")
+
+
+def test_operators_pause_resume_and_change_limits_audited(queued) -> None:
+    engine = queued
+    web = user("operator")
+    page = web.get("/queues/").content.decode()
+    assert 'action="/queues/work/pause/"' in page and "Limits…" in page
+    response = web.post("/queues/work/pause/", {"reason": "incident 12"}, follow=True)
+    assert "Queue pause: queue work paused" in response.content.decode()
+    assert work_queue(engine).paused
+    page = web.get("/queues/").content.decode()
+    assert ">Paused</span>" in page and 'action="/queues/work/resume/"' in page
+
+    web.post("/queues/work/limits/", {"concurrency": "2", "rate_starts": "10", "rate_period": "60"})
+    queue = work_queue(engine)
+    assert (queue.concurrency, queue.worker_concurrency, queue.rate_limit) == (2, None, (10, 60.0))
+    web.post("/queues/work/limits/", {"rate_starts": "none"})
+    queue = work_queue(engine)
+    assert (queue.concurrency, queue.rate_limit) == (2, None)  # only what was given changed
+    assert "at most 2 at once" in web.get("/queues/").content.decode()
+    web.post("/queues/work/resume/")
+    assert not work_queue(engine).paused
+
+    records = list(AuditRecord.objects.order_by("at", "id"))
+    assert [r.action for r in records] == [
+        "queue_pause", "queue_limits", "queue_limits", "queue_resume"
+    ]  # fmt: skip
+    pause = records[0]
+    assert pause.ok and pause.reason == "incident 12" and pause.filter == "queue=work"
+    assert pause.status_before == {"queue:work": "ACTIVE · at most 4 at once"}
+    assert pause.status_after == {"queue:work": "PAUSED · at most 4 at once"}
+    assert records[1].filter == "queue=work&concurrency=2&rate_limit=%2810%2C+60.0%29"
+    assert records[2].status_after == {"queue:work": "PAUSED · at most 2 at once"}
+
+
+def test_queue_control_refuses_bad_input_and_viewers(queued) -> None:
+    engine = queued
+    web = user("operator")
+    for form, message in (
+        ({"concurrency": "-1"}, "concurrency='-1' is not a number from 1"),
+        ({"concurrency": "0"}, "is not a number from 1"),
+        ({"rate_starts": "5", "rate_period": "soon"}, "rate_period='soon' is not a period"),
+        ({}, "give at least one limit"),
+    ):
+        response = web.post("/queues/work/limits/", form)
+        assert response.status_code == 400 and message in html.unescape(response.content.decode())
+    assert AuditRecord.objects.count() == 0  # nothing done, nothing recorded
+    unknown = web.post("/queues/nope/pause/", follow=True).content.decode()
+    assert "unknown queue &#x27;nope&#x27;; declare it with engine.queue()" in unknown
+    record = AuditRecord.objects.get()
+    assert record.ok is False and record.status_after == {"queue:nope": "NOT FOUND"}
+    assert web.post("/queues/work/explode/").status_code == 404
+
+    viewer = user("viewer")
+    assert viewer.post("/queues/work/pause/").status_code == 403
+    assert 'action="/queues/work/pause/"' not in viewer.get("/queues/").content.decode()
+    assert not work_queue(engine).paused and work_queue(engine).concurrency == 4
