@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine import attributes as attrs
-from engine import clock, errors, queues, serialization, signals
+from engine import clock, errors, partitions, queues, serialization, signals
 from engine.queues import INTERNAL_QUEUE, Queue
 from engine.records import Status
 from engine.registry import Registry
@@ -115,6 +115,13 @@ class Admission:
             raise errors.EngineError(f"unknown queue {name!r}; declare it with engine.queue()")
         return name
 
+    def _partitioned(self, queue: str | None) -> bool | None:
+        """Whether ``queue`` is declared with partitions; None when this process cannot know
+        (a client, or the internal queue)."""
+        if queue is None or self._registry is None or queue not in self._registry.queues:
+            return None
+        return self._registry.queues[queue].partition_concurrency is not None
+
     def _created_or_same(self, created: bool, workflow_id: str, name: str) -> None:
         """An ID that existed is the same workflow again (nothing new runs), never another."""
         if created:
@@ -139,6 +146,7 @@ class Admission:
         application_version: str | None = None,
         deduplication_policy: str = "reject",
         attributes: dict[str, Any] | None = None,
+        partition_key: str | None = None,
     ) -> Admitted:
         """Record a new workflow: PENDING here without ``queue`` (an engine only), else waiting
         on ``queue`` (``priority``: lower first; ``deduplication_id``: refused while another
@@ -156,6 +164,7 @@ class Admission:
         workflow_id = check_workflow_id(workflow_id)
         limit_ms = timeout_ms(timeout)
         on_queue = self.queue_of(queue)
+        partitions.check_key(partition_key, on_queue, self._partitioned(on_queue))
         delay_ms = queues.delay_ms(delay)
         inputs = self._encode(input, name)
         stored_attributes = attrs.encode(attributes)
@@ -194,6 +203,7 @@ class Admission:
                 deduplication_id=deduplication_id,
                 delay_until=now + delay_ms if delay_ms else None,
                 attributes=stored_attributes,
+                partition_key=partition_key,
             )
         if deduplication_policy == "return-existing" and deduplication_id is not None:
             holder = self._insert_or_holder(new)

@@ -61,6 +61,7 @@ class Client:
         delay: float | dt.timedelta | None = None,
         attributes: dict[str, Any] | None = None,
         application_version: str | None = None,
+        partition_key: str | None = None,
     ) -> WorkflowHandle:
         """Enqueue the workflow registered as ``name`` on ``queue`` (None: the internal queue
         every worker serves); a worker of ``application_version`` (any version when None)
@@ -78,6 +79,7 @@ class Client:
             deduplication_policy=deduplication_policy,
             delay=delay,
             attributes=attributes,
+            partition_key=partition_key,
             application_version=application_version,
         )
         return self._control.handle(admitted.workflow_id)

@@ -195,12 +195,13 @@ class Engine:
         concurrency: int | None = None,
         worker_concurrency: int | None = None,
         rate_limit: tuple[int, float] | None = None,
+        partition_concurrency: int | None = None,
     ) -> Queue:
         """Declare a queue (before ``launch()``); pass it, or its name, as ``queue=``."""
         if self._launched:
             raise errors.EngineError(f"declare queue {name!r} before launch()")
         limit = (int(rate_limit[0]), float(rate_limit[1])) if rate_limit is not None else None
-        declared = Queue(name, concurrency, worker_concurrency, limit)
+        declared = Queue(name, concurrency, worker_concurrency, limit, partition_concurrency)
         self._registry.declare_queue(declared)
         return declared
 
@@ -319,14 +320,17 @@ class Engine:
         deduplication_policy: str = "reject",
         delay: float | dt.timedelta | None = None,
         attributes: dict[str, Any] | None = None,
+        partition_key: str | None = None,
     ) -> WorkflowHandle:
         """Start a workflow; returns once it is durably recorded. With ``queue`` it waits on
         that queue (``priority``: lower first; ``deduplication_id``: refused while another
         workflow holding it waits or runs; ``delay``: not before that many seconds)."""
         ctx = current_context()
         if ctx is not None and queue is None and ctx.records_for(self._results):
-            if priority or deduplication_id is not None or delay is not None:
-                raise ValueError("priority, deduplication_id and delay need a queue=")
+            if priority or deduplication_id is not None or delay is not None or partition_key:
+                raise ValueError(
+                    "priority, deduplication_id, delay and partition_key need a queue="
+                )
             # Started from inside a workflow: a checkpointed child.
             return ctx.start_workflow(
                 fn_or_name, input, workflow_id=workflow_id, timeout=timeout, attributes=attributes
@@ -347,6 +351,7 @@ class Engine:
             deduplication_policy=deduplication_policy,
             delay=delay,
             attributes=attributes,
+            partition_key=partition_key,
         )
         if admitted.run_here is not None:
             # Runs the body on the JSON form of the input, exactly what a recovery would see.

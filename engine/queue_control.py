@@ -214,7 +214,6 @@ class QueueControl:
             queue = apply(declared.get(name) or Queue(name), limits)
             assert queue is not None
             count = counts.get(name)
-            partition = getattr(queue, "partition_concurrency", None)
             found.append(
                 QueueInfo(
                     name=name,
@@ -222,7 +221,7 @@ class QueueControl:
                     concurrency=queue.concurrency,
                     worker_concurrency=queue.worker_concurrency,
                     rate_limit=queue.rate_limit,
-                    partition_concurrency=partition,
+                    partition_concurrency=queue.partition_concurrency,
                     enqueued=int(count["enqueued"] or 0) if count else 0,
                     running=int(count["running"] or 0) if count else 0,
                     delayed=int(count["delayed"] or 0) if count else 0,

@@ -61,6 +61,7 @@ class WorkflowStatus:
     parent_workflow_id: str | None
     forked_from: str | None
     attributes: dict[str, Any] = field(default_factory=dict)
+    partition_key: str | None = None
 
 
 @dataclass(frozen=True)

@@ -76,6 +76,7 @@ def workflow_status(row: records.WorkflowRow) -> WorkflowStatus:
         parent_workflow_id=row.parent_workflow_id,
         forked_from=row.forked_from,
         attributes=attributes.decode(row.attributes),
+        partition_key=row.partition_key,
     )
 
 

@@ -172,18 +172,33 @@ class Worker:
         budget = capacity.free_capacity()
         if queue.worker_concurrency is not None:
             budget = min(budget, queue.worker_concurrency - capacity.running_on(queue.name))
-        rows = self._store.dequeue(
-            queue.name,
-            self._version,
-            self._executor_id,
-            budget,
-            concurrency=queue.concurrency,
-            rate_limit=queue.rate_limit,
-        )
+        if queue.partition_concurrency is not None:
+            rows = self._store.dequeue_partitioned(
+                queue.name,
+                self._version,
+                self._executor_id,
+                budget,
+                queue.partition_concurrency,
+                concurrency=queue.concurrency,
+                rate_limit=queue.rate_limit,
+            )
+        else:
+            rows = self._store.dequeue(
+                queue.name,
+                self._version,
+                self._executor_id,
+                budget,
+                concurrency=queue.concurrency,
+                rate_limit=queue.rate_limit,
+            )
         if budget > 0:
             # A shared budget (global concurrency, rate limit) may hold work back too, and a
             # run ending here may be what frees it.
-            shared = queue.concurrency is not None or queue.rate_limit is not None
+            shared = (
+                queue.concurrency is not None
+                or queue.rate_limit is not None
+                or queue.partition_concurrency is not None
+            )
             self._more[queue.name] = shared or len(rows) >= budget
         for row in rows:
             self._dispatch(row)

@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from importlib import resources
 from typing import Any, ClassVar
 
-from engine import clock, errors, signals
+from engine import clock, errors, partitions, signals
 from engine.store import groupcommit, records
 
 log = logging.getLogger("waymark.store")
@@ -73,6 +73,7 @@ def workflow_statement(new: records.NewWorkflow) -> groupcommit.Statement:
             "deduplication_id": new.deduplication_id,
             "delay_until": new.delay_until,
             "attributes": new.attributes,
+            "partition_key": new.partition_key,
         },
     )
 
@@ -488,6 +489,50 @@ class Store(abc.ABC):
             if limit <= 0:
                 return []
             return [records.workflow_row(row) for row in run("claim_queued", limit=limit, **claim)]
+
+    def dequeue_partitioned(
+        self,
+        queue_name: str,
+        application_version: str,
+        executor_id: str,
+        limit: int,
+        partition_concurrency: int,
+        concurrency: int | None = None,
+        rate_limit: tuple[int, float] | None = None,
+    ) -> list[records.WorkflowRow]:
+        """``dequeue`` for a partitioned queue: under the queue's lock, count each partition's
+        running workflows and give the free slots to the partitions in turn (partitions.py)."""
+        if limit <= 0:
+            return []
+        now = clock.now_ms()
+        claim = {
+            "queue_name": queue_name,
+            "application_version": application_version,
+            "executor_id": executor_id,
+            "now": now,
+        }
+        with self._exclusive() as run:
+            if not run("try_lock_queue", lock_name=f"waymark-queue:{queue_name}")[0]["locked"]:
+                return []
+            if concurrency is not None:
+                running = run("queue_running", queue_name=queue_name)[0]["running"]
+                limit = min(limit, concurrency - running)
+            if rate_limit is not None:
+                max_starts, period = rate_limit
+                since = now - int(period * 1000)
+                started = run("queue_started_since", queue_name=queue_name, since=since)
+                limit = min(limit, max_starts - started[0]["started"])
+            if limit <= 0:
+                return []
+            found = [
+                partitions.Partition(row["partition_key"], row["running"], row["waiting"])
+                for row in run("queue_partitions", queue_name=queue_name)
+            ]
+            claimed = []
+            for key, n in partitions.allot(found, limit, partition_concurrency).items():
+                rows = run("claim_queued_partition", partition_key=key, limit=n, **claim)
+                claimed += [records.workflow_row(row) for row in rows]
+            return claimed
 
     def promote_delayed(self) -> None:
         self._write("promote_delayed", {"now": clock.now_ms()})

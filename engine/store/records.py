@@ -39,6 +39,7 @@ class WorkflowRow:
     fresh: bool = False
     # Only from queries that select it; a dict when read by a client that decodes JSON.
     attributes: str | dict[str, Any] | None = None
+    partition_key: str | None = None  # only from queries that select it
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +76,7 @@ class NewWorkflow:
     parent_workflow_id: str | None = None
     forked_from: str | None = None
     attributes: str | None = None  # a JSON object of scalars (engine/attributes.py)
+    partition_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +141,7 @@ def workflow_row(columns: Mapping[str, Any]) -> WorkflowRow:
     names = columns.keys()
     fresh = columns["fresh"] if "fresh" in names else False  # sqlite3.Row: "in" tests values
     attributes = columns["attributes"] if "attributes" in names else None
+    partition_key = columns["partition_key"] if "partition_key" in names else None
     return WorkflowRow(
         workflow_id=columns["workflow_uuid"],
         status=columns["status"],
@@ -160,6 +163,7 @@ def workflow_row(columns: Mapping[str, Any]) -> WorkflowRow:
         forked_from=columns["forked_from"],
         fresh=bool(fresh),
         attributes=attributes,
+        partition_key=partition_key,
     )
 
 

@@ -16,3 +16,10 @@ CREATE TABLE queue_settings (
     limits     JSONB NOT NULL DEFAULT '{}',
     updated_at BIGINT NOT NULL
 );
+
+-- Partitioned queues: a workflow's partition (a tenant, say) within its queue; at most
+-- partition_concurrency of one partition run at once, and partitions are served in turn.
+ALTER TABLE workflow_status ADD COLUMN partition_key TEXT;
+CREATE INDEX workflow_status_partition_idx
+    ON workflow_status (queue_name, partition_key, status, priority, created_at)
+    WHERE partition_key IS NOT NULL AND status IN ('ENQUEUED', 'PENDING');

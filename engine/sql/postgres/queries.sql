@@ -9,19 +9,19 @@ INSERT INTO workflow_status (workflow_uuid, status, name, inputs, executor_id,
                              application_version, application_id, created_at, updated_at,
                              started_at_epoch_ms, parent_workflow_id, forked_from, queue_name,
                              workflow_timeout_ms, workflow_deadline_epoch_ms, priority,
-                             deduplication_id, delay_until_epoch_ms, attributes)
+                             deduplication_id, delay_until_epoch_ms, attributes, partition_key)
 VALUES (%(workflow_id)s, %(status)s, %(name)s, %(inputs)s, %(executor_id)s,
         %(application_version)s, %(application_id)s, %(now)s, %(now)s,
         %(started_at)s, %(parent_workflow_id)s, %(forked_from)s, %(queue_name)s,
         %(timeout_ms)s, %(deadline_ms)s, %(priority)s, %(deduplication_id)s,
-        %(delay_until)s, %(attributes)s::jsonb)
+        %(delay_until)s, %(attributes)s::jsonb, %(partition_key)s)
 ON CONFLICT (workflow_uuid) DO NOTHING
 RETURNING workflow_uuid;
 -- get_workflow --
 SELECT workflow_uuid, status, name, inputs, output, error, executor_id, application_version,
        created_at, updated_at, recovery_attempts, queue_name, workflow_timeout_ms,
        workflow_deadline_epoch_ms, started_at_epoch_ms, completed_at, parent_workflow_id,
-       forked_from, attributes::text AS attributes
+       forked_from, attributes::text AS attributes, partition_key
 FROM workflow_status
 WHERE workflow_uuid = %(workflow_id)s;
 
@@ -103,7 +103,7 @@ RETURNING workflow_uuid;
 SELECT workflow_uuid, status, name, inputs, output, error, executor_id, application_version,
        created_at, updated_at, recovery_attempts, queue_name, workflow_timeout_ms,
        workflow_deadline_epoch_ms, started_at_epoch_ms, completed_at, parent_workflow_id,
-       forked_from, attributes::text AS attributes
+       forked_from, attributes::text AS attributes, partition_key
 FROM workflow_status
 WHERE (%(statuses)s::text[] IS NULL OR status = ANY(%(statuses)s::text[]))
   AND (%(name)s::text IS NULL OR name = %(name)s::text)
@@ -119,7 +119,7 @@ LIMIT %(limit)s OFFSET %(offset)s;
 SELECT workflow_uuid, status, name, inputs, output, error, executor_id, application_version,
        created_at, updated_at, recovery_attempts, queue_name, workflow_timeout_ms,
        workflow_deadline_epoch_ms, started_at_epoch_ms, completed_at, parent_workflow_id,
-       forked_from, attributes::text AS attributes
+       forked_from, attributes::text AS attributes, partition_key
 FROM workflow_status
 WHERE (%(statuses)s::text[] IS NULL OR status = ANY(%(statuses)s::text[]))
   AND (%(name)s::text IS NULL OR name = %(name)s::text)
@@ -327,16 +327,17 @@ WITH new_workflows AS (
                                  started_at_epoch_ms, parent_workflow_id, forked_from,
                                  queue_name, workflow_timeout_ms, workflow_deadline_epoch_ms,
                                  priority, deduplication_id, delay_until_epoch_ms,
-                                 attributes)
+                                 attributes, partition_key)
     SELECT workflow_id, status, name, inputs, executor_id, application_version, application_id,
            now, now, started_at, parent_workflow_id, forked_from, queue_name, timeout_ms,
-           deadline_ms, priority, deduplication_id, delay_until, attributes::jsonb
+           deadline_ms, priority, deduplication_id, delay_until, attributes::jsonb,
+           partition_key
     FROM json_to_recordset(%(insert_workflow)s::json)
          AS v(workflow_id text, status text, name text, inputs text, executor_id text,
               application_version text, application_id text, now bigint, started_at bigint,
               parent_workflow_id text, forked_from text, queue_name text, timeout_ms bigint,
               deadline_ms bigint, priority int, deduplication_id text, delay_until bigint,
-              attributes text)
+              attributes text, partition_key text)
     -- A held deduplication ID fails the whole statement; the group committer then runs each
     -- write alone, so the error reaches the one write that caused it.
     ON CONFLICT (workflow_uuid) DO NOTHING
@@ -401,7 +402,7 @@ WHERE workflow_uuid = %(workflow_id)s;
 SELECT workflow_uuid, status, name, inputs, output, error, executor_id, application_version,
        created_at, updated_at, recovery_attempts, queue_name, workflow_timeout_ms,
        workflow_deadline_epoch_ms, started_at_epoch_ms, completed_at, parent_workflow_id,
-       forked_from, attributes::text AS attributes
+       forked_from, attributes::text AS attributes, partition_key
 FROM workflow_status
 WHERE (%(statuses)s::text[] IS NULL OR status = ANY(%(statuses)s::text[]))
   AND (%(name)s::text IS NULL OR name = %(name)s::text)
@@ -418,7 +419,7 @@ LIMIT %(limit)s OFFSET %(offset)s;
 SELECT workflow_uuid, status, name, inputs, output, error, executor_id, application_version,
        created_at, updated_at, recovery_attempts, queue_name, workflow_timeout_ms,
        workflow_deadline_epoch_ms, started_at_epoch_ms, completed_at, parent_workflow_id,
-       forked_from, attributes::text AS attributes
+       forked_from, attributes::text AS attributes, partition_key
 FROM workflow_status
 WHERE (%(statuses)s::text[] IS NULL OR status = ANY(%(statuses)s::text[]))
   AND (%(name)s::text IS NULL OR name = %(name)s::text)
@@ -464,3 +465,45 @@ GROUP BY queue_name;
 SELECT 1 AS seen
 WHERE EXISTS (SELECT 1 FROM queue_settings WHERE queue_name = %(queue_name)s)
    OR EXISTS (SELECT 1 FROM workflow_status WHERE queue_name = %(queue_name)s);
+
+-- ---------------------------------------------------------------------------------------------
+-- Parity (issue 15): partitioned queues.
+
+-- queue_partitions --
+-- The partitions of a queue with waiting work: how many of each run, and when each last had a
+-- workflow started (its turn: the least recently served goes first, on every worker alike).
+SELECT partition_key,
+       count(*) FILTER (WHERE status = 'PENDING') AS running,
+       count(*) FILTER (WHERE status = 'ENQUEUED') AS waiting,
+       coalesce(max(started_at_epoch_ms), 0) AS last_started
+FROM workflow_status
+WHERE queue_name = %(queue_name)s AND partition_key IS NOT NULL
+  AND status IN ('ENQUEUED', 'PENDING')
+GROUP BY partition_key
+HAVING count(*) FILTER (WHERE status = 'ENQUEUED') > 0
+ORDER BY last_started, partition_key;
+
+-- claim_queued_partition --
+-- claim_queued, within one partition.
+WITH picked AS MATERIALIZED (
+    SELECT workflow_uuid FROM workflow_status
+    WHERE status = 'ENQUEUED' AND queue_name = %(queue_name)s
+      AND partition_key = %(partition_key)s
+      AND (application_version = %(application_version)s OR application_version IS NULL)
+    ORDER BY priority, created_at
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE workflow_status AS w
+SET status = 'PENDING', executor_id = %(executor_id)s, started_at_epoch_ms = %(now)s,
+    updated_at = %(now)s, application_version = %(application_version)s,
+    workflow_deadline_epoch_ms = COALESCE(%(now)s + w.workflow_timeout_ms,
+                                          w.workflow_deadline_epoch_ms)
+FROM picked
+WHERE w.workflow_uuid = picked.workflow_uuid AND w.status = 'ENQUEUED'
+RETURNING w.workflow_uuid, w.status, w.name, w.inputs, w.output, w.error, w.executor_id,
+          w.application_version, w.created_at, w.updated_at, w.recovery_attempts,
+          w.queue_name, w.workflow_timeout_ms, w.workflow_deadline_epoch_ms,
+          w.started_at_epoch_ms, w.completed_at, w.parent_workflow_id, w.forked_from,
+          NOT EXISTS (SELECT 1 FROM operation_outputs AS o
+                      WHERE o.workflow_uuid = w.workflow_uuid) AS fresh;

@@ -9,19 +9,19 @@ INSERT INTO workflow_status (workflow_uuid, status, name, inputs, executor_id,
                              application_version, application_id, created_at, updated_at,
                              started_at_epoch_ms, parent_workflow_id, forked_from, queue_name,
                              workflow_timeout_ms, workflow_deadline_epoch_ms, priority,
-                             deduplication_id, delay_until_epoch_ms, attributes)
+                             deduplication_id, delay_until_epoch_ms, attributes, partition_key)
 VALUES (:workflow_id, :status, :name, :inputs, :executor_id,
         :application_version, :application_id, :now, :now,
         :started_at, :parent_workflow_id, :forked_from, :queue_name,
         :timeout_ms, :deadline_ms, :priority, :deduplication_id,
-        :delay_until, :attributes)
+        :delay_until, :attributes, :partition_key)
 ON CONFLICT (workflow_uuid) DO NOTHING
 RETURNING workflow_uuid;
 -- get_workflow --
 SELECT workflow_uuid, status, name, inputs, output, error, executor_id, application_version,
        created_at, updated_at, recovery_attempts, queue_name, workflow_timeout_ms,
        workflow_deadline_epoch_ms, started_at_epoch_ms, completed_at, parent_workflow_id,
-       forked_from, attributes
+       forked_from, attributes, partition_key
 FROM workflow_status
 WHERE workflow_uuid = :workflow_id;
 
@@ -101,7 +101,7 @@ RETURNING workflow_uuid;
 SELECT workflow_uuid, status, name, inputs, output, error, executor_id, application_version,
        created_at, updated_at, recovery_attempts, queue_name, workflow_timeout_ms,
        workflow_deadline_epoch_ms, started_at_epoch_ms, completed_at, parent_workflow_id,
-       forked_from, attributes
+       forked_from, attributes, partition_key
 FROM workflow_status
 WHERE (:statuses IS NULL OR status IN (SELECT value FROM json_each(:statuses)))
   AND (:name IS NULL OR name = :name)
@@ -117,7 +117,7 @@ LIMIT :limit OFFSET :offset;
 SELECT workflow_uuid, status, name, inputs, output, error, executor_id, application_version,
        created_at, updated_at, recovery_attempts, queue_name, workflow_timeout_ms,
        workflow_deadline_epoch_ms, started_at_epoch_ms, completed_at, parent_workflow_id,
-       forked_from, attributes
+       forked_from, attributes, partition_key
 FROM workflow_status
 WHERE (:statuses IS NULL OR status IN (SELECT value FROM json_each(:statuses)))
   AND (:name IS NULL OR name = :name)
@@ -332,7 +332,7 @@ WHERE workflow_uuid = :workflow_id;
 SELECT workflow_uuid, status, name, inputs, output, error, executor_id, application_version,
        created_at, updated_at, recovery_attempts, queue_name, workflow_timeout_ms,
        workflow_deadline_epoch_ms, started_at_epoch_ms, completed_at, parent_workflow_id,
-       forked_from, attributes
+       forked_from, attributes, partition_key
 FROM workflow_status
 WHERE (:statuses IS NULL OR status IN (SELECT value FROM json_each(:statuses)))
   AND (:name IS NULL OR name = :name)
@@ -354,7 +354,7 @@ LIMIT :limit OFFSET :offset;
 SELECT workflow_uuid, status, name, inputs, output, error, executor_id, application_version,
        created_at, updated_at, recovery_attempts, queue_name, workflow_timeout_ms,
        workflow_deadline_epoch_ms, started_at_epoch_ms, completed_at, parent_workflow_id,
-       forked_from, attributes
+       forked_from, attributes, partition_key
 FROM workflow_status
 WHERE (:statuses IS NULL OR status IN (SELECT value FROM json_each(:statuses)))
   AND (:name IS NULL OR name = :name)
@@ -402,3 +402,41 @@ GROUP BY queue_name;
 -- Whether a queue is known to the database: controlled, or holding (or having held) work.
 SELECT 1 AS seen WHERE EXISTS (SELECT 1 FROM queue_settings WHERE queue_name = :queue_name)
                     OR EXISTS (SELECT 1 FROM workflow_status WHERE queue_name = :queue_name);
+
+-- ---------------------------------------------------------------------------------------------
+-- Parity (issue 15): partitioned queues.
+
+-- queue_partitions --
+-- The partitions of a queue with waiting work: how many of each run, and when each last had a
+-- workflow started (its turn: the least recently served goes first, on every worker alike).
+SELECT partition_key,
+       sum(status = 'PENDING') AS running,
+       sum(status = 'ENQUEUED') AS waiting,
+       coalesce(max(started_at_epoch_ms), 0) AS last_started
+FROM workflow_status
+WHERE queue_name = :queue_name AND partition_key IS NOT NULL
+  AND status IN ('ENQUEUED', 'PENDING')
+GROUP BY partition_key
+HAVING sum(status = 'ENQUEUED') > 0
+ORDER BY last_started, partition_key;
+
+-- claim_queued_partition --
+-- claim_queued, within one partition.
+UPDATE workflow_status
+SET status = 'PENDING', executor_id = :executor_id, started_at_epoch_ms = :now,
+    updated_at = :now, application_version = :application_version,
+    workflow_deadline_epoch_ms = COALESCE(:now + workflow_timeout_ms,
+                                          workflow_deadline_epoch_ms)
+WHERE workflow_uuid IN (
+    SELECT workflow_uuid FROM workflow_status
+    WHERE status = 'ENQUEUED' AND queue_name = :queue_name AND partition_key = :partition_key
+      AND (application_version = :application_version OR application_version IS NULL)
+    ORDER BY priority, created_at
+    LIMIT :limit
+) AND status = 'ENQUEUED'
+RETURNING workflow_uuid, status, name, inputs, output, error, executor_id, application_version,
+          created_at, updated_at, recovery_attempts, queue_name, workflow_timeout_ms,
+          workflow_deadline_epoch_ms, started_at_epoch_ms, completed_at, parent_workflow_id,
+          forked_from,
+          NOT EXISTS (SELECT 1 FROM operation_outputs AS o
+                      WHERE o.workflow_uuid = workflow_status.workflow_uuid) AS fresh;
