@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bench import console_w7, setup
+from bench import console_w7, partitions, setup
 from engine import Engine
 
 
@@ -246,4 +246,5 @@ WORKLOADS: dict[str, Callable[[setup.Target, bool], dict[str, Any]]] = {
     "W5": w5_recovery,
     "W6": w6_parked_sleepers,
     "W7": console_w7.w7_console,
+    "W8": partitions.w8_partition_fairness,
 }

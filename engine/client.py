@@ -8,7 +8,7 @@ launched engine serves, and it starts workflows by name on a queue.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from engine import queue_control, serialization, store
@@ -152,6 +152,17 @@ class Client:
 
     def list_queues(self) -> list[QueueInfo]:
         return self._queue_control.list_queues()
+
+    def read_stream(
+        self, workflow_id: str, key: str, *, offset: int = 0, timeout: float | None = 60.0
+    ) -> Iterator[Any]:
+        """Yield the values of a workflow's stream ``key`` from ``offset``, waiting for new
+        ones; ends when the stream is closed or the workflow is final; ``TimeoutError`` when
+        ``timeout`` seconds pass with nothing new."""
+        return self._control.read_stream(workflow_id, key, offset=offset, timeout=timeout)
+
+    def list_streams(self, workflow_id: str) -> list[tuple[str, int, bool]]:
+        return self._control.list_streams(workflow_id)
 
     def resume_workflow(self, workflow_id: str) -> WorkflowHandle:
         return self._control.resume_workflow(workflow_id)

@@ -26,6 +26,7 @@ from engine import (
     results,
     serialization,
     step_timeout,
+    streams,
 )
 from engine import signals as keys
 from engine.admission import Admission, Parent, seconds
@@ -432,6 +433,40 @@ class WorkflowContext:
             )
             return
         outcome = self._store.set_attributes(step, text, self._services.executor_id)
+        self._steps.after_record(step_id, outcome)
+
+    def write_stream(self, key: str, value: Any) -> None:
+        """Append ``value`` to this workflow's stream ``key`` (exactly once, as a step)."""
+        self._stream(key, value, closed=False)
+
+    def close_stream(self, key: str) -> None:
+        """End stream ``key``: readers stop after its last value."""
+        self._stream(key, None, closed=True)
+
+    def _stream(self, key: str, value: Any, *, closed: bool) -> None:
+        streams.check_key(key)
+        name = operations.CLOSE_STREAM if closed else operations.WRITE_STREAM
+        text = None
+        if not closed:  # checked before a step ID is taken: a bad value records nothing
+            text = serialization.dumps(
+                value,
+                f"a value of stream {key!r} of workflow {self.workflow_id!r}",
+                self._services.max_payload_bytes,
+            )
+        step_id, row = self._take(name)
+        if row is not None:
+            self._steps.replay(step_id, row)
+            return
+        if self._store.stream_closed(self.workflow_id, key):
+            exc = errors.EngineError(
+                f"stream {key!r} of workflow {self.workflow_id!r} is closed; write to another "
+                "key, or close it only after its last value"
+            )
+            self._steps.record_error(step_id, name, exc, clock.now_ms())
+            raise exc
+        step = records.NewStep(self.workflow_id, step_id, name, "null", None, clock.now_ms())
+        outcome = self._store.write_stream(step, key, text, closed, self._services.executor_id)
+        self._services.wakeups.fire(keys.stream_key(self.workflow_id, key))
         self._steps.after_record(step_id, outcome)
 
     def get_event(self, workflow_id: str, key: str, timeout: float = 60.0) -> Any:

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 
 from engine import attributes as attrs
-from engine import errors, rows, serialization
+from engine import errors, rows, serialization, streams
 from engine import signals as keys
 from engine.admission import Admission, Admitted
 from engine.context import check_topic
@@ -176,6 +176,24 @@ class Control:
             application_version=application_version,
         )
         return self._started(admitted)
+
+    # -- streams ---------------------------------------------------------------------------------
+
+    def read_stream(
+        self, workflow_id: str, key: str, *, offset: int = 0, timeout: float | None = 60.0
+    ) -> Iterator[Any]:
+        """A workflow's stream ``key`` from ``offset``, waiting for new values; ends when it
+        is closed or the workflow is final; ``TimeoutError`` after ``timeout`` s of nothing."""
+        return streams.read(
+            self._store, self._wakeups, workflow_id, key, offset=offset, timeout=timeout
+        )
+
+    def list_streams(self, workflow_id: str) -> list[tuple[str, int, bool]]:
+        """A workflow's streams: (key, values, closed)."""
+        return [
+            (row["key"], int(row["items"] or 0), bool(row["closed"]))
+            for row in self._store.ready().list_streams(workflow_id)
+        ]
 
     # -- messages and events -------------------------------------------------------------------
 

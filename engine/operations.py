@@ -22,6 +22,8 @@ GET_EVENT_TIMEOUT = "waymark.get_event.timeout"  # output: when get_event gives 
 GET_RESULT = "waymark.get_result"  # output: the awaited workflow's result, or its error
 SELECT = "waymark.select"  # output: {"index": the position of the winning future}
 SET_ATTRIBUTES = "waymark.set_attributes"  # output: null (the merged pairs are on the workflow)
+WRITE_STREAM = "waymark.write_stream"  # output: null (the value is in the stream)
+CLOSE_STREAM = "waymark.close_stream"  # output: null
 PATCH_PREFIX = "waymark.patch:"  # + the patch's name; output: true (ctx.patch took the new code)
 
 # Steps that wait for something outside the workflow (a message, an event, another workflow).
@@ -32,7 +34,7 @@ MARKERS = {SEND: "message", SET_EVENT: "event", RECV_TIMEOUT: "timer", GET_EVENT
 TIMERS = frozenset({SLEEP, RECV_TIMEOUT, GET_EVENT_TIMEOUT})
 
 ALL = frozenset({SLEEP, SEND, RECV, RECV_TIMEOUT, SET_EVENT, GET_EVENT, GET_EVENT_TIMEOUT,
-                 GET_RESULT, SELECT, SET_ATTRIBUTES})  # fmt: skip
+                 GET_RESULT, SELECT, SET_ATTRIBUTES, WRITE_STREAM, CLOSE_STREAM})  # fmt: skip
 
 
 def is_internal(step_name: str) -> bool:

@@ -267,6 +267,14 @@ class Store(abc.ABC):
                     "start_step": start_step,
                 },
             ),
+            (
+                "copy_streams",
+                {
+                    "new_workflow_id": new.workflow_id,
+                    "workflow_id": source_id,
+                    "start_step": start_step,
+                },
+            ),
             *(self._notify(signals.ENQUEUED) if new.queue_name is not None else []),
         )
         return bool(inserted)
@@ -375,6 +383,43 @@ class Store(abc.ABC):
         ]
 
     # -- control ------------------------------------------------------------------------------
+
+    def write_stream(
+        self,
+        step: records.NewStep,
+        key: str,
+        value: str | None,
+        closed: bool,
+        executor_id: str,
+    ) -> records.StepOutcome:
+        """Append a value (or the close marker) to a stream and record the step that did, in
+        one transaction; readers elsewhere are woken at commit."""
+        item = {
+            "workflow_id": step.workflow_id,
+            "key": key,
+            "value": value,
+            "closed": int(closed),
+            "step_id": step.step_id,
+        }
+        _, step_rows, *_ = self._write_together(
+            ("write_stream", item),
+            step_statement(step),
+            *self._notify(signals.stream_key(step.workflow_id, key)),
+        )
+        return step_outcome(step_rows, executor_id)
+
+    def read_stream(self, workflow_id: str, key: str, offset: int) -> list[Any]:
+        """Rows (seq, value, closed) from ``offset`` on, in order (at most 1,000)."""
+        params = {"workflow_id": workflow_id, "key": key, "offset": offset}
+        return self._rows("read_stream", params)
+
+    def stream_closed(self, workflow_id: str, key: str) -> bool:
+        params = {"workflow_id": workflow_id, "key": key}
+        return self._row("stream_closed", params) is not None
+
+    def list_streams(self, workflow_id: str) -> list[Any]:
+        """Rows (key, items, closed) of a workflow's streams."""
+        return self._rows("list_streams", {"workflow_id": workflow_id})
 
     def set_queue_paused(self, queue_name: str, paused: bool) -> None:
         params = {"queue_name": queue_name, "paused": paused, "now": clock.now_ms()}

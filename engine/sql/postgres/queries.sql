@@ -507,3 +507,36 @@ RETURNING w.workflow_uuid, w.status, w.name, w.inputs, w.output, w.error, w.exec
           w.started_at_epoch_ms, w.completed_at, w.parent_workflow_id, w.forked_from,
           NOT EXISTS (SELECT 1 FROM operation_outputs AS o
                       WHERE o.workflow_uuid = w.workflow_uuid) AS fresh;
+
+-- ---------------------------------------------------------------------------------------------
+-- Parity (issue 15): streams.
+
+-- write_stream --
+-- Append to a workflow's stream (only the workflow itself writes it, from its own thread, so
+-- the next seq cannot race); written together with the step that did it.
+INSERT INTO streams (workflow_uuid, key, seq, value, closed, function_id)
+SELECT %(workflow_id)s, %(key)s, coalesce(max(seq) + 1, 0), %(value)s, %(closed)s, %(step_id)s
+FROM streams WHERE workflow_uuid = %(workflow_id)s AND key = %(key)s;
+
+-- read_stream --
+SELECT seq, value, closed FROM streams
+WHERE workflow_uuid = %(workflow_id)s AND key = %(key)s AND seq >= %(offset)s
+ORDER BY seq
+LIMIT 1000;
+
+-- stream_closed --
+SELECT 1 AS closed FROM streams
+WHERE workflow_uuid = %(workflow_id)s AND key = %(key)s AND closed = 1;
+
+-- list_streams --
+-- A workflow's streams: how many values each holds, and whether it is closed.
+SELECT key, count(*) FILTER (WHERE closed = 0) AS items, max(closed) AS closed
+FROM streams WHERE workflow_uuid = %(workflow_id)s
+GROUP BY key ORDER BY key;
+
+-- copy_streams --
+-- A fork copies the stream items written by the steps it copies.
+INSERT INTO streams (workflow_uuid, key, seq, value, closed, function_id)
+SELECT %(new_workflow_id)s, key, seq, value, closed, function_id FROM streams
+WHERE workflow_uuid = %(workflow_id)s AND function_id < %(start_step)s
+ON CONFLICT DO NOTHING;

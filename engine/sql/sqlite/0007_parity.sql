@@ -59,3 +59,16 @@ ALTER TABLE workflow_status ADD COLUMN partition_key TEXT;
 CREATE INDEX workflow_status_partition_idx
     ON workflow_status (queue_name, partition_key, status, priority, created_at)
     WHERE partition_key IS NOT NULL AND status IN ('ENQUEUED', 'PENDING');
+
+-- Streams: values a workflow appends under a key (ctx.write_stream), read in order from an
+-- offset (seq) by anyone; a row with closed = 1 ends the stream. function_id: the step that
+-- wrote it, so a fork copies the items of the steps it copies.
+CREATE TABLE streams (
+    workflow_uuid TEXT NOT NULL,
+    key           TEXT NOT NULL,
+    seq           INTEGER NOT NULL,
+    value         TEXT,
+    closed        INTEGER NOT NULL DEFAULT 0,
+    function_id   INTEGER NOT NULL,
+    PRIMARY KEY (workflow_uuid, key, seq)
+);

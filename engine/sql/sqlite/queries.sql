@@ -440,3 +440,36 @@ RETURNING workflow_uuid, status, name, inputs, output, error, executor_id, appli
           forked_from,
           NOT EXISTS (SELECT 1 FROM operation_outputs AS o
                       WHERE o.workflow_uuid = workflow_status.workflow_uuid) AS fresh;
+
+-- ---------------------------------------------------------------------------------------------
+-- Parity (issue 15): streams.
+
+-- write_stream --
+-- Append to a workflow's stream (only the workflow itself writes it, from its own thread, so
+-- the next seq cannot race); written together with the step that did it.
+INSERT INTO streams (workflow_uuid, key, seq, value, closed, function_id)
+SELECT :workflow_id, :key, coalesce(max(seq) + 1, 0), :value, :closed, :step_id
+FROM streams WHERE workflow_uuid = :workflow_id AND key = :key;
+
+-- read_stream --
+SELECT seq, value, closed FROM streams
+WHERE workflow_uuid = :workflow_id AND key = :key AND seq >= :offset
+ORDER BY seq
+LIMIT 1000;
+
+-- stream_closed --
+SELECT 1 AS closed FROM streams
+WHERE workflow_uuid = :workflow_id AND key = :key AND closed = 1;
+
+-- list_streams --
+-- A workflow's streams: how many values each holds, and whether it is closed.
+SELECT key, sum(closed = 0) AS items, max(closed) AS closed
+FROM streams WHERE workflow_uuid = :workflow_id
+GROUP BY key ORDER BY key;
+
+-- copy_streams --
+-- A fork copies the stream items written by the steps it copies.
+INSERT INTO streams (workflow_uuid, key, seq, value, closed, function_id)
+SELECT :new_workflow_id, key, seq, value, closed, function_id FROM streams
+WHERE workflow_uuid = :workflow_id AND function_id < :start_step
+ON CONFLICT DO NOTHING;
