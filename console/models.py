@@ -79,6 +79,22 @@ class Workflow(SystemTable):
         return rows.workflow_status_of_columns(self.columns())
 
 
+class StreamItem(SystemTable):
+    """One value of a workflow's stream (engine migration 0007); ``closed`` marks the end."""
+
+    pk = models.CompositePrimaryKey("workflow_uuid", "key", "seq")
+    workflow_uuid = models.TextField()
+    key = models.TextField()
+    seq = models.IntegerField()
+    value = models.TextField(null=True)
+    closed = models.IntegerField()
+    function_id = models.IntegerField()
+
+    class Meta(SystemTable.Meta):
+        db_table = "streams"
+        app_label = "console"
+
+
 class Step(SystemTable):
     pk = models.CompositePrimaryKey("workflow_uuid", "function_id")
     workflow_uuid = models.TextField()

@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import path, register_converter
 
-from console import operate, pages, queue_ops, saved_views, views
+from console import operate, pages, queue_ops, saved_views, stream_view, views
 from console.converters import StepNumberConverter, WorkflowIdConverter
 
 register_converter(WorkflowIdConverter, "wid")
@@ -22,6 +22,9 @@ urlpatterns = [
         name="step_payload",
     ),
     path("workflows/<wid:workflow_id>/events/", views.workflow_events, name="workflow_events"),
+    path(
+        "workflows/<wid:workflow_id>/stream/", stream_view.workflow_stream, name="workflow_stream"
+    ),
     path(
         "workflows/<wid:workflow_id>/messages/", views.workflow_messages, name="workflow_messages"
     ),

@@ -4,6 +4,7 @@ operator surfaces of the parity features."""
 from __future__ import annotations
 
 import html
+import threading
 
 import pytest
 from django.db import connections
@@ -252,3 +253,66 @@ def test_queue_control_refuses_bad_input_and_viewers(queued) -> None:
     assert viewer.post("/queues/work/pause/").status_code == 403
     assert 'action="/queues/work/pause/"' not in viewer.get("/queues/").content.decode()
     assert not work_queue(engine).paused and work_queue(engine).concurrency == 4
+
+
+# -- streams -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def streaming(make_engine, db):
+    engine: Engine = make_engine("parity-streams")
+    gate = threading.Event()
+
+    @engine.workflow(name="streamer")
+    def streamer(ctx):
+        ctx.write_stream("progress", {"pct": 10})
+        ctx.write_stream("progress", "<b>half</b>")
+        ctx.write_stream("log", "started")
+        ctx.close_stream("log")
+        ctx.run_step(lambda: gate.wait(60))
+        ctx.write_stream("progress", 100)
+        return "ok"
+
+    engine.launch()
+    site.point_engine_database(db)
+    engine.start_workflow(streamer, workflow_id="st1")
+    wait_until(lambda: len(list(engine.read_stream("st1", "log"))) == 1, what="log closed")
+    yield engine, gate
+    gate.set()
+    connections["waymark"].close()
+
+
+def test_the_header_lists_streams_and_a_stream_page_follows_an_open_one(streaming) -> None:
+    engine, gate = streaming
+    web = user("viewer")
+    header = web.get("/workflows/st1/").content.decode()
+    assert "<dt>Streams</dt>" in header
+    assert 'href="/workflows/st1/stream/?key=log">log (1, closed)</a>' in header
+    assert 'href="/workflows/st1/stream/?key=progress">progress (2, open)</a>' in header
+
+    page = web.get("/workflows/st1/stream/?key=progress").content.decode()
+    assert "Open: new values appear as the workflow writes them." in page
+    assert '<pre>{&quot;pct&quot;:10}</pre>' in page.replace(" ", "")
+    assert "&lt;b&gt;half&lt;/b&gt;" in page and "<b>half</b>" not in page
+    assert 'hx-get="/workflows/st1/stream/?key=progress&amp;from=2"' in page
+    assert 'hx-trigger="every 2s"' in page
+
+    nothing = web.get("/workflows/st1/stream/?key=progress&from=2", HTTP_HX_REQUEST="true")
+    assert "<pre>" not in nothing.content.decode()  # nothing new yet: polls again from 2
+    assert "from=2" in nothing.content.decode()
+    gate.set()
+    engine.retrieve_workflow("st1").get_result(timeout=30)
+    more = web.get("/workflows/st1/stream/?key=progress&from=2", HTTP_HX_REQUEST="true")
+    text = more.content.decode()
+    assert '<li value="2"><pre>100</pre></li>' in text and "hx-get" not in text  # final: stop
+
+    closed = web.get("/workflows/st1/stream/?key=log").content.decode()
+    assert "Closed: every value is below." in closed and "hx-get" not in closed
+
+
+def test_a_bad_stream_request_is_refused(streaming) -> None:
+    web = user("viewer")
+    assert web.get("/workflows/st1/stream/").status_code == 400
+    assert b"key is missing" in web.get("/workflows/st1/stream/").content
+    assert web.get("/workflows/st1/stream/?key=progress&from=-1").status_code == 400
+    assert web.get("/workflows/nope/stream/?key=x").status_code == 404
