@@ -292,7 +292,7 @@ def test_the_header_lists_streams_and_a_stream_page_follows_an_open_one(streamin
 
     page = web.get("/workflows/st1/stream/?key=progress").content.decode()
     assert "Open: new values appear as the workflow writes them." in page
-    assert '<pre>{&quot;pct&quot;:10}</pre>' in page.replace(" ", "")
+    assert "<pre>{&quot;pct&quot;:10}</pre>" in page.replace(" ", "")
     assert "&lt;b&gt;half&lt;/b&gt;" in page and "<b>half</b>" not in page
     assert 'hx-get="/workflows/st1/stream/?key=progress&amp;from=2"' in page
     assert 'hx-trigger="every 2s"' in page
