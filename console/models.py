@@ -69,6 +69,7 @@ class Workflow(SystemTable):
     serialization = models.TextField()
     delay_until_epoch_ms = models.BigIntegerField(null=True)
     attributes = models.JSONField(null=True)  # engine migration 0007; {key: scalar}
+    partition_key = models.TextField(null=True)  # engine migration 0007
 
     class Meta(SystemTable.Meta):
         db_table = "workflow_status"
