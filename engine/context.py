@@ -418,7 +418,8 @@ class WorkflowContext:
     def set_attributes(self, attributes: dict[str, Any]) -> None:
         """Merge ``attributes`` into this workflow's (durably, once, as a step): keys are
         strings, values JSON scalars; a bad mapping raises before anything is recorded."""
-        text = attrs.encode(attributes)  # checked before a step ID is taken
+        attrs.check(attributes)  # a mapping, even an empty one; before a step ID is taken
+        text = attrs.encode(attributes)
         step_id, row = self._take(operations.SET_ATTRIBUTES)
         if row is not None:
             self._steps.replay(step_id, row)

@@ -140,6 +140,8 @@ def test_a_bad_set_attributes_fails_before_a_step_is_recorded(engine: Engine) ->
         try:
             ctx.set_attributes({"items": [1, 2]})
         except TypeError as exc:
+            with pytest.raises(TypeError, match="must be a mapping, got NoneType"):
+                ctx.set_attributes(None)
             ctx.set_attributes({"ok": True})
             return str(exc)
         return "accepted"
