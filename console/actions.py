@@ -108,14 +108,16 @@ def one(
     *,
     new_workflow_id: str | None = None,
     input: Any = UNCHANGED,
+    cancel_children: bool = False,
 ) -> Outcome:
     """Run one action through the engine's client; no audit (the callers write it).
     ``input``: a fork's new input (else it keeps the original's)."""
     c = client()
     try:
         if action == "cancel":
-            c.cancel_workflow(workflow_id)
-            return Outcome(True, "cancelled")
+            c.cancel_workflow(workflow_id, cancel_children=cancel_children)
+            done = "cancelled, with its unfinished descendants" if cancel_children else "cancelled"
+            return Outcome(True, done)
         if action == "resume":
             c.resume_workflow(workflow_id)
             return Outcome(True, "resumed")
@@ -148,18 +150,23 @@ def act(
     step: int | None = None,
     version: str | None = None,
     input: Any = UNCHANGED,
+    cancel_children: bool = False,
 ) -> Outcome:
     """Record the intent, run one action (if valid for the workflow's status now), record
     how it went. A fork's record also targets the new workflow, so it shows on both pages
-    (and, with a new input, keeps that input, bounded)."""
-    record = _intend(actor, action, [workflow_id], reason)
+    (and, with a new input, keeps that input, bounded). A cancel with ``cancel_children``
+    says so in its intent (the filter column)."""
+    query = "cancel_children=1" if action == "cancel" and cancel_children else ""
+    record = _intend(actor, action, [workflow_id], reason, query)
     status = record.status_before[workflow_id]
     if status == "NOT FOUND":
         outcome = Outcome(False, f"no workflow with ID {workflow_id!r}")
     elif not allowed(action, status):
         outcome = Outcome(False, f"cannot {action} a workflow that is {status}")
     else:
-        outcome = one(action, workflow_id, step, version, input=input)
+        outcome = one(
+            action, workflow_id, step, version, input=input, cancel_children=cancel_children
+        )
     if outcome.new_workflow_id:
         AuditTarget.objects.create(record=record, workflow_id=outcome.new_workflow_id)
     complete(record, outcome)

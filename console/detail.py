@@ -11,13 +11,15 @@ when it is unchanged.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
 from django.db import connections
+from django.db.models import Count, Max
 
 from console import attempts, audit_trail, now, stats, timeline
-from console.models import AuditRecord, Event, Notification, Step, Workflow
+from console.models import AuditRecord, Event, Notification, Step, StreamItem, Workflow
 from console.payloads import FULL_CHARS, PREVIEW_CHARS, Payload, with_heads
 from engine import operations as names
 from engine.records import FINAL_STATUSES
@@ -243,6 +245,7 @@ def context(w: Workflow, user: Any, now_ms: int, print_: str) -> dict[str, Any]:
         "events": events,
         "events_next": events_next,
         "waiting_messages": waiting,
+        "streams": streams_of(w.workflow_uuid),
         "messages_next": messages_next,
         "audit_records": audit_trail.rows(
             AuditRecord.objects.filter(targets__workflow_id=w.workflow_uuid)[:20]
@@ -252,3 +255,22 @@ def context(w: Workflow, user: Any, now_ms: int, print_: str) -> dict[str, Any]:
         "fingerprint": print_,
         "now": now_ms,
     }
+
+
+@dataclass(frozen=True)
+class StreamSummary:
+    key: str
+    items: int
+    closed: bool
+
+
+def streams_of(workflow_id: str) -> list[StreamSummary]:
+    rows = (
+        StreamItem.objects.filter(workflow_uuid=workflow_id)
+        .values("key")
+        .annotate(n=Count("seq"), closed=Max("closed"))
+        .order_by("key")[:100]
+    )
+    return [
+        StreamSummary(r["key"], r["n"] - (1 if r["closed"] else 0), bool(r["closed"])) for r in rows
+    ]

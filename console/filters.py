@@ -7,15 +7,18 @@ Every filter lives in the query string so any view deep-links. A bad value raise
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
+from django.db import connections
 from django.db.models import Q, QuerySet
 from django.http import QueryDict
 
 from console import params
 from console.bulk import WORKFLOW as CONSOLE_WORKFLOW
+from engine import attributes as engine_attributes
 from engine.records import Status
 
 PAGE_SIZE = 50
@@ -53,6 +56,8 @@ class WorkflowFilter:
     after: dt.datetime | None = None
     before: dt.datetime | None = None
     internal: bool = False  # also the console's own workflows (bulk actions)
+    # ?attr.customer=42: workflows whose attribute "customer" is "42" (or the number 42)
+    attributes: tuple[tuple[str, str], ...] = ()
 
     @property
     def active(self) -> bool:
@@ -69,6 +74,7 @@ class WorkflowFilter:
                 self.after,
                 self.before,
                 self.internal,
+                self.attributes,
             )
         )
 
@@ -86,6 +92,7 @@ class WorkflowFilter:
                 pairs.append((key, value.isoformat()))
         if self.internal:
             pairs.append(("internal", "1"))
+        pairs += [(ATTR_PREFIX + key, value) for key, value in self.attributes]
         pairs += [(k, v) for k, v in overrides.items() if v]
         return urlencode(pairs)
 
@@ -134,6 +141,7 @@ def parse(query: QueryDict) -> WorkflowFilter:
     if internal not in ("", "1"):
         raise BadFilterError(f"internal={internal[:40]!r} must be 1 or absent")
     return WorkflowFilter(
+        attributes=_attributes(query),
         statuses=statuses,
         name=_text(query, "name"),
         queue=_text(query, "queue"),
@@ -146,6 +154,66 @@ def parse(query: QueryDict) -> WorkflowFilter:
         before=before,
         internal=internal == "1",
     )
+
+
+ATTR_PREFIX = "attr."
+MAX_ATTRIBUTE_FILTERS = 10
+
+
+def _attributes(query: QueryDict) -> tuple[tuple[str, str], ...]:
+    """``attr.<key>=<value>`` parameters: keys as the engine accepts them, one value each."""
+    found: dict[str, str] = {}
+    for param in query:
+        if not param.startswith(ATTR_PREFIX):
+            continue
+        key = param.removeprefix(ATTR_PREFIX)
+        values = query.getlist(param)
+        if len(values) != 1:
+            raise BadFilterError(f"{param[:60]!r} is given {len(values)} times; give it once")
+        try:
+            value = params.clean(values[0], param[:60], engine_attributes.MAX_VALUE)
+        except params.BadParameterError as exc:
+            raise BadFilterError(str(exc)) from None
+        try:
+            engine_attributes.check({key: value})
+        except (TypeError, ValueError) as exc:
+            raise BadFilterError(
+                f"{param[:60]!r} is not an attribute filter ({exc}); use attr.<key>=<value>, "
+                "e.g. attr.customer=42"
+            ) from None
+        found[key] = value
+    if len(found) > MAX_ATTRIBUTE_FILTERS:
+        raise BadFilterError(f"at most {MAX_ATTRIBUTE_FILTERS} attr.<key> filters at once")
+    return tuple(sorted(found.items()))
+
+
+def _typed(value: str) -> list[object]:
+    """What ``?attr.k=<value>`` matches: the string, and the number or boolean it spells."""
+    matches: list[object] = [value]
+    try:
+        parsed = json.loads(value)
+    except ValueError:
+        return matches
+    if isinstance(parsed, bool | int | float) and parsed not in matches:
+        matches.append(parsed)
+    return matches
+
+
+def _attribute_match(qs: QuerySet, key: str, value: str) -> QuerySet:  # type: ignore[type-arg]
+    """One attribute pair, through the engine's index: JSONB containment (GIN) on Postgres,
+    workflow_attributes on SQLite (engine migration 0007)."""
+    candidates = _typed(value)
+    if connections[qs.db].vendor == "postgresql":
+        where = " OR ".join(["attributes @> %s::jsonb"] * len(candidates))
+        values = [json.dumps({key: c}) for c in candidates]
+        return qs.extra(where=[f"({where})"], params=values)
+    marks = ", ".join(["%s"] * len(candidates))
+    where = (
+        "workflow_uuid IN (SELECT workflow_uuid FROM workflow_attributes "
+        f"WHERE key = %s AND value IN ({marks}))"
+    )
+    values = [key, *(json.dumps(c, ensure_ascii=False) for c in candidates)]
+    return qs.extra(where=[where], params=values)
 
 
 def prefix_range(column: str, prefix: str) -> dict[str, str]:
@@ -184,6 +252,8 @@ def apply(qs: QuerySet, f: WorkflowFilter, now: dt.datetime) -> QuerySet:  # typ
         qs = qs.filter(created_at__gte=_ms(f.after))
     if f.before:
         qs = qs.filter(created_at__lt=_ms(f.before))
+    for key, value in f.attributes:
+        qs = _attribute_match(qs, key, value)
     return qs
 
 

@@ -71,6 +71,8 @@ class Workflow(SystemTable):
     traceback = models.TextField(null=True)  # a failed workflow's (engine.attempts)
     waiting = models.TextField(null=True)  # what a PENDING workflow waits on (engine.waits)
     traceparent = models.TextField(null=True)  # engine migration 0006
+    attributes = models.JSONField(null=True)  # engine migration 0007; {key: scalar}
+    partition_key = models.TextField(null=True)  # engine migration 0007
 
     class Meta(SystemTable.Meta):
         db_table = "workflow_status"
@@ -79,6 +81,22 @@ class Workflow(SystemTable):
     @property
     def record(self) -> WorkflowStatus:
         return rows.workflow_status_of_columns(self.columns())
+
+
+class StreamItem(SystemTable):
+    """One value of a workflow's stream (engine migration 0007); ``closed`` marks the end."""
+
+    pk = models.CompositePrimaryKey("workflow_uuid", "key", "seq")
+    workflow_uuid = models.TextField()
+    key = models.TextField()
+    seq = models.IntegerField()
+    value = models.TextField(null=True)
+    closed = models.IntegerField()
+    function_id = models.IntegerField()
+
+    class Meta(SystemTable.Meta):
+        db_table = "streams"
+        app_label = "console"
 
 
 class Step(SystemTable):

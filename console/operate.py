@@ -66,6 +66,8 @@ def workflow_action(request: HtmxHttpRequest, workflow_id: str, action: str) -> 
         step = params.number(request.POST, "step", default=1) if action == "fork" else None
         reason = params.text(request.POST, "reason", REASON_LIMIT)
         version = params.text(request.POST, "version") or None
+        # On by default: cancelling a parent usually means its whole tree should stop.
+        cascade = params.flag(request.POST, "cancel_children", default=True)
     except params.BadParameterError as exc:
         return bad_request(request, str(exc))
     new_input: Any = UNCHANGED
@@ -82,7 +84,14 @@ def workflow_action(request: HtmxHttpRequest, workflow_id: str, action: str) -> 
                 return _confirm(request, workflow, action, edited_text=text, edited=edited)
             new_input = edited
     outcome = actions.act(
-        actor_of(request), action, workflow_id, reason, step=step, version=version, input=new_input
+        actor_of(request),
+        action,
+        workflow_id,
+        reason,
+        step=step,
+        version=version,
+        input=new_input,
+        cancel_children=cascade and action == "cancel",
     )
     level = messages.SUCCESS if outcome.ok else messages.ERROR
     messages.add_message(request, level, f"{action.capitalize()}: {outcome.message}")

@@ -11,10 +11,11 @@ from django.http import HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
-from console import charts, filters, retention, stats
+from console import actions, charts, filters, retention, stats
 from console.alerts import views as alert_views
 from console.http import HtmxHttpRequest
 from console.models import RetentionRun
+from console.now import HIDDEN_QUEUES
 from console.views import bad_request
 
 
@@ -66,12 +67,32 @@ def queues(request: HtmxHttpRequest) -> HttpResponse:
     if internal not in ("", "1"):
         return bad_request(request, f"internal={internal[:40]!r} must be 1 or absent")
     now = _now_ms()
+    shown = stats.queues(stats.live_executors(now), now, internal=internal == "1")
+    # Pauses and changed limits live in the engine's queue_settings: read through its client.
+    controlled = {q.name: q for q in actions.client().list_queues()}
+    listed = {q.name for q in shown}
+    shown += [
+        stats.QueueInfo(name)
+        for name in controlled
+        if name not in listed and (internal == "1" or name not in HIDDEN_QUEUES)
+    ]
+    shown.sort(key=lambda q: q.name)
+    for q in shown:
+        control = controlled.get(q.name)
+        q.paused = bool(control and control.paused)
+        if control is not None:
+            q.limits = {
+                "concurrency": control.concurrency,
+                "worker_concurrency": control.worker_concurrency,
+                "rate_limit": control.rate_limit,
+            }
     return render(
         request,
         "console/queues.html",
         {
-            "queues": stats.queues(stats.live_executors(now), now, internal=internal == "1"),
+            "queues": shown,
             "internal": internal == "1",
+            "hidden": sorted(HIDDEN_QUEUES),
             "now": now,
         },
     )

@@ -42,3 +42,14 @@ def number(
     if not DIGITS.fullmatch(raw) or not minimum <= int(raw) <= maximum:
         raise BadParameterError(f"{param}={raw[:40]!r} is not a number from {minimum} to {maximum}")
     return int(raw)
+
+
+def flag(query: QueryDict, param: str, *, default: bool) -> bool:
+    """A checkbox sent after a hidden ``0`` of the same name: the last value wins ("1" when
+    ticked); ``default`` when the form did not send it at all."""
+    values = query.getlist(param)
+    if not values:
+        return default
+    if any(value not in ("0", "1") for value in values):
+        raise BadParameterError(f"{param} must be 0 or 1, got {values[-1][:40]!r}")
+    return values[-1] == "1"

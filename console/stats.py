@@ -119,6 +119,7 @@ class QueueInfo:
     oldest_ms: int | None = None
     limits: dict[str, Any] = field(default_factory=dict)
     workers: list[str] = field(default_factory=list)
+    paused: bool = False  # by an operator (engine queue control), on every worker
 
     @property
     def limits_text(self) -> str:

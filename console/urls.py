@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import path, register_converter
 
-from console import metrics, operate, pages, saved_views, views
+from console import metrics, operate, pages, queue_ops, saved_views, stream_view, views
 from console.alerts import views as alerts
 from console.converters import StepNumberConverter, WorkflowIdConverter
 
@@ -24,6 +24,9 @@ urlpatterns = [
     ),
     path("workflows/<wid:workflow_id>/events/", views.workflow_events, name="workflow_events"),
     path(
+        "workflows/<wid:workflow_id>/stream/", stream_view.workflow_stream, name="workflow_stream"
+    ),
+    path(
         "workflows/<wid:workflow_id>/messages/", views.workflow_messages, name="workflow_messages"
     ),
     path(
@@ -42,6 +45,7 @@ urlpatterns = [
     path("views/", saved_views.save_view, name="save_view"),
     path("views/<int:view_id>/delete/", saved_views.delete_view, name="delete_view"),
     path("queues/", pages.queues, name="queues"),
+    path("queues/<str:name>/<str:action>/", queue_ops.queue_action, name="queue_action"),
     path("audit/", operate.audit, name="audit"),
     path("audit/<int:record_id>/ids.txt", operate.audit_ids, name="audit_ids"),
     path("schedules/", pages.schedules, name="schedules"),

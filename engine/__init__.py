@@ -11,6 +11,7 @@ from engine.errors import (
     QueueDeduplicatedError,
     SerializationError,
     StepError,
+    StepTimeoutError,
     SystemDatabaseUnavailableError,
     WorkflowCancelledError,
     WorkflowFailedError,
@@ -18,7 +19,7 @@ from engine.errors import (
 )
 from engine.futures import StepFuture
 from engine.handle import WorkflowHandle
-from engine.records import AttemptInfo, Status, StepInfo, WorkflowStatus
+from engine.records import AttemptInfo, QueueInfo, Status, StepInfo, WorkflowStatus
 
 __all__ = [
     "AttemptInfo",
@@ -29,11 +30,13 @@ __all__ = [
     "MaxRecoveryAttemptsExceededError",
     "NonDeterministicWorkflowError",
     "QueueDeduplicatedError",
+    "QueueInfo",
     "SerializationError",
     "Status",
     "StepError",
     "StepFuture",
     "StepInfo",
+    "StepTimeoutError",
     "SystemDatabaseUnavailableError",
     "WorkflowCancelledError",
     "WorkflowContext",

@@ -18,7 +18,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from engine import clock, errors, queues, serialization, signals, tracing
+from engine import attributes as attrs
+from engine import clock, errors, partitions, queues, serialization, signals, tracing
 from engine.queues import INTERNAL_QUEUE, Queue
 from engine.records import Status
 from engine.registry import Registry
@@ -78,6 +79,9 @@ def queue_name(queue: Queue | str | None) -> str | None:
     return queue.name if isinstance(queue, Queue) else queue
 
 
+DEDUPLICATION_POLICIES = ("reject", "return-existing")
+
+
 class Admission:
     def __init__(
         self,
@@ -121,6 +125,13 @@ class Admission:
             raise errors.EngineError(f"unknown queue {name!r}; declare it with engine.queue()")
         return name
 
+    def _partitioned(self, queue: str | None) -> bool | None:
+        """Whether ``queue`` is declared with partitions; None when this process cannot know
+        (a client, or the internal queue)."""
+        if queue is None or self._registry is None or queue not in self._registry.queues:
+            return None
+        return self._registry.queues[queue].partition_concurrency is not None
+
     def _created_or_same(self, created: bool, workflow_id: str, name: str) -> None:
         """An ID that existed is the same workflow again (nothing new runs), never another."""
         if created:
@@ -143,10 +154,19 @@ class Admission:
         deduplication_id: str | None = None,
         delay: float | dt.timedelta | None = None,
         application_version: str | None = None,
+        deduplication_policy: str = "reject",
+        attributes: dict[str, Any] | None = None,
+        partition_key: str | None = None,
     ) -> Admitted:
         """Record a new workflow: PENDING here without ``queue`` (an engine only), else waiting
         on ``queue`` (``priority``: lower first; ``deduplication_id``: refused while another
-        workflow holding it waits or runs; ``delay``: DELAYED that many seconds first)."""
+        workflow holding it waits or runs, or with ``deduplication_policy="return-existing"``
+        that workflow is the one admitted; ``delay``: DELAYED that many seconds first)."""
+        if deduplication_policy not in DEDUPLICATION_POLICIES:
+            raise ValueError(
+                f"unknown deduplication_policy {deduplication_policy!r}; use one of "
+                f"{', '.join(map(repr, DEDUPLICATION_POLICIES))}"
+            )
         if queue is None and (priority or deduplication_id is not None or delay is not None):
             raise ValueError("priority, deduplication_id and delay need a queue=")
         if isinstance(priority, bool) or not isinstance(priority, int):
@@ -154,8 +174,10 @@ class Admission:
         workflow_id = check_workflow_id(workflow_id)
         limit_ms = timeout_ms(timeout)
         on_queue = self.queue_of(queue)
+        partitions.check_key(partition_key, on_queue, self._partitioned(on_queue))
         delay_ms = queues.delay_ms(delay)
         inputs = self._encode(input, name)
+        stored_attributes = attrs.encode(attributes)
         registry = self._registry
         if registry is not None:
             registry.freeze("a workflow was already started")
@@ -176,6 +198,7 @@ class Admission:
                 started_at=now,
                 timeout_ms=limit_ms,
                 deadline_ms=now + limit_ms if limit_ms is not None else None,
+                attributes=stored_attributes,
             )
         else:  # its timeout counts from its dequeue
             new = records.NewWorkflow(
@@ -191,13 +214,43 @@ class Admission:
                 priority=priority,
                 deduplication_id=deduplication_id,
                 delay_until=now + delay_ms if delay_ms else None,
+                attributes=stored_attributes,
+                partition_key=partition_key,
             )
-        created = self._store.ready().insert_workflow(new)
+        if deduplication_policy == "return-existing" and deduplication_id is not None:
+            holder = self._insert_or_holder(new)
+            if holder is not None:
+                return Admitted(holder)
+            created = True
+        else:
+            created = self._store.ready().insert_workflow(new)
         self._created_or_same(created, workflow_id, name)
         if on_queue is not None:
             self._wakeups.fire(signals.ENQUEUED)
             return Admitted(workflow_id)
         return Admitted(workflow_id, _running(new, now, fresh=True) if created else None)
+
+    def _insert_or_holder(self, new: records.NewWorkflow) -> str | None:
+        """Insert a row with a deduplication ID; None when created, else the ID of the
+        workflow holding the deduplication ID (or of the row that existed under this ID)."""
+        store = self._store.ready()
+        assert new.queue_name is not None and new.deduplication_id is not None
+        # The holder may finish between the refused insert and the look-up (its ID is free
+        # again): then the insert is tried again.
+        for _ in range(10):
+            try:
+                if store.insert_workflow(new):
+                    return None
+                self._created_or_same(False, new.workflow_id, new.name)
+                return new.workflow_id
+            except errors.QueueDeduplicatedError:
+                holder = store.deduplicated_holder(new.queue_name, new.deduplication_id)
+                if holder is not None:
+                    return holder
+        raise errors.EngineError(
+            f"deduplication ID {new.deduplication_id!r} on queue {new.queue_name!r} kept "
+            "changing hands; try the start again"
+        )
 
     def child(
         self,
@@ -209,6 +262,7 @@ class Admission:
         timeout: float | dt.timedelta | None,
         detached: bool,
         queue: Queue | str | None,
+        attributes: dict[str, Any] | None = None,
     ) -> tuple[Admitted, records.StepOutcome]:
         """Create a child (ID ``f"{parent}-{step}"`` unless given) together with the parent's
         step that records it. It inherits the parent's deadline unless ``detached``."""
@@ -217,6 +271,7 @@ class Admission:
             workflow_id if workflow_id is not None else f"{parent.workflow_id}-{parent.step_id}"
         )
         inputs = self._encode(input, name)
+        stored_attributes = attrs.encode(attributes)
         limit_ms = timeout_ms(timeout)
         inherited = None if detached else parent.deadline_ms
         assert self._registry is not None, "only a workflow of an engine starts children"
@@ -237,6 +292,7 @@ class Admission:
                 parent_workflow_id=parent.workflow_id,
                 timeout_ms=limit_ms,
                 deadline_ms=min((d for d in (own, inherited) if d is not None), default=None),
+                attributes=stored_attributes,
             )
         else:  # waits on the queue; its own timeout counts from its dequeue
             new = records.NewWorkflow(
@@ -251,6 +307,7 @@ class Admission:
                 timeout_ms=limit_ms,
                 parent_workflow_id=parent.workflow_id,
                 deadline_ms=inherited,
+                attributes=stored_attributes,
             )
         step = records.NewStep(
             workflow_id=parent.workflow_id,

@@ -75,6 +75,12 @@ class Checkpoints:
             raise self.fatal
         return step_id, row
 
+    def peek(self) -> records.StepRow | None:
+        """The record an earlier execution made at the next step ID, without taking the ID."""
+        if self._recorded is None:
+            return None
+        return self._recorded.get(self._next_step + 1)
+
     def replay(self, step_id: int, row: records.StepRow) -> Any:
         """A recorded step's value, or its recorded error raised."""
         what = f"the recorded outcome of step {step_id} of workflow {self._workflow_id!r}"

@@ -10,16 +10,16 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import functools
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
-from engine import admission, serialization, store
+from engine import admission, queue_control, serialization, store
 from engine.admission import Admission
 from engine.control import Control
 from engine.handle import WorkflowHandle
 from engine.lifecycle import Lifecycle
 from engine.queues import INTERNAL_QUEUE, Queue
-from engine.records import AttemptInfo, StepInfo, WorkflowStatus
+from engine.records import AttemptInfo, QueueInfo, StepInfo, WorkflowStatus
 from engine.results import Results
 from engine.wakeups import Wakeups
 
@@ -49,6 +49,7 @@ class Client:
             results,
             max_payload_bytes=self.max_payload_bytes,
         )
+        self._queue_control = queue_control.QueueControl(self._store, self._wakeups)
 
     def start_workflow(
         self,
@@ -60,8 +61,11 @@ class Client:
         timeout: float | dt.timedelta | None = None,
         priority: int = 0,
         deduplication_id: str | None = None,
+        deduplication_policy: str = "reject",
         delay: float | dt.timedelta | None = None,
+        attributes: dict[str, Any] | None = None,
         application_version: str | None = None,
+        partition_key: str | None = None,
     ) -> WorkflowHandle:
         """Enqueue the workflow registered as ``name`` on ``queue`` (None: the internal queue
         every worker serves); a worker of ``application_version`` (any version when None)
@@ -76,7 +80,10 @@ class Client:
             queue=queue or INTERNAL_QUEUE,
             priority=priority,
             deduplication_id=deduplication_id,
+            deduplication_policy=deduplication_policy,
             delay=delay,
+            attributes=attributes,
+            partition_key=partition_key,
             application_version=application_version,
         )
         return self._control.handle(admitted.workflow_id)
@@ -100,6 +107,7 @@ class Client:
         limit: int = 100,
         offset: int = 0,
         newest_first: bool = True,
+        attributes: dict[str, Any] | None = None,
     ) -> list[WorkflowStatus]:
         return self._control.list_workflows(
             status=status,
@@ -112,6 +120,7 @@ class Client:
             limit=limit,
             offset=offset,
             newest_first=newest_first,
+            attributes=attributes,
         )
 
     def list_steps(self, workflow_id: str) -> list[StepInfo]:
@@ -120,8 +129,47 @@ class Client:
     def list_attempts(self, workflow_id: str, step_id: int) -> list[AttemptInfo]:
         return self._control.list_attempts(workflow_id, step_id)
 
-    def cancel_workflow(self, workflow_id: str) -> None:
-        self._control.cancel_workflow(workflow_id)
+    def cancel_workflow(self, workflow_id: str, *, cancel_children: bool = False) -> None:
+        self._control.cancel_workflow(workflow_id, cancel_children=cancel_children)
+
+    # -- queue control (durable, seen by every worker) --------------------------------------
+
+    def pause_queue(self, name: str) -> None:
+        """A paused queue starts nothing (on any worker); what runs continues."""
+        self._queue_control.pause(name)
+
+    def resume_queue(self, name: str) -> None:
+        self._queue_control.resume(name)
+
+    def set_queue_limits(
+        self,
+        name: str,
+        *,
+        concurrency: int | None = queue_control.UNSET,
+        worker_concurrency: int | None = queue_control.UNSET,
+        rate_limit: tuple[int, float] | None = queue_control.UNSET,
+    ) -> None:
+        """Change only the limits given (None: no limit); every worker applies them."""
+        self._queue_control.set_limits(
+            name,
+            concurrency=concurrency,
+            worker_concurrency=worker_concurrency,
+            rate_limit=rate_limit,
+        )
+
+    def list_queues(self) -> list[QueueInfo]:
+        return self._queue_control.list_queues()
+
+    def read_stream(
+        self, workflow_id: str, key: str, *, offset: int = 0, timeout: float | None = 60.0
+    ) -> Iterator[Any]:
+        """Yield the values of a workflow's stream ``key`` from ``offset``, waiting for new
+        ones; ends when the stream is closed or the workflow is final; ``TimeoutError`` when
+        ``timeout`` seconds pass with nothing new."""
+        return self._control.read_stream(workflow_id, key, offset=offset, timeout=timeout)
+
+    def list_streams(self, workflow_id: str) -> list[tuple[str, int, bool]]:
+        return self._control.list_streams(workflow_id)
 
     def resume_workflow(
         self, workflow_id: str, *, queue: Queue | str | None = None

@@ -23,12 +23,16 @@ from engine import (
     errors,
     futures,
     operations,
+    patching,
     registry,
     results,
     serialization,
+    step_timeout,
+    streams,
     tracing,
     waits,
 )
+from engine import attributes as attrs
 from engine import signals as keys
 from engine.admission import Admission, Parent, seconds
 from engine.checkpoints import Checkpoints, Fenced, Interrupted
@@ -240,6 +244,21 @@ class WorkflowContext:
             self._steps.record_value(step_id, operations.SELECT, output, started)
         return step_futures[index].result()
 
+    # -- evolving code ---------------------------------------------------------------------------
+
+    def patch(self, name: str) -> bool:
+        """True where this workflow runs the code that has patch ``name`` (recorded once as a
+        step), False for a workflow that passed this point under the older code (see
+        ``patching.py``)."""
+        self._check_running()
+        return patching.patch(self._steps, name)
+
+    def deprecate_patch(self, name: str) -> bool:
+        """Always True: the patch's old branch is gone; a recorded marker is replayed, nothing
+        new is recorded."""
+        self._check_running()
+        return patching.deprecate_patch(self._steps, name)
+
     # -- time ----------------------------------------------------------------------------------
 
     def sleep(self, duration: float | dt.timedelta) -> None:
@@ -348,6 +367,7 @@ class WorkflowContext:
         timeout: float | dt.timedelta | None = None,
         detached: bool = False,
         queue: Any = None,
+        attributes: dict[str, Any] | None = None,
     ) -> WorkflowHandle:
         """Start a child workflow (ID ``f"{parent_id}-{step_id}"`` unless given), here or on
         ``queue``. It inherits this workflow's deadline unless ``detached``. Replays return
@@ -367,6 +387,7 @@ class WorkflowContext:
             timeout=timeout,
             detached=detached,
             queue=queue,
+            attributes=attributes,
         )
         if admitted.run_here is not None:
             services.run_here(admitted.run_here)
@@ -511,6 +532,61 @@ class WorkflowContext:
         self._services.wakeups.fire(keys.event_key(self.workflow_id))
         self._steps.after_record(step_id, outcome)
 
+    def set_attributes(self, attributes: dict[str, Any]) -> None:
+        """Merge ``attributes`` into this workflow's (durably, once, as a step): keys are
+        strings, values JSON scalars; a bad mapping raises before anything is recorded."""
+        attrs.check(attributes)  # a mapping, even an empty one; before a step ID is taken
+        text = attrs.encode(attributes)
+        step_id, row = self._take(operations.SET_ATTRIBUTES)
+        if row is not None:
+            self._steps.replay(step_id, row)
+            return
+        started = clock.now_ms()
+        step = records.NewStep(
+            self.workflow_id, step_id, operations.SET_ATTRIBUTES, "null", None, started
+        )
+        if text is None:  # an empty mapping: nothing to merge, the step still marks the call
+            self._steps.after_record(
+                step_id, self._store.record_step(step, self._services.executor_id)
+            )
+            return
+        outcome = self._store.set_attributes(step, text, self._services.executor_id)
+        self._steps.after_record(step_id, outcome)
+
+    def write_stream(self, key: str, value: Any) -> None:
+        """Append ``value`` to this workflow's stream ``key`` (exactly once, as a step)."""
+        self._stream(key, value, closed=False)
+
+    def close_stream(self, key: str) -> None:
+        """End stream ``key``: readers stop after its last value."""
+        self._stream(key, None, closed=True)
+
+    def _stream(self, key: str, value: Any, *, closed: bool) -> None:
+        streams.check_key(key)
+        name = operations.CLOSE_STREAM if closed else operations.WRITE_STREAM
+        text = None
+        if not closed:  # checked before a step ID is taken: a bad value records nothing
+            text = serialization.dumps(
+                value,
+                f"a value of stream {key!r} of workflow {self.workflow_id!r}",
+                self._services.max_payload_bytes,
+            )
+        step_id, row = self._take(name)
+        if row is not None:
+            self._steps.replay(step_id, row)
+            return
+        if self._store.stream_closed(self.workflow_id, key):
+            exc = errors.EngineError(
+                f"stream {key!r} of workflow {self.workflow_id!r} is closed; write to another "
+                "key, or close it only after its last value"
+            )
+            self._steps.record_error(step_id, name, exc, clock.now_ms())
+            raise exc
+        step = records.NewStep(self.workflow_id, step_id, name, "null", None, clock.now_ms())
+        outcome = self._store.write_stream(step, key, text, closed, self._services.executor_id)
+        self._services.wakeups.fire(keys.stream_key(self.workflow_id, key))
+        self._steps.after_record(step_id, outcome)
+
     def get_event(self, workflow_id: str, key: str, timeout: float = 60.0) -> Any:
         """``engine.get_event`` inside a workflow: recorded, with a durable timeout."""
         until = self._durable_deadline(operations.GET_EVENT_TIMEOUT, seconds(timeout, "timeout"))
@@ -561,18 +637,19 @@ def attempt(
     metrics: NullMetrics | None = None,
     traced: Traced | None = None,
 ) -> Any:
-    """Call a step function, retrying with backoff up to its ``max_attempts``; ``failed`` is
-    told of every failed attempt (to record it); each attempt a span when ``traced``
-    (workflow ID, step ID, parent context)."""
+    """Call a step function, retrying with backoff up to its ``max_attempts`` (an attempt
+    longer than its ``timeout`` fails with ``StepTimeoutError`` and is retried the same way);
+    ``failed`` is told of every failed attempt (to record it); each attempt a span when
+    ``traced`` (workflow ID, step ID, parent context)."""
     tries = 1
     while True:
         started = clock.now_ms()
         try:
             if traced is None:
-                return opts.fn(*args, **kwargs)
+                return step_timeout.call(opts, args, kwargs)
             workflow_id, step_id, parent = traced
             with tracing.step_span(workflow_id, step_id, opts.name, tries, parent):
-                return opts.fn(*args, **kwargs)
+                return step_timeout.call(opts, args, kwargs)
         except Exception as exc:
             if failed is not None:
                 failed(exc, started)

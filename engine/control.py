@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 
-from engine import attempts, errors, rows, serialization
+from engine import attempts, errors, rows, serialization, streams
+from engine import attributes as attrs
 from engine import signals as keys
 from engine.admission import UNCHANGED, Admission, Admitted
 from engine.context import check_topic
@@ -84,7 +85,11 @@ class Control:
         limit: int = 100,
         offset: int = 0,
         newest_first: bool = True,
+        attributes: dict[str, Any] | None = None,
     ) -> list[WorkflowStatus]:
+        """``attributes``: only workflows whose attributes hold every given pair (equality,
+        through an index on both databases)."""
+        wanted = attrs.check(attributes, "attributes filter") if attributes is not None else {}
         statuses = [status] if isinstance(status, str) else status
         for value in statuses or ():
             if value not in Status.__members__:
@@ -93,7 +98,8 @@ class Control:
                 )
         if limit < 0 or offset < 0:
             raise ValueError("limit and offset must be >= 0")
-        found = self._store.ready().list_workflows(
+        store = self._store.ready()
+        found = store.list_workflows(
             statuses=[str(s) for s in statuses] if statuses is not None else None,
             name=name,
             id_prefix=workflow_id_prefix,
@@ -104,6 +110,7 @@ class Control:
             limit=limit,
             offset=offset,
             newest_first=newest_first,
+            attributes=store.attribute_filter(wanted) if wanted else None,
         )
         return attempts.with_tracebacks(self._store, [rows.workflow_status(row) for row in found])
 
@@ -117,11 +124,31 @@ class Control:
 
     # -- control -------------------------------------------------------------------------------
 
-    def cancel_workflow(self, workflow_id: str) -> None:
-        """Cancel an unfinished workflow; it stops at its next step boundary.
+    def cancel_workflow(self, workflow_id: str, *, cancel_children: bool = False) -> None:
+        """Cancel an unfinished workflow; it stops at its next step boundary. With
+        ``cancel_children`` every unfinished descendant is cancelled too.
 
         Cancelling a finished workflow does nothing; an unknown ID raises.
         """
+        self._cancel_one(workflow_id)
+        if not cancel_children:
+            return
+        # The parent first, so it starts no more children; then every descendant, finished
+        # ones walked through too (a finished child may have an unfinished detached child).
+        # A child created by the parent's step in flight is found by the walk: its row is
+        # written together with that step, before the parent sees it was cancelled.
+        store = self._store.ready()
+        seen = {workflow_id}
+        pending = store.list_child_ids(workflow_id)
+        while pending:
+            child = pending.pop()
+            if child in seen:
+                continue
+            seen.add(child)
+            self._cancel_one(child)
+            pending.extend(store.list_child_ids(child))
+
+    def _cancel_one(self, workflow_id: str) -> None:
         store = self._store.ready()
         if store.cancel_workflow(workflow_id):
             if self._local is not None:
@@ -162,6 +189,24 @@ class Control:
             input=input,
         )
         return self._started(admitted)
+
+    # -- streams ---------------------------------------------------------------------------------
+
+    def read_stream(
+        self, workflow_id: str, key: str, *, offset: int = 0, timeout: float | None = 60.0
+    ) -> Iterator[Any]:
+        """A workflow's stream ``key`` from ``offset``, waiting for new values; ends when it
+        is closed or the workflow is final; ``TimeoutError`` after ``timeout`` s of nothing."""
+        return streams.read(
+            self._store, self._wakeups, workflow_id, key, offset=offset, timeout=timeout
+        )
+
+    def list_streams(self, workflow_id: str) -> list[tuple[str, int, bool]]:
+        """A workflow's streams: (key, values, closed)."""
+        return [
+            (row["key"], int(row["items"] or 0), bool(row["closed"]))
+            for row in self._store.ready().list_streams(workflow_id)
+        ]
 
     # -- messages and events -------------------------------------------------------------------
 

@@ -15,13 +15,13 @@ import functools
 import inspect
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
-from engine import admission, errors, registry, scheduler, serialization, store
+from engine import admission, errors, queue_control, registry, scheduler, serialization, store
 from engine import metrics as metrics_mod
 from engine import signals as keys
-from engine.admission import Admission
+from engine.admission import Admission, seconds
 from engine.async_context import current_async
 from engine.context import current_context
 from engine.control import Control
@@ -29,7 +29,7 @@ from engine.dispatch import Dispatcher, Handoff
 from engine.handle import WorkflowHandle
 from engine.lifecycle import Lifecycle
 from engine.queues import Queue
-from engine.records import AttemptInfo, StepInfo, WorkflowStatus
+from engine.records import AttemptInfo, QueueInfo, StepInfo, WorkflowStatus
 from engine.results import Results
 from engine.runs import Runs
 from engine.runtime import Runtime
@@ -126,6 +126,9 @@ class Engine:
             max_payload_bytes=max_payload_bytes,
             local=self.runtime,
         )
+        self._queue_control = queue_control.QueueControl(
+            self._store, self._wakeups, lambda: self._registry.queues
+        )
         self._launched = False
         self._worker: Worker | None = None
         self._scheduler: scheduler.Scheduler | None = None
@@ -166,7 +169,13 @@ class Engine:
         max_attempts: int = 1,
         interval_seconds: float = 1.0,
         backoff_rate: float = 2.0,
+        timeout: float | None = None,
     ) -> Callable[[F], F]:
+        """``timeout``: seconds one attempt may run before it fails with ``StepTimeoutError``."""
+        if timeout is not None:
+            timeout = seconds(timeout, "step timeout")
+            if timeout == 0:
+                raise ValueError("step timeout must be > 0 seconds, or None for no limit")
         if max_attempts < 1:
             raise ValueError(f"max_attempts must be >= 1, got {max_attempts}")
         if interval_seconds < 0 or backoff_rate <= 0:
@@ -207,6 +216,7 @@ class Engine:
                 max_attempts=max_attempts,
                 interval_seconds=interval_seconds,
                 backoff_rate=backoff_rate,
+                timeout=timeout,
             )
             setattr(step_call, registry.STEP_ATTR, options)
             step_call.__name__ = fn.__name__
@@ -225,12 +235,13 @@ class Engine:
         concurrency: int | None = None,
         worker_concurrency: int | None = None,
         rate_limit: tuple[int, float] | None = None,
+        partition_concurrency: int | None = None,
     ) -> Queue:
         """Declare a queue (before ``launch()``); pass it, or its name, as ``queue=``."""
         if self._launched:
             raise errors.EngineError(f"declare queue {name!r} before launch()")
         limit = (int(rate_limit[0]), float(rate_limit[1])) if rate_limit is not None else None
-        declared = Queue(name, concurrency, worker_concurrency, limit)
+        declared = Queue(name, concurrency, worker_concurrency, limit, partition_concurrency)
         self._registry.declare_queue(declared)
         return declared
 
@@ -273,6 +284,7 @@ class Engine:
             schedules=self._registry.schedules(),
             heartbeat_timeout=self._heartbeat_timeout,
             claim_queues=self._claim_queues,
+            settings=self._queue_control.effective,
         )
         self._worker.start()
         self._scheduler = scheduler.Scheduler(
@@ -345,7 +357,10 @@ class Engine:
         queue: Queue | str | None = None,
         priority: int = 0,
         deduplication_id: str | None = None,
+        deduplication_policy: str = "reject",
         delay: float | dt.timedelta | None = None,
+        attributes: dict[str, Any] | None = None,
+        partition_key: str | None = None,
     ) -> WorkflowHandle:
         """Start a workflow; returns once it is durably recorded. With ``queue`` it waits on
         that queue (``priority``: lower first; ``deduplication_id``: refused while another
@@ -355,10 +370,14 @@ class Engine:
             actx.start_workflow()  # raises: names start_workflow_async
         ctx = current_context()
         if ctx is not None and queue is None and ctx.records_for(self._results):
-            if priority or deduplication_id is not None or delay is not None:
-                raise ValueError("priority, deduplication_id and delay need a queue=")
+            if priority or deduplication_id is not None or delay is not None or partition_key:
+                raise ValueError(
+                    "priority, deduplication_id, delay and partition_key need a queue="
+                )
             # Started from inside a workflow: a checkpointed child.
-            return ctx.start_workflow(fn_or_name, input, workflow_id=workflow_id, timeout=timeout)
+            return ctx.start_workflow(
+                fn_or_name, input, workflow_id=workflow_id, timeout=timeout, attributes=attributes
+            )
         definition = self._registry.resolve(fn_or_name)
         if self.runtime.stopping.is_set():
             raise errors.EngineError(
@@ -372,7 +391,10 @@ class Engine:
             queue=queue,
             priority=priority,
             deduplication_id=deduplication_id,
+            deduplication_policy=deduplication_policy,
             delay=delay,
+            attributes=attributes,
+            partition_key=partition_key,
         )
         if admitted.run_here is not None:
             # Runs the body on the JSON form of the input, exactly what a recovery would see.
@@ -460,6 +482,7 @@ class Engine:
         limit: int = 100,
         offset: int = 0,
         newest_first: bool = True,
+        attributes: dict[str, Any] | None = None,
     ) -> list[WorkflowStatus]:
         return self._control.list_workflows(
             status=status,
@@ -472,6 +495,7 @@ class Engine:
             limit=limit,
             offset=offset,
             newest_first=newest_first,
+            attributes=attributes,
         )
 
     def list_steps(self, workflow_id: str) -> list[StepInfo]:
@@ -480,8 +504,47 @@ class Engine:
     def list_attempts(self, workflow_id: str, step_id: int) -> list[AttemptInfo]:
         return self._control.list_attempts(workflow_id, step_id)
 
-    def cancel_workflow(self, workflow_id: str) -> None:
-        self._control.cancel_workflow(workflow_id)
+    def cancel_workflow(self, workflow_id: str, *, cancel_children: bool = False) -> None:
+        self._control.cancel_workflow(workflow_id, cancel_children=cancel_children)
+
+    # -- queue control (durable, seen by every worker) --------------------------------------
+
+    def pause_queue(self, name: str) -> None:
+        """A paused queue starts nothing (on any worker); what runs continues."""
+        self._queue_control.pause(name)
+
+    def resume_queue(self, name: str) -> None:
+        self._queue_control.resume(name)
+
+    def set_queue_limits(
+        self,
+        name: str,
+        *,
+        concurrency: int | None = queue_control.UNSET,
+        worker_concurrency: int | None = queue_control.UNSET,
+        rate_limit: tuple[int, float] | None = queue_control.UNSET,
+    ) -> None:
+        """Change only the limits given (None: no limit); every worker applies them."""
+        self._queue_control.set_limits(
+            name,
+            concurrency=concurrency,
+            worker_concurrency=worker_concurrency,
+            rate_limit=rate_limit,
+        )
+
+    def list_queues(self) -> list[QueueInfo]:
+        return self._queue_control.list_queues()
+
+    def read_stream(
+        self, workflow_id: str, key: str, *, offset: int = 0, timeout: float | None = 60.0
+    ) -> Iterator[Any]:
+        """Yield the values of a workflow's stream ``key`` from ``offset``, waiting for new
+        ones; ends when the stream is closed or the workflow is final; ``TimeoutError`` when
+        ``timeout`` seconds pass with nothing new."""
+        return self._control.read_stream(workflow_id, key, offset=offset, timeout=timeout)
+
+    def list_streams(self, workflow_id: str) -> list[tuple[str, int, bool]]:
+        return self._control.list_streams(workflow_id)
 
     def resume_workflow(
         self, workflow_id: str, *, queue: Queue | str | None = None

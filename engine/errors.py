@@ -130,3 +130,19 @@ class QueueDeduplicatedError(EngineError):
             f"{self.deduplication_id!r} is held by another workflow on queue "
             f"{self.queue_name!r} that is still enqueued or running"
         )
+
+
+class StepTimeoutError(EngineError):
+    """A step's attempt ran longer than its ``timeout``; retried by the step's policy like any
+    other failure. A sync step's thread is abandoned (its late result is ignored)."""
+
+    def __init__(self, step_name: str, timeout: float) -> None:
+        super().__init__(step_name, timeout)
+        self.step_name = step_name
+        self.timeout = timeout
+
+    def __str__(self) -> str:
+        return (
+            f"step {self.step_name!r} did not finish within its timeout of {self.timeout} s; "
+            "raise timeout= on @engine.step if it needs longer"
+        )

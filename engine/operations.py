@@ -21,6 +21,10 @@ GET_EVENT = "waymark.get_event"  # output: the event's value (null on timeout)
 GET_EVENT_TIMEOUT = "waymark.get_event.timeout"  # output: when get_event gives up, epoch ms
 GET_RESULT = "waymark.get_result"  # output: the awaited workflow's result, or its error
 SELECT = "waymark.select"  # output: {"index": the position of the winning future}
+SET_ATTRIBUTES = "waymark.set_attributes"  # output: null (the merged pairs are on the workflow)
+WRITE_STREAM = "waymark.write_stream"  # output: null (the value is in the stream)
+CLOSE_STREAM = "waymark.close_stream"  # output: null
+PATCH_PREFIX = "waymark.patch:"  # + the patch's name; output: true (ctx.patch took the new code)
 
 # Steps that wait for something outside the workflow (a message, an event, another workflow).
 WAITS = frozenset({RECV, GET_EVENT, GET_RESULT})
@@ -30,11 +34,16 @@ MARKERS = {SEND: "message", SET_EVENT: "event", RECV_TIMEOUT: "timer", GET_EVENT
 TIMERS = frozenset({SLEEP, RECV_TIMEOUT, GET_EVENT_TIMEOUT})
 
 ALL = frozenset({SLEEP, SEND, RECV, RECV_TIMEOUT, SET_EVENT, GET_EVENT, GET_EVENT_TIMEOUT,
-                 GET_RESULT, SELECT})  # fmt: skip
+                 GET_RESULT, SELECT, SET_ATTRIBUTES, WRITE_STREAM, CLOSE_STREAM})  # fmt: skip
 
 
 def is_internal(step_name: str) -> bool:
-    return step_name in ALL
+    return step_name in ALL or step_name.startswith(PATCH_PREFIX)
+
+
+def patch_step(name: str) -> str:
+    """The name of the step that marks where ``ctx.patch(name)`` took the patched code."""
+    return PATCH_PREFIX + name
 
 
 def timer_ms(output: str | None) -> int | None:

@@ -21,12 +21,14 @@ class Queue:
     concurrency: int | None = None
     worker_concurrency: int | None = None
     rate_limit: tuple[int, float] | None = None
+    # At most this many of one partition run at once; partitions are served in turn.
+    partition_concurrency: int | None = None
 
     @classmethod
     def internal(cls) -> Queue:
         queue = cls.__new__(cls)
         object.__setattr__(queue, "name", INTERNAL_QUEUE)
-        for field in ("concurrency", "worker_concurrency", "rate_limit"):
+        for field in ("concurrency", "worker_concurrency", "rate_limit", "partition_concurrency"):
             object.__setattr__(queue, field, None)
         return queue
 
@@ -36,7 +38,7 @@ class Queue:
                 f"queue name must be a non-empty string other than "
                 f"{INTERNAL_QUEUE!r}, got {self.name!r}"
             )
-        for field in ("concurrency", "worker_concurrency"):
+        for field in ("concurrency", "worker_concurrency", "partition_concurrency"):
             value = getattr(self, field)
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise ValueError(f"queue {self.name!r}: {field} must be an int >= 1, got {value!r}")

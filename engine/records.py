@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -62,6 +62,25 @@ class WorkflowStatus:
     forked_from: str | None
     # The failure's traceback (capped at 64 KB), None unless it ended in ERROR with one.
     traceback: str | None = None
+    attributes: dict[str, Any] = field(default_factory=dict)
+    partition_key: str | None = None
+
+
+@dataclass(frozen=True)
+class QueueInfo:
+    """A queue as ``list_queues`` reports it: its effective settings (declared, overridden by
+    ``set_queue_limits``) and its unfinished work."""
+
+    name: str
+    paused: bool
+    concurrency: int | None
+    worker_concurrency: int | None
+    rate_limit: tuple[int, float] | None
+    partition_concurrency: int | None
+    enqueued: int
+    running: int
+    delayed: int
+    oldest_enqueued_at: dt.datetime | None
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ class StepOptions:
     max_attempts: int
     interval_seconds: float
     backoff_rate: float
+    timeout: float | None = None  # seconds per attempt; None: no limit
 
 
 STEP_ATTR = "__waymark_step__"

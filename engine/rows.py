@@ -6,7 +6,7 @@ import datetime as dt
 from collections.abc import Mapping
 from typing import Any
 
-from engine import errors, serialization
+from engine import attributes, errors, serialization
 from engine.records import Status, StepInfo, WorkflowStatus
 from engine.store import records
 
@@ -80,6 +80,8 @@ def workflow_status(row: records.WorkflowRow) -> WorkflowStatus:
         recovery_attempts=row.recovery_attempts,
         parent_workflow_id=row.parent_workflow_id,
         forked_from=row.forked_from,
+        attributes=attributes.decode(row.attributes),
+        partition_key=row.partition_key,
     )
 
 

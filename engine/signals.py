@@ -39,6 +39,11 @@ def done_key(workflow_id: str) -> str:
     return f"done:{workflow_id}"
 
 
+def stream_key(workflow_id: str, key: str) -> str:
+    """The workflow wrote to (or closed) its stream ``key``."""
+    return f"stream:{workflow_id}:{key}"
+
+
 def step_key(workflow_id: str) -> str:
     """A ``ctx.go`` step of the workflow completed (wakes a ``select``)."""
     return f"step:{workflow_id}"

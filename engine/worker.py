@@ -53,9 +53,12 @@ class Worker:
         schedules: Mapping[str, str],
         heartbeat_timeout: float,
         claim_queues: bool = True,
+        settings: Callable[[Queue], Queue | None] | None = None,
     ) -> None:
         """``claim_queues=False``: heartbeat and recover dead executors, but claim nothing (a
-        Celery worker process runs only what its tasks hand it)."""
+        Celery worker process runs only what its tasks hand it). ``settings``: a queue as the
+        database's queue control says to claim from it now (None: paused)."""
+        self._settings = settings
         self._store = store
         self._wakeups = wakeups
         self._stopping = stopping
@@ -161,22 +164,42 @@ class Worker:
                 self._wakeups.fire(keys.ENQUEUED)
 
     def _claim(self, queue: Queue) -> int:
+        if self._settings is not None:
+            controlled = self._settings(queue)
+            if controlled is None:  # paused: start nothing; what runs continues
+                return 0
+            queue = controlled
         capacity = self._capacity
         budget = capacity.free_capacity()
         if queue.worker_concurrency is not None:
             budget = min(budget, queue.worker_concurrency - capacity.running_on(queue.name))
-        rows = self._store.dequeue(
-            queue.name,
-            self._version,
-            self._executor_id,
-            budget,
-            concurrency=queue.concurrency,
-            rate_limit=queue.rate_limit,
-        )
+        if queue.partition_concurrency is not None:
+            rows = self._store.dequeue_partitioned(
+                queue.name,
+                self._version,
+                self._executor_id,
+                budget,
+                queue.partition_concurrency,
+                concurrency=queue.concurrency,
+                rate_limit=queue.rate_limit,
+            )
+        else:
+            rows = self._store.dequeue(
+                queue.name,
+                self._version,
+                self._executor_id,
+                budget,
+                concurrency=queue.concurrency,
+                rate_limit=queue.rate_limit,
+            )
         if budget > 0:
             # A shared budget (global concurrency, rate limit) may hold work back too, and a
             # run ending here may be what frees it.
-            shared = queue.concurrency is not None or queue.rate_limit is not None
+            shared = (
+                queue.concurrency is not None
+                or queue.rate_limit is not None
+                or queue.partition_concurrency is not None
+            )
             self._more[queue.name] = shared or len(rows) >= budget
         for row in rows:
             self._dispatch(row)

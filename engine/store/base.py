@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from importlib import resources
 from typing import Any, ClassVar
 
-from engine import clock, errors, signals
+from engine import clock, errors, partitions, signals
 from engine import metrics as metrics_mod
 from engine.store import groupcommit, records
 
@@ -74,6 +74,8 @@ def workflow_statement(new: records.NewWorkflow) -> groupcommit.Statement:
             "deduplication_id": new.deduplication_id,
             "delay_until": new.delay_until,
             "traceparent": new.traceparent,
+            "attributes": new.attributes,
+            "partition_key": new.partition_key,
         },
     )
 
@@ -270,6 +272,7 @@ class Store(abc.ABC):
             workflow_statement(new),
             ("copy_steps", copied),
             ("copy_attempts", copied),
+            ("copy_streams", copied),
             *(self._notify(signals.ENQUEUED) if new.queue_name is not None else []),
         )
         return bool(inserted)
@@ -357,8 +360,12 @@ class Store(abc.ABC):
         limit: int,
         offset: int,
         newest_first: bool,
+        attributes: str | None = None,
     ) -> list[records.WorkflowRow]:
+        """``attributes``: the JSON filter of ``attribute_filter`` (every pair must match)."""
         query = "list_workflows_newest" if newest_first else "list_workflows_oldest"
+        if attributes is not None:
+            query = query.replace("list_workflows", "list_workflows_by_attributes")
         params = {
             "statuses": self._list_param(statuses),
             "name": name,
@@ -369,8 +376,23 @@ class Store(abc.ABC):
             "created_before": created_before,
             "limit": limit,
             "offset": offset,
+            "attributes": attributes,
         }
         return [records.workflow_row(row) for row in self._rows(query, params)]
+
+    def attribute_filter(self, attributes: Mapping[str, Any]) -> str:
+        """A checked ``{key: value}`` filter as this dialect's list_workflows_by_attributes
+        takes it (Postgres: a JSON object for @>; SQLite: pairs for workflow_attributes)."""
+        return json.dumps(dict(attributes), ensure_ascii=False)
+
+    def set_attributes(
+        self, step: records.NewStep, attributes: str, executor_id: str
+    ) -> records.StepOutcome:
+        """Merge into a workflow's attributes and record the step that did, in one
+        transaction."""
+        params = {"workflow_id": step.workflow_id, "attributes": attributes}
+        _, step_rows = self._write_together(("set_attributes", params), step_statement(step))
+        return step_outcome(step_rows, executor_id)
 
     # -- steps ---------------------------------------------------------------------------------
 
@@ -397,6 +419,73 @@ class Store(abc.ABC):
         ]
 
     # -- control ------------------------------------------------------------------------------
+
+    def write_stream(
+        self,
+        step: records.NewStep,
+        key: str,
+        value: str | None,
+        closed: bool,
+        executor_id: str,
+    ) -> records.StepOutcome:
+        """Append a value (or the close marker) to a stream and record the step that did, in
+        one transaction; readers elsewhere are woken at commit."""
+        item = {
+            "workflow_id": step.workflow_id,
+            "key": key,
+            "value": value,
+            "closed": int(closed),
+            "step_id": step.step_id,
+        }
+        _, step_rows, *_ = self._write_together(
+            ("write_stream", item),
+            step_statement(step),
+            *self._notify(signals.stream_key(step.workflow_id, key)),
+        )
+        return step_outcome(step_rows, executor_id)
+
+    def read_stream(self, workflow_id: str, key: str, offset: int) -> list[Any]:
+        """Rows (seq, value, closed) from ``offset`` on, in order (at most 1,000)."""
+        params = {"workflow_id": workflow_id, "key": key, "offset": offset}
+        return self._rows("read_stream", params)
+
+    def stream_closed(self, workflow_id: str, key: str) -> bool:
+        params = {"workflow_id": workflow_id, "key": key}
+        return self._row("stream_closed", params) is not None
+
+    def list_streams(self, workflow_id: str) -> list[Any]:
+        """Rows (key, items, closed) of a workflow's streams."""
+        return self._rows("list_streams", {"workflow_id": workflow_id})
+
+    def set_queue_paused(self, queue_name: str, paused: bool) -> None:
+        params = {"queue_name": queue_name, "paused": paused, "now": clock.now_ms()}
+        self._write("set_queue_paused", params)
+
+    def set_queue_limits(self, queue_name: str, limits: str) -> None:
+        """Merge ``limits`` (a JSON object of changed limits) into the queue's settings."""
+        params = {"queue_name": queue_name, "limits": limits, "now": clock.now_ms()}
+        self._write("set_queue_limits", params)
+
+    def queue_settings(self) -> list[Any]:
+        """Rows (queue_name, paused, limits JSON text) of every controlled queue."""
+        return self._rows("queue_settings", {})
+
+    def queue_counts(self) -> list[Any]:
+        """Rows (queue_name, enqueued, running, delayed, oldest_enqueued_at) per queue."""
+        return self._rows("queue_counts", {})
+
+    def queue_seen(self, queue_name: str) -> bool:
+        return self._row("queue_seen", {"queue_name": queue_name}) is not None
+
+    def list_child_ids(self, workflow_id: str) -> list[str]:
+        found = self._rows("list_child_ids", {"workflow_id": workflow_id})
+        return [row["workflow_uuid"] for row in found]
+
+    def deduplicated_holder(self, queue_name: str, deduplication_id: str) -> str | None:
+        """The unfinished workflow of ``queue_name`` holding ``deduplication_id``, if any."""
+        params = {"queue_name": queue_name, "deduplication_id": deduplication_id}
+        row = self._row("deduplicated_holder", params)
+        return row["workflow_uuid"] if row is not None else None
 
     def cancel_workflow(self, workflow_id: str) -> bool:
         """CANCELLED if unfinished; False when there was nothing to cancel."""
@@ -481,6 +570,50 @@ class Store(abc.ABC):
             if limit <= 0:
                 return []
             return [records.workflow_row(row) for row in run("claim_queued", limit=limit, **claim)]
+
+    def dequeue_partitioned(
+        self,
+        queue_name: str,
+        application_version: str,
+        executor_id: str,
+        limit: int,
+        partition_concurrency: int,
+        concurrency: int | None = None,
+        rate_limit: tuple[int, float] | None = None,
+    ) -> list[records.WorkflowRow]:
+        """``dequeue`` for a partitioned queue: under the queue's lock, count each partition's
+        running workflows and give the free slots to the partitions in turn (partitions.py)."""
+        if limit <= 0:
+            return []
+        now = clock.now_ms()
+        claim = {
+            "queue_name": queue_name,
+            "application_version": application_version,
+            "executor_id": executor_id,
+            "now": now,
+        }
+        with self._exclusive() as run:
+            if not run("try_lock_queue", lock_name=f"waymark-queue:{queue_name}")[0]["locked"]:
+                return []
+            if concurrency is not None:
+                running = run("queue_running", queue_name=queue_name)[0]["running"]
+                limit = min(limit, concurrency - running)
+            if rate_limit is not None:
+                max_starts, period = rate_limit
+                since = now - int(period * 1000)
+                started = run("queue_started_since", queue_name=queue_name, since=since)
+                limit = min(limit, max_starts - started[0]["started"])
+            if limit <= 0:
+                return []
+            found = [
+                partitions.Partition(row["partition_key"], row["running"], row["waiting"])
+                for row in run("queue_partitions", queue_name=queue_name)
+            ]
+            claimed = []
+            for key, n in partitions.allot(found, limit, partition_concurrency).items():
+                rows = run("claim_queued_partition", partition_key=key, limit=n, **claim)
+                claimed += [records.workflow_row(row) for row in rows]
+            return claimed
 
     def promote_delayed(self) -> None:
         self._write("promote_delayed", {"now": clock.now_ms()})
@@ -666,8 +799,8 @@ class Store(abc.ABC):
                 run("lifecycle_delete_events", ids=ids)
                 run("lifecycle_delete_messages", ids=ids)
                 run("lifecycle_delete_attempts", ids=ids)
-                # Tables added later that hold rows by workflow ID (streams, step attempts)
-                # get their lifecycle_delete_<table> query and a call here.
+                run("lifecycle_delete_streams", ids=ids)
+                # Every table that holds rows by workflow ID has its delete here.
                 return [row["workflow_uuid"] for row in run("lifecycle_delete_workflows", ids=ids)]
 
         return self._retrying(attempt)  # type: ignore[no-any-return]

@@ -39,6 +39,9 @@ class WorkflowRow:
     fresh: bool = False
     # Known for rows made in this process; else read when tracing is on (engine/tracing.py).
     traceparent: str | None = None
+    # Only from queries that select it; a dict when read by a client that decodes JSON.
+    attributes: str | dict[str, Any] | None = None
+    partition_key: str | None = None  # only from queries that select it
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +78,8 @@ class NewWorkflow:
     parent_workflow_id: str | None = None
     forked_from: str | None = None
     traceparent: str | None = None  # the starting caller's W3C trace context
+    attributes: str | None = None  # a JSON object of scalars (engine/attributes.py)
+    partition_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +141,10 @@ class ExecutorRow:
 
 def workflow_row(columns: Mapping[str, Any]) -> WorkflowRow:
     """A ``workflow_status`` row (all its columns, or those the queries select)."""
-    fresh = columns["fresh"] if "fresh" in columns.keys() else False  # noqa: SIM118 - sqlite3.Row: "in" tests values
+    names = columns.keys()
+    fresh = columns["fresh"] if "fresh" in names else False  # sqlite3.Row: "in" tests values
+    attributes = columns["attributes"] if "attributes" in names else None
+    partition_key = columns["partition_key"] if "partition_key" in names else None
     return WorkflowRow(
         workflow_id=columns["workflow_uuid"],
         status=columns["status"],
@@ -157,6 +165,8 @@ def workflow_row(columns: Mapping[str, Any]) -> WorkflowRow:
         parent_workflow_id=columns["parent_workflow_id"],
         forked_from=columns["forked_from"],
         fresh=bool(fresh),
+        attributes=attributes,
+        partition_key=partition_key,
     )
 
 

@@ -96,6 +96,11 @@ class SQLiteStore(base.Store):
     def _list_param(self, values: Sequence[str] | None) -> Any:
         return json.dumps(list(values)) if values is not None else None
 
+    def attribute_filter(self, attributes: Mapping[str, Any]) -> str:
+        # Pairs of (key, canonical JSON value), as the 0007 triggers store them.
+        pairs = [[k, json.dumps(v, ensure_ascii=False)] for k, v in attributes.items()]
+        return json.dumps(pairs, ensure_ascii=False)
+
     def is_transient(self, exc: BaseException) -> bool:
         # Another process held the write lock past the busy timeout.
         return isinstance(exc, sqlite3.OperationalError) and (

@@ -9,19 +9,19 @@ INSERT INTO workflow_status (workflow_uuid, status, name, inputs, executor_id,
                              application_version, application_id, created_at, updated_at,
                              started_at_epoch_ms, parent_workflow_id, forked_from, queue_name,
                              workflow_timeout_ms, workflow_deadline_epoch_ms, priority,
-                             deduplication_id, delay_until_epoch_ms, traceparent)
+                             deduplication_id, delay_until_epoch_ms, traceparent, attributes, partition_key)
 VALUES (%(workflow_id)s, %(status)s, %(name)s, %(inputs)s, %(executor_id)s,
         %(application_version)s, %(application_id)s, %(now)s, %(now)s,
         %(started_at)s, %(parent_workflow_id)s, %(forked_from)s, %(queue_name)s,
         %(timeout_ms)s, %(deadline_ms)s, %(priority)s, %(deduplication_id)s,
-        %(delay_until)s, %(traceparent)s)
+        %(delay_until)s, %(traceparent)s, %(attributes)s::jsonb, %(partition_key)s)
 ON CONFLICT (workflow_uuid) DO NOTHING
 RETURNING workflow_uuid;
 -- get_workflow --
 SELECT workflow_uuid, status, name, inputs, output, error, executor_id, application_version,
        created_at, updated_at, recovery_attempts, queue_name, workflow_timeout_ms,
        workflow_deadline_epoch_ms, started_at_epoch_ms, completed_at, parent_workflow_id,
-       forked_from
+       forked_from, attributes::text AS attributes, partition_key
 FROM workflow_status
 WHERE workflow_uuid = %(workflow_id)s;
 
@@ -103,7 +103,7 @@ RETURNING workflow_uuid;
 SELECT workflow_uuid, status, name, inputs, output, error, executor_id, application_version,
        created_at, updated_at, recovery_attempts, queue_name, workflow_timeout_ms,
        workflow_deadline_epoch_ms, started_at_epoch_ms, completed_at, parent_workflow_id,
-       forked_from
+       forked_from, attributes::text AS attributes, partition_key
 FROM workflow_status
 WHERE (%(statuses)s::text[] IS NULL OR status = ANY(%(statuses)s::text[]))
   AND (%(name)s::text IS NULL OR name = %(name)s::text)
@@ -119,7 +119,7 @@ LIMIT %(limit)s OFFSET %(offset)s;
 SELECT workflow_uuid, status, name, inputs, output, error, executor_id, application_version,
        created_at, updated_at, recovery_attempts, queue_name, workflow_timeout_ms,
        workflow_deadline_epoch_ms, started_at_epoch_ms, completed_at, parent_workflow_id,
-       forked_from
+       forked_from, attributes::text AS attributes, partition_key
 FROM workflow_status
 WHERE (%(statuses)s::text[] IS NULL OR status = ANY(%(statuses)s::text[]))
   AND (%(name)s::text IS NULL OR name = %(name)s::text)
@@ -326,16 +326,18 @@ WITH new_workflows AS (
                                  application_version, application_id, created_at, updated_at,
                                  started_at_epoch_ms, parent_workflow_id, forked_from,
                                  queue_name, workflow_timeout_ms, workflow_deadline_epoch_ms,
-                                 priority, deduplication_id, delay_until_epoch_ms, traceparent)
+                                 priority, deduplication_id, delay_until_epoch_ms, traceparent,
+                                 attributes, partition_key)
     SELECT workflow_id, status, name, inputs, executor_id, application_version, application_id,
            now, now, started_at, parent_workflow_id, forked_from, queue_name, timeout_ms,
-           deadline_ms, priority, deduplication_id, delay_until, traceparent
+           deadline_ms, priority, deduplication_id, delay_until, traceparent, attributes::jsonb,
+           partition_key
     FROM json_to_recordset(%(insert_workflow)s::json)
          AS v(workflow_id text, status text, name text, inputs text, executor_id text,
               application_version text, application_id text, now bigint, started_at bigint,
               parent_workflow_id text, forked_from text, queue_name text, timeout_ms bigint,
               deadline_ms bigint, priority int, deduplication_id text, delay_until bigint,
-              traceparent text)
+              traceparent text, attributes text, partition_key text)
     -- A held deduplication ID fails the whole statement; the group committer then runs each
     -- write alone, so the error reaches the one write that caused it.
     ON CONFLICT (workflow_uuid) DO NOTHING
@@ -457,6 +459,11 @@ WITH gone AS (DELETE FROM operation_attempts WHERE workflow_uuid IN (SELECT json
               RETURNING 1)
 SELECT count(*) AS deleted FROM gone;
 
+-- lifecycle_delete_streams --
+WITH gone AS (DELETE FROM streams WHERE workflow_uuid IN (SELECT jsonb_array_elements_text(%(ids)s::jsonb))
+              RETURNING 1)
+SELECT count(*) AS deleted FROM gone;
+
 -- lifecycle_delete_workflows --
 DELETE FROM workflow_status WHERE workflow_uuid IN (SELECT jsonb_array_elements_text(%(ids)s::jsonb)) AND status IN ('SUCCESS', 'ERROR', 'CANCELLED', 'MAX_RECOVERY_ATTEMPTS_EXCEEDED')
 RETURNING workflow_uuid;
@@ -538,3 +545,167 @@ RETURNING 1;
 
 -- get_traceparent --
 SELECT traceparent FROM workflow_status WHERE workflow_uuid = %(workflow_id)s;
+-- ---------------------------------------------------------------------------------------------
+-- Parity (issue 15): cascading cancel, deduplication policy "return-existing".
+
+-- list_child_ids --
+-- The children of a workflow, for cancel_workflow(cancel_children=True) (workflow_status_parent_idx).
+SELECT workflow_uuid FROM workflow_status WHERE parent_workflow_id = %(workflow_id)s;
+
+-- deduplicated_holder --
+-- The unfinished workflow of a queue that holds a deduplication ID (workflow_status_dedup_idx).
+SELECT workflow_uuid FROM workflow_status
+WHERE queue_name = %(queue_name)s AND deduplication_id = %(deduplication_id)s
+  AND status IN ('ENQUEUED', 'PENDING', 'DELAYED');
+
+-- ---------------------------------------------------------------------------------------------
+-- Parity (issue 15): workflow attributes.
+
+-- set_attributes --
+-- Merge into the workflow's attributes (ctx.set_attributes).
+UPDATE workflow_status
+SET attributes = coalesce(attributes, '{}'::jsonb) || %(attributes)s::jsonb
+WHERE workflow_uuid = %(workflow_id)s;
+
+-- list_workflows_by_attributes_newest --
+SELECT workflow_uuid, status, name, inputs, output, error, executor_id, application_version,
+       created_at, updated_at, recovery_attempts, queue_name, workflow_timeout_ms,
+       workflow_deadline_epoch_ms, started_at_epoch_ms, completed_at, parent_workflow_id,
+       forked_from, attributes::text AS attributes, partition_key
+FROM workflow_status
+WHERE (%(statuses)s::text[] IS NULL OR status = ANY(%(statuses)s::text[]))
+  AND (%(name)s::text IS NULL OR name = %(name)s::text)
+  AND (%(id_prefix)s::text IS NULL OR starts_with(workflow_uuid, %(id_prefix)s::text))
+  AND (%(queue_name)s::text IS NULL OR queue_name = %(queue_name)s::text)
+  AND (%(application_version)s::text IS NULL OR application_version = %(application_version)s::text)
+  AND (%(created_after)s::bigint IS NULL OR created_at >= %(created_after)s::bigint)
+  AND (%(created_before)s::bigint IS NULL OR created_at < %(created_before)s::bigint)
+  AND attributes @> %(attributes)s::jsonb  -- workflow_status_attributes_idx (GIN)
+ORDER BY created_at DESC, workflow_uuid DESC
+LIMIT %(limit)s OFFSET %(offset)s;
+
+-- list_workflows_by_attributes_oldest --
+SELECT workflow_uuid, status, name, inputs, output, error, executor_id, application_version,
+       created_at, updated_at, recovery_attempts, queue_name, workflow_timeout_ms,
+       workflow_deadline_epoch_ms, started_at_epoch_ms, completed_at, parent_workflow_id,
+       forked_from, attributes::text AS attributes, partition_key
+FROM workflow_status
+WHERE (%(statuses)s::text[] IS NULL OR status = ANY(%(statuses)s::text[]))
+  AND (%(name)s::text IS NULL OR name = %(name)s::text)
+  AND (%(id_prefix)s::text IS NULL OR starts_with(workflow_uuid, %(id_prefix)s::text))
+  AND (%(queue_name)s::text IS NULL OR queue_name = %(queue_name)s::text)
+  AND (%(application_version)s::text IS NULL OR application_version = %(application_version)s::text)
+  AND (%(created_after)s::bigint IS NULL OR created_at >= %(created_after)s::bigint)
+  AND (%(created_before)s::bigint IS NULL OR created_at < %(created_before)s::bigint)
+  AND attributes @> %(attributes)s::jsonb  -- workflow_status_attributes_idx (GIN)
+ORDER BY created_at, workflow_uuid
+LIMIT %(limit)s OFFSET %(offset)s;
+
+-- ---------------------------------------------------------------------------------------------
+-- Parity (issue 15): queue control.
+
+-- set_queue_paused --
+INSERT INTO queue_settings (queue_name, paused, updated_at)
+VALUES (%(queue_name)s, %(paused)s, %(now)s)
+ON CONFLICT (queue_name) DO UPDATE SET paused = EXCLUDED.paused, updated_at = EXCLUDED.updated_at;
+
+-- set_queue_limits --
+INSERT INTO queue_settings (queue_name, limits, updated_at)
+VALUES (%(queue_name)s, %(limits)s::jsonb, %(now)s)
+ON CONFLICT (queue_name) DO UPDATE
+SET limits = queue_settings.limits || EXCLUDED.limits, updated_at = EXCLUDED.updated_at;
+
+-- queue_settings --
+SELECT queue_name, paused, limits::text AS limits FROM queue_settings;
+
+-- queue_counts --
+-- Unfinished workflows per queue (workflow_status_status_idx); oldest: the longest waiting.
+SELECT queue_name,
+       count(*) FILTER (WHERE status = 'ENQUEUED') AS enqueued,
+       count(*) FILTER (WHERE status = 'PENDING') AS running,
+       count(*) FILTER (WHERE status = 'DELAYED') AS delayed,
+       min(created_at) FILTER (WHERE status = 'ENQUEUED') AS oldest_enqueued_at
+FROM workflow_status
+WHERE status IN ('ENQUEUED', 'PENDING', 'DELAYED') AND queue_name IS NOT NULL
+GROUP BY queue_name;
+
+-- queue_seen --
+-- Whether a queue is known to the database: controlled, or holding (or having held) work.
+SELECT 1 AS seen
+WHERE EXISTS (SELECT 1 FROM queue_settings WHERE queue_name = %(queue_name)s)
+   OR EXISTS (SELECT 1 FROM workflow_status WHERE queue_name = %(queue_name)s);
+
+-- ---------------------------------------------------------------------------------------------
+-- Parity (issue 15): partitioned queues.
+
+-- queue_partitions --
+-- The partitions of a queue with waiting work: how many of each run, and when each last had a
+-- workflow started (its turn: the least recently served goes first, on every worker alike).
+SELECT partition_key,
+       count(*) FILTER (WHERE status = 'PENDING') AS running,
+       count(*) FILTER (WHERE status = 'ENQUEUED') AS waiting,
+       coalesce(max(started_at_epoch_ms), 0) AS last_started
+FROM workflow_status
+WHERE queue_name = %(queue_name)s AND partition_key IS NOT NULL
+  AND status IN ('ENQUEUED', 'PENDING')
+GROUP BY partition_key
+HAVING count(*) FILTER (WHERE status = 'ENQUEUED') > 0
+ORDER BY last_started, partition_key;
+
+-- claim_queued_partition --
+-- claim_queued, within one partition.
+WITH picked AS MATERIALIZED (
+    SELECT workflow_uuid FROM workflow_status
+    WHERE status = 'ENQUEUED' AND queue_name = %(queue_name)s
+      AND partition_key = %(partition_key)s
+      AND (application_version = %(application_version)s OR application_version IS NULL)
+    ORDER BY priority, created_at
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE workflow_status AS w
+SET status = 'PENDING', executor_id = %(executor_id)s, started_at_epoch_ms = %(now)s,
+    updated_at = %(now)s, application_version = %(application_version)s,
+    workflow_deadline_epoch_ms = COALESCE(%(now)s + w.workflow_timeout_ms,
+                                          w.workflow_deadline_epoch_ms)
+FROM picked
+WHERE w.workflow_uuid = picked.workflow_uuid AND w.status = 'ENQUEUED'
+RETURNING w.workflow_uuid, w.status, w.name, w.inputs, w.output, w.error, w.executor_id,
+          w.application_version, w.created_at, w.updated_at, w.recovery_attempts,
+          w.queue_name, w.workflow_timeout_ms, w.workflow_deadline_epoch_ms,
+          w.started_at_epoch_ms, w.completed_at, w.parent_workflow_id, w.forked_from,
+          NOT EXISTS (SELECT 1 FROM operation_outputs AS o
+                      WHERE o.workflow_uuid = w.workflow_uuid) AS fresh;
+
+-- ---------------------------------------------------------------------------------------------
+-- Parity (issue 15): streams.
+
+-- write_stream --
+-- Append to a workflow's stream (only the workflow itself writes it, from its own thread, so
+-- the next seq cannot race); written together with the step that did it.
+INSERT INTO streams (workflow_uuid, key, seq, value, closed, function_id)
+SELECT %(workflow_id)s, %(key)s, coalesce(max(seq) + 1, 0), %(value)s, %(closed)s, %(step_id)s
+FROM streams WHERE workflow_uuid = %(workflow_id)s AND key = %(key)s;
+
+-- read_stream --
+SELECT seq, value, closed FROM streams
+WHERE workflow_uuid = %(workflow_id)s AND key = %(key)s AND seq >= %(offset)s
+ORDER BY seq
+LIMIT 1000;
+
+-- stream_closed --
+SELECT 1 AS closed FROM streams
+WHERE workflow_uuid = %(workflow_id)s AND key = %(key)s AND closed = 1;
+
+-- list_streams --
+-- A workflow's streams: how many values each holds, and whether it is closed.
+SELECT key, count(*) FILTER (WHERE closed = 0) AS items, max(closed) AS closed
+FROM streams WHERE workflow_uuid = %(workflow_id)s
+GROUP BY key ORDER BY key;
+
+-- copy_streams --
+-- A fork copies the stream items written by the steps it copies.
+INSERT INTO streams (workflow_uuid, key, seq, value, closed, function_id)
+SELECT %(new_workflow_id)s, key, seq, value, closed, function_id FROM streams
+WHERE workflow_uuid = %(workflow_id)s AND function_id < %(start_step)s
+ON CONFLICT DO NOTHING;

@@ -9,19 +9,19 @@ INSERT INTO workflow_status (workflow_uuid, status, name, inputs, executor_id,
                              application_version, application_id, created_at, updated_at,
                              started_at_epoch_ms, parent_workflow_id, forked_from, queue_name,
                              workflow_timeout_ms, workflow_deadline_epoch_ms, priority,
-                             deduplication_id, delay_until_epoch_ms, traceparent)
+                             deduplication_id, delay_until_epoch_ms, traceparent, attributes, partition_key)
 VALUES (:workflow_id, :status, :name, :inputs, :executor_id,
         :application_version, :application_id, :now, :now,
         :started_at, :parent_workflow_id, :forked_from, :queue_name,
         :timeout_ms, :deadline_ms, :priority, :deduplication_id,
-        :delay_until, :traceparent)
+        :delay_until, :traceparent, :attributes, :partition_key)
 ON CONFLICT (workflow_uuid) DO NOTHING
 RETURNING workflow_uuid;
 -- get_workflow --
 SELECT workflow_uuid, status, name, inputs, output, error, executor_id, application_version,
        created_at, updated_at, recovery_attempts, queue_name, workflow_timeout_ms,
        workflow_deadline_epoch_ms, started_at_epoch_ms, completed_at, parent_workflow_id,
-       forked_from
+       forked_from, attributes, partition_key
 FROM workflow_status
 WHERE workflow_uuid = :workflow_id;
 
@@ -101,7 +101,7 @@ RETURNING workflow_uuid;
 SELECT workflow_uuid, status, name, inputs, output, error, executor_id, application_version,
        created_at, updated_at, recovery_attempts, queue_name, workflow_timeout_ms,
        workflow_deadline_epoch_ms, started_at_epoch_ms, completed_at, parent_workflow_id,
-       forked_from
+       forked_from, attributes, partition_key
 FROM workflow_status
 WHERE (:statuses IS NULL OR status IN (SELECT value FROM json_each(:statuses)))
   AND (:name IS NULL OR name = :name)
@@ -117,7 +117,7 @@ LIMIT :limit OFFSET :offset;
 SELECT workflow_uuid, status, name, inputs, output, error, executor_id, application_version,
        created_at, updated_at, recovery_attempts, queue_name, workflow_timeout_ms,
        workflow_deadline_epoch_ms, started_at_epoch_ms, completed_at, parent_workflow_id,
-       forked_from
+       forked_from, attributes, partition_key
 FROM workflow_status
 WHERE (:statuses IS NULL OR status IN (SELECT value FROM json_each(:statuses)))
   AND (:name IS NULL OR name = :name)
@@ -379,6 +379,9 @@ DELETE FROM notifications WHERE destination_uuid IN (SELECT value FROM json_each
 -- lifecycle_delete_attempts --
 DELETE FROM operation_attempts WHERE workflow_uuid IN (SELECT value FROM json_each(:ids));
 
+-- lifecycle_delete_streams --
+DELETE FROM streams WHERE workflow_uuid IN (SELECT value FROM json_each(:ids));
+
 -- lifecycle_delete_workflows --
 DELETE FROM workflow_status WHERE workflow_uuid IN (SELECT value FROM json_each(:ids)) AND status IN ('SUCCESS', 'ERROR', 'CANCELLED', 'MAX_RECOVERY_ATTEMPTS_EXCEEDED')
 RETURNING workflow_uuid;
@@ -460,3 +463,170 @@ RETURNING 1;
 
 -- get_traceparent --
 SELECT traceparent FROM workflow_status WHERE workflow_uuid = :workflow_id;
+-- ---------------------------------------------------------------------------------------------
+-- Parity (issue 15): cascading cancel, deduplication policy "return-existing".
+
+-- list_child_ids --
+-- The children of a workflow, for cancel_workflow(cancel_children=True) (workflow_status_parent_idx).
+SELECT workflow_uuid FROM workflow_status WHERE parent_workflow_id = :workflow_id;
+
+-- deduplicated_holder --
+-- The unfinished workflow of a queue that holds a deduplication ID (workflow_status_dedup_idx).
+SELECT workflow_uuid FROM workflow_status
+WHERE queue_name = :queue_name AND deduplication_id = :deduplication_id
+  AND status IN ('ENQUEUED', 'PENDING', 'DELAYED');
+
+-- ---------------------------------------------------------------------------------------------
+-- Parity (issue 15): workflow attributes.
+
+-- set_attributes --
+-- Merge into the workflow's attributes (ctx.set_attributes); the trigger of 0007 keeps
+-- workflow_attributes, the search index, in step.
+UPDATE workflow_status SET attributes = json_patch(coalesce(attributes, '{}'), :attributes)
+WHERE workflow_uuid = :workflow_id;
+
+-- list_workflows_by_attributes_newest --
+SELECT workflow_uuid, status, name, inputs, output, error, executor_id, application_version,
+       created_at, updated_at, recovery_attempts, queue_name, workflow_timeout_ms,
+       workflow_deadline_epoch_ms, started_at_epoch_ms, completed_at, parent_workflow_id,
+       forked_from, attributes, partition_key
+FROM workflow_status
+WHERE (:statuses IS NULL OR status IN (SELECT value FROM json_each(:statuses)))
+  AND (:name IS NULL OR name = :name)
+  AND (:id_prefix IS NULL OR substr(workflow_uuid, 1, length(:id_prefix)) = :id_prefix)
+  AND (:queue_name IS NULL OR queue_name = :queue_name)
+  AND (:application_version IS NULL OR application_version = :application_version)
+  AND (:created_after IS NULL OR created_at >= :created_after)
+  AND (:created_before IS NULL OR created_at < :created_before)
+  AND workflow_uuid IN (
+      -- workflow_attributes (key, value, workflow_uuid): one index probe per given pair
+      SELECT a.workflow_uuid FROM json_each(:attributes) AS p
+      JOIN workflow_attributes AS a
+        ON a.key = json_extract(p.value, '$[0]') AND a.value = json_extract(p.value, '$[1]')
+      GROUP BY a.workflow_uuid HAVING count(*) = json_array_length(:attributes))
+ORDER BY created_at DESC, workflow_uuid DESC
+LIMIT :limit OFFSET :offset;
+
+-- list_workflows_by_attributes_oldest --
+SELECT workflow_uuid, status, name, inputs, output, error, executor_id, application_version,
+       created_at, updated_at, recovery_attempts, queue_name, workflow_timeout_ms,
+       workflow_deadline_epoch_ms, started_at_epoch_ms, completed_at, parent_workflow_id,
+       forked_from, attributes, partition_key
+FROM workflow_status
+WHERE (:statuses IS NULL OR status IN (SELECT value FROM json_each(:statuses)))
+  AND (:name IS NULL OR name = :name)
+  AND (:id_prefix IS NULL OR substr(workflow_uuid, 1, length(:id_prefix)) = :id_prefix)
+  AND (:queue_name IS NULL OR queue_name = :queue_name)
+  AND (:application_version IS NULL OR application_version = :application_version)
+  AND (:created_after IS NULL OR created_at >= :created_after)
+  AND (:created_before IS NULL OR created_at < :created_before)
+  AND workflow_uuid IN (
+      -- workflow_attributes (key, value, workflow_uuid): one index probe per given pair
+      SELECT a.workflow_uuid FROM json_each(:attributes) AS p
+      JOIN workflow_attributes AS a
+        ON a.key = json_extract(p.value, '$[0]') AND a.value = json_extract(p.value, '$[1]')
+      GROUP BY a.workflow_uuid HAVING count(*) = json_array_length(:attributes))
+ORDER BY created_at, workflow_uuid
+LIMIT :limit OFFSET :offset;
+
+-- ---------------------------------------------------------------------------------------------
+-- Parity (issue 15): queue control.
+
+-- set_queue_paused --
+INSERT INTO queue_settings (queue_name, paused, updated_at) VALUES (:queue_name, :paused, :now)
+ON CONFLICT (queue_name) DO UPDATE SET paused = excluded.paused, updated_at = excluded.updated_at;
+
+-- set_queue_limits --
+INSERT INTO queue_settings (queue_name, limits, updated_at) VALUES (:queue_name, :limits, :now)
+ON CONFLICT (queue_name) DO UPDATE
+SET limits = json_patch(queue_settings.limits, excluded.limits), updated_at = excluded.updated_at;
+
+-- queue_settings --
+SELECT queue_name, paused, limits FROM queue_settings;
+
+-- queue_counts --
+-- Unfinished workflows per queue (workflow_status_status_idx); oldest: the longest waiting.
+SELECT queue_name,
+       sum(status = 'ENQUEUED') AS enqueued,
+       sum(status = 'PENDING') AS running,
+       sum(status = 'DELAYED') AS delayed,
+       min(CASE WHEN status = 'ENQUEUED' THEN created_at END) AS oldest_enqueued_at
+FROM workflow_status
+WHERE status IN ('ENQUEUED', 'PENDING', 'DELAYED') AND queue_name IS NOT NULL
+GROUP BY queue_name;
+
+-- queue_seen --
+-- Whether a queue is known to the database: controlled, or holding (or having held) work.
+SELECT 1 AS seen WHERE EXISTS (SELECT 1 FROM queue_settings WHERE queue_name = :queue_name)
+                    OR EXISTS (SELECT 1 FROM workflow_status WHERE queue_name = :queue_name);
+
+-- ---------------------------------------------------------------------------------------------
+-- Parity (issue 15): partitioned queues.
+
+-- queue_partitions --
+-- The partitions of a queue with waiting work: how many of each run, and when each last had a
+-- workflow started (its turn: the least recently served goes first, on every worker alike).
+SELECT partition_key,
+       sum(status = 'PENDING') AS running,
+       sum(status = 'ENQUEUED') AS waiting,
+       coalesce(max(started_at_epoch_ms), 0) AS last_started
+FROM workflow_status
+WHERE queue_name = :queue_name AND partition_key IS NOT NULL
+  AND status IN ('ENQUEUED', 'PENDING')
+GROUP BY partition_key
+HAVING sum(status = 'ENQUEUED') > 0
+ORDER BY last_started, partition_key;
+
+-- claim_queued_partition --
+-- claim_queued, within one partition.
+UPDATE workflow_status
+SET status = 'PENDING', executor_id = :executor_id, started_at_epoch_ms = :now,
+    updated_at = :now, application_version = :application_version,
+    workflow_deadline_epoch_ms = COALESCE(:now + workflow_timeout_ms,
+                                          workflow_deadline_epoch_ms)
+WHERE workflow_uuid IN (
+    SELECT workflow_uuid FROM workflow_status
+    WHERE status = 'ENQUEUED' AND queue_name = :queue_name AND partition_key = :partition_key
+      AND (application_version = :application_version OR application_version IS NULL)
+    ORDER BY priority, created_at
+    LIMIT :limit
+) AND status = 'ENQUEUED'
+RETURNING workflow_uuid, status, name, inputs, output, error, executor_id, application_version,
+          created_at, updated_at, recovery_attempts, queue_name, workflow_timeout_ms,
+          workflow_deadline_epoch_ms, started_at_epoch_ms, completed_at, parent_workflow_id,
+          forked_from,
+          NOT EXISTS (SELECT 1 FROM operation_outputs AS o
+                      WHERE o.workflow_uuid = workflow_status.workflow_uuid) AS fresh;
+
+-- ---------------------------------------------------------------------------------------------
+-- Parity (issue 15): streams.
+
+-- write_stream --
+-- Append to a workflow's stream (only the workflow itself writes it, from its own thread, so
+-- the next seq cannot race); written together with the step that did it.
+INSERT INTO streams (workflow_uuid, key, seq, value, closed, function_id)
+SELECT :workflow_id, :key, coalesce(max(seq) + 1, 0), :value, :closed, :step_id
+FROM streams WHERE workflow_uuid = :workflow_id AND key = :key;
+
+-- read_stream --
+SELECT seq, value, closed FROM streams
+WHERE workflow_uuid = :workflow_id AND key = :key AND seq >= :offset
+ORDER BY seq
+LIMIT 1000;
+
+-- stream_closed --
+SELECT 1 AS closed FROM streams
+WHERE workflow_uuid = :workflow_id AND key = :key AND closed = 1;
+
+-- list_streams --
+-- A workflow's streams: how many values each holds, and whether it is closed.
+SELECT key, sum(closed = 0) AS items, max(closed) AS closed
+FROM streams WHERE workflow_uuid = :workflow_id
+GROUP BY key ORDER BY key;
+
+-- copy_streams --
+-- A fork copies the stream items written by the steps it copies.
+INSERT INTO streams (workflow_uuid, key, seq, value, closed, function_id)
+SELECT :new_workflow_id, key, seq, value, closed, function_id FROM streams
+WHERE workflow_uuid = :workflow_id AND function_id < :start_step
+ON CONFLICT DO NOTHING;
