@@ -144,3 +144,46 @@ def test_celery_workers_lose_nothing_under_faults(db, broker, tmp_path, fault) -
     assert late == []
     executors = {r[3] for r in runs}
     assert len(executors) >= 2 and all(e.startswith("celery-") for e in executors)
+
+
+def celery_worker_args() -> list[str]:
+    celery = str(Path(sys.executable).with_name("celery"))
+    return [celery, "-A", "console", "worker", "-c", "1", "--without-gossip", "--without-mingle"]
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"WAYMARK_DATABASE_URL": None}, "WAYMARK_DATABASE_URL is not set"),
+        ({"WAYMARK_APP": "tests.apps.no_such_module:build"}, "does not load"),
+        (
+            {"WAYMARK_DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none"},
+            "system database is unreachable",
+        ),
+    ],
+    ids=["no_database_url", "app_does_not_load", "database_unreachable"],
+)
+def test_misconfigured_celery_worker_refuses_to_start(tmp_path, change, expected) -> None:
+    """It exits (EX_CONFIG) with one clear line before consuming a task; the broker need not
+    even exist (nothing is consumed)."""
+    env = {
+        **os.environ,
+        "WAYMARK_DATABASE_URL": f"sqlite:///{tmp_path / 'waymark.sqlite3'}",
+        "WAYMARK_APP": "tests.apps.workerapp:build",
+        "WAYMARK_APP_NAME": "workerapp",
+        "WAYMARK_CELERY_BROKER_URL": "redis://127.0.0.1:1/0",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'django.sqlite3'}",
+        "WAYMARK_DB_RETRY_SECONDS": "2",
+    }
+    for key, value in change.items():
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = value
+    done = subprocess.run(
+        celery_worker_args(), cwd=ROOT, env=env, capture_output=True, timeout=180, check=False
+    )
+    output = (done.stdout + done.stderr).decode()
+    assert done.returncode == 78, output
+    assert "refuses to start" in output and expected in output, output
+    assert "action=celery.misconfigured" in output
