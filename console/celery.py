@@ -17,6 +17,7 @@ from typing import Any
 
 from celery import Celery, signals
 
+from engine import fleet
 from engine.contrib import celery as waymark_celery
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "console.settings")
@@ -53,6 +54,7 @@ def _check_and_select_queue(sender: str, instance: Any, **_: Any) -> None:
     from console import celery_checks
 
     version = celery_checks.check_or_exit(sender)
+    os.environ[fleet.NODE_NAME_ENV] = sender  # inherited by the processes forked next
     queues = instance.app.amqp.queues
     queues.select_add(waymark_celery.queue_for(version))
     for name in list(queues.consume_from or ()):

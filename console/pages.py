@@ -10,7 +10,7 @@ from django.http import HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
-from console import charts, filters, stats
+from console import charts, filters, fleet, stats
 from console.http import HtmxHttpRequest
 from console.views import bad_request
 
@@ -101,6 +101,24 @@ def versions(request: HtmxHttpRequest) -> HttpResponse:
             "versions": stats.versions(live),
             "executors": live,
             "live_versions": sorted({e.application_version for e in live}),
+            "now": now,
+        },
+    )
+
+
+@require_GET
+@login_required
+def executors(request: HtmxHttpRequest) -> HttpResponse:
+    """The fleet: every recent executor with its role, Celery node, host, pid, version, last
+    heartbeat and the workflows it runs; versions dispatched that no Celery worker runs."""
+    now = _now_ms()
+    live = stats.live_executors(now)
+    return render(
+        request,
+        "console/executors.html",
+        {
+            "executors": fleet.executors(now, live),
+            "stranded": sorted(fleet.stranded_versions(live)),
             "now": now,
         },
     )

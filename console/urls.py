@@ -42,6 +42,7 @@ urlpatterns = [
     path("audit/<int:record_id>/ids.txt", operate.audit_ids, name="audit_ids"),
     path("schedules/", pages.schedules, name="schedules"),
     path("versions/", pages.versions, name="versions"),
+    path("executors/", pages.executors, name="executors"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),

@@ -233,6 +233,7 @@ class Engine:
             schedules=self._registry.schedules(),
             heartbeat_timeout=self._heartbeat_timeout,
             claim_queues=self._claim_queues,
+            dispatching=self._dispatcher is not None,
         )
         self._worker.start()
         self._scheduler = scheduler.Scheduler(

@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from engine import fleet
 from engine.dispatch import Handoff
 from engine.engine import Engine
 
@@ -50,7 +51,8 @@ def register_task(celery_app: Any, engine_factory: Callable[..., Engine]) -> Any
     def local_engine() -> Engine:
         with lock:
             if "engine" not in state:
-                executor_id = f"celery-{socket.gethostname()}-{os.getpid()}"
+                node = fleet.node_name() or socket.gethostname()
+                executor_id = f"celery-{node}-{os.getpid()}"
                 # It runs what Celery hands it and claims nothing from the queues itself.
                 engine = engine_factory(executor_id=executor_id, claim_queues=False)
                 engine.launch()

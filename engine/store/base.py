@@ -487,6 +487,11 @@ class Store(abc.ABC):
         }
         self._write("heartbeat", params)
 
+    def describe_executor(self, executor_id: str, role: str, node_name: str | None) -> None:
+        """Record what the executor is (0008_fleet): worker, dispatcher or celery."""
+        params = {"executor_id": executor_id, "role": role, "node_name": node_name}
+        self._write("describe_executor", params)
+
     def remove_executor(self, executor_id: str) -> None:
         self._write("remove_executor", {"executor_id": executor_id})
 

@@ -376,3 +376,12 @@ FROM finished;
 -- notify --
 -- Postgres only: wake waiters in other processes (messages, events, cancels) at commit.
 SELECT pg_notify(%(channel)s, %(payload)s);
+
+-- == Celery fleet (0008_fleet) ==
+
+-- describe_executor --
+-- What an executor is (worker, dispatcher, celery) and its Celery node name, next to its
+-- heartbeat (the heartbeat's upsert leaves these columns alone).
+UPDATE executors SET role = %(role)s, node_name = %(node_name)s
+WHERE executor_id = %(executor_id)s
+  AND (role IS DISTINCT FROM %(role)s OR node_name IS DISTINCT FROM %(node_name)s);

@@ -309,3 +309,12 @@ RETURNING workflow_uuid, status, name, inputs, output, error, executor_id, appli
 UPDATE workflow_status SET updated_at = :now
 WHERE status = 'PENDING' AND executor_id = :executor_id AND updated_at < :cutoff
 RETURNING workflow_uuid;
+
+-- == Celery fleet (0008_fleet) ==
+
+-- describe_executor --
+-- What an executor is (worker, dispatcher, celery) and its Celery node name, next to its
+-- heartbeat (the heartbeat's upsert leaves these columns alone).
+UPDATE executors SET role = :role, node_name = :node_name
+WHERE executor_id = :executor_id
+  AND (role IS NOT :role OR node_name IS NOT :node_name);
