@@ -90,6 +90,13 @@ class Worker:
             self._thread.join(timeout)
 
     def _loop(self) -> None:
+        if not self._claim_queues:  # heartbeat and sweep only: no wake-up is worth a pass
+            while not self._stopping.wait(self.poll_interval):
+                try:
+                    self.run_once()
+                except Exception:
+                    log.exception("worker pass failed", extra={"action": "worker.failed"})
+            return
         while not self._stopping.is_set():
             with self._wakeups.watch(keys.ENQUEUED, keys.FREED) as woken:
                 enqueues = self._wakeups.enqueues
