@@ -1,15 +1,23 @@
 """The Celery app (Django convention): ``celery -A console worker``.
 
-Broker from WAYMARK_CELERY_BROKER_URL (e.g. redis://127.0.0.1:6379/0). Each worker process
-builds the deployment's engine (console/worker.py) and runs the workflows handed to it.
+Broker from WAYMARK_CELERY_BROKER_URL (redis://127.0.0.1:6379/0 or amqp://...). Each worker
+process builds the deployment's engine (console/worker.py) and runs the workflows handed to it.
+
+Before it consumes anything, the worker's main process checks its configuration
+(console/celery_checks.py): WAYMARK_DATABASE_URL set, WAYMARK_APP loads, the database
+answers. Any failure stops the worker with a clear error instead of acknowledging tasks it
+cannot run. It then consumes only the queue of the application version it runs
+(``waymark.<version>``), so a rolling deploy never hands a workflow to the wrong code.
 """
 
 from __future__ import annotations
 
 import os
+from typing import Any
 
-from celery import Celery
+from celery import Celery, signals
 
+from engine import fleet
 from engine.contrib import celery as waymark_celery
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "console.settings")
@@ -20,6 +28,12 @@ app.conf.task_acks_late = True  # a task lost with its worker is redelivered...
 app.conf.task_reject_on_worker_lost = True
 app.conf.worker_prefetch_multiplier = 1  # ...and a worker holds no more than it runs
 app.conf.broker_connection_retry_on_startup = True
+app.conf.broker_connection_retry = True
+app.conf.broker_connection_max_retries = None  # a broker restart never ends the worker
+# Explicit: a running workflow keeps running when the broker connection drops (its task is
+# redelivered after the reconnect; the duplicate finds the workflow taken and runs nothing).
+app.conf.worker_cancel_long_running_tasks_on_connection_loss = False
+app.conf.task_default_queue = "waymark.unversioned"  # nothing is sent there; never "celery"
 
 
 def _engine(*, executor_id: str, claim_queues: bool):  # type: ignore[no-untyped-def]
@@ -37,3 +51,17 @@ def _engine(*, executor_id: str, claim_queues: bool):  # type: ignore[no-untyped
 
 
 run_workflow = waymark_celery.register_task(app, _engine)
+
+
+@signals.celeryd_after_setup.connect
+def _check_and_select_queue(sender: str, instance: Any, **_: Any) -> None:
+    """Refuse to start when misconfigured; consume only this version's queue."""
+    from console import celery_checks
+
+    version = celery_checks.check_or_exit(sender)
+    os.environ[fleet.NODE_NAME_ENV] = sender  # inherited by the processes forked next
+    queues = instance.app.amqp.queues
+    queues.select_add(waymark_celery.queue_for(version))
+    for name in list(queues.consume_from or ()):
+        if name != waymark_celery.queue_for(version):
+            queues.deselect(name)

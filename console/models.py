@@ -172,6 +172,8 @@ class Executor(SystemTable):
     schedules = models.TextField(null=True)
     started_at = models.BigIntegerField()
     last_heartbeat = models.BigIntegerField()
+    role = models.TextField(null=True)  # 0008_fleet: worker, dispatcher or celery
+    node_name = models.TextField(null=True)  # a Celery worker's name@host
 
     class Meta(SystemTable.Meta):
         db_table = "executors"

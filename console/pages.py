@@ -11,7 +11,7 @@ from django.http import HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
-from console import actions, charts, filters, retention, stats
+from console import actions, charts, filters, fleet, retention, stats
 from console.alerts import views as alert_views
 from console.http import HtmxHttpRequest
 from console.models import RetentionRun
@@ -147,5 +147,23 @@ def retention_page(request: HtmxHttpRequest) -> HttpResponse:
             "problem": problem,
             "interval": settings.WAYMARK_RETENTION_INTERVAL,
             "runs": list(RetentionRun.objects.all()[:20]),
+        },
+    )
+
+
+@require_GET
+@login_required
+def executors(request: HtmxHttpRequest) -> HttpResponse:
+    """The fleet: every recent executor with its role, Celery node, host, pid, version, last
+    heartbeat and the workflows it runs; versions dispatched that no Celery worker runs."""
+    now = _now_ms()
+    live = stats.live_executors(now)
+    return render(
+        request,
+        "console/executors.html",
+        {
+            "executors": fleet.executors(now, live),
+            "stranded": sorted(fleet.stranded_versions(live)),
+            "now": now,
         },
     )

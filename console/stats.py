@@ -12,7 +12,7 @@ from croniter import croniter
 from django.conf import settings
 from django.db.models import Count, Min, QuerySet
 
-from console import bulk, now
+from console import bulk, fleet, now
 from console.models import Executor, Workflow
 
 UNFINISHED = ("PENDING", "ENQUEUED", "DELAYED")
@@ -97,12 +97,11 @@ def series(since_ms: int, now_ms: int) -> Series:
 
 
 def stuck(now_ms: int, live: list[Executor]) -> list[Workflow]:
-    """PENDING workflows whose executor has no live heartbeat, oldest first."""
-    alive = [e.executor_id for e in live]
+    """PENDING workflows whose executor has no live heartbeat, or handed to Celery and taken
+    by no worker (console.fleet), oldest first."""
     return list(
         user_workflows()
-        .filter(status="PENDING")
-        .exclude(executor_id__in=alive)
+        .filter(fleet.stuck_filter(now_ms, live))
         .only("workflow_uuid", "name", "executor_id", "updated_at", "status")
         .order_by("updated_at")[:20]
     )
@@ -115,6 +114,7 @@ class QueueInfo:
     running: int = 0
     sleeping: int = 0  # PENDING, but parked in a durable sleep
     waiting: int = 0  # PENDING, but waiting for a message, an event or a child
+    handed_over: int = 0  # PENDING under a dispatcher: sent to Celery, not running yet
     delayed: int = 0
     oldest_ms: int | None = None
     limits: dict[str, Any] = field(default_factory=dict)
@@ -151,12 +151,14 @@ def queues(live: list[Executor], now_ms: int, *, internal: bool = False) -> list
             info.running = row["n"]
         else:
             info.delayed = row["n"]
-    _classify_pending(found, now.Live.of(live), now_ms)
+    _classify_pending(found, now.Live.of(live), now_ms, fleet.dispatchers(live))
     shown = [q for q in found.values() if internal or q.name not in now.HIDDEN_QUEUES]
     return sorted(shown, key=lambda q: q.name)
 
 
-def _classify_pending(found: dict[str, QueueInfo], live: now.Live, now_ms: int) -> None:
+def _classify_pending(
+    found: dict[str, QueueInfo], live: now.Live, now_ms: int, dispatchers: set[str]
+) -> None:
     """Split each queue's PENDING count: a parked sleep or a wait is not running (it holds
     no thread), though the engine still counts it against the queue's concurrency."""
     pending = list(
@@ -168,7 +170,10 @@ def _classify_pending(found: dict[str, QueueInfo], live: now.Live, now_ms: int) 
     for w in pending:
         kind = lines[w.workflow_uuid].kind if w.workflow_uuid in lines else "running"
         info = found[w.queue_name or ""]
-        if kind == "sleeping":
+        if w.executor_id in dispatchers:
+            info.handed_over += 1
+            info.running -= 1
+        elif kind == "sleeping":
             info.sleeping += 1
             info.running -= 1
         elif kind in ("waiting", "child"):

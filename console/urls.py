@@ -56,6 +56,7 @@ urlpatterns = [
     path("alerts/<int:rule_id>/", alerts.alert_edit, name="alert_edit"),
     path("alerts/<int:rule_id>/<str:action>/", alerts.alert_action, name="alert_action"),
     path("retention/", pages.retention_page, name="retention"),
+    path("executors/", pages.executors, name="executors"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),

@@ -285,6 +285,7 @@ class Engine:
             heartbeat_timeout=self._heartbeat_timeout,
             claim_queues=self._claim_queues,
             settings=self._queue_control.effective,
+            dispatching=self._dispatcher is not None,
         )
         self._worker.start()
         self._scheduler = scheduler.Scheduler(
@@ -315,6 +316,7 @@ class Engine:
                 unclaimed=lambda older_than_s: st.handed_over_unclaimed(
                     executor_id, int(older_than_s * 1000)
                 ),
+                application_version=self.application_version,
             )
         )
         return lambda row: dispatcher.dispatch(row.workflow_id)
@@ -343,7 +345,10 @@ class Engine:
         """Run a workflow that the dispatcher ``dispatcher_id`` claimed and handed to this
         process, and wait until it ends or parks. Does nothing when it was taken already."""
         self.launch()
-        self.runtime.take_over(workflow_id, dispatcher_id)
+        try:
+            self.runtime.take_over(workflow_id, dispatcher_id)
+        finally:  # a queue slot may be free: the dispatcher (another process) refills it now
+            self._store.announce_freed()
 
     # -- starting --------------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ import logging
 import threading
 import time
 
-from engine import async_execution, clock, errors, execution, observe, serialization
+from engine import async_execution, clock, dispatch, errors, execution, observe, serialization
 from engine import signals as keys
 from engine.admission import Admission
 from engine.context import Parked, Services
@@ -122,8 +122,12 @@ class Runtime:
     def take_over(self, workflow_id: str, dispatcher_id: str) -> None:
         """Run a workflow that the dispatcher ``dispatcher_id`` claimed and handed to this
         process, and wait until it ends or parks. Does nothing when it was taken already."""
-        row = self._store.take_over(workflow_id, self.executor_id, dispatcher_id)
-        if row is None or not self.run_claimed(row):
+        version = self._registry.application_version
+        row = self._store.take_over(workflow_id, self.executor_id, dispatcher_id, version)
+        if row is None:
+            dispatch.explain_untaken(self._store.get_workflow(workflow_id), dispatcher_id, version)
+            return
+        if not self.run_claimed(row):
             return
         run = self._runs.get(workflow_id)
         while run is not None and not run.parked and not run.done.wait(0.5):

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
-from engine import heartbeat
+from engine import fleet, heartbeat
 from engine import signals as keys
 from engine.queues import INTERNAL_QUEUE, Queue
 from engine.store import Store, records
@@ -54,6 +54,7 @@ class Worker:
         heartbeat_timeout: float,
         claim_queues: bool = True,
         settings: Callable[[Queue], Queue | None] | None = None,
+        dispatching: bool = False,
     ) -> None:
         """``claim_queues=False``: heartbeat and recover dead executors, but claim nothing (a
         Celery worker process runs only what its tasks hand it). ``settings``: a queue as the
@@ -71,6 +72,8 @@ class Worker:
         self._schedules = dict(schedules)
         self.heartbeat_timeout = heartbeat_timeout
         self._claim_queues = claim_queues
+        # For the console's fleet view (engine.fleet): what this executor is.
+        self.role = fleet.role(dispatching=dispatching, claim_queues=claim_queues)
         self._next_heartbeat = 0.0
         self._next_sweep = 0.0
         self._next_promotion = 0.0
@@ -90,6 +93,13 @@ class Worker:
             self._thread.join(timeout)
 
     def _loop(self) -> None:
+        if not self._claim_queues:  # heartbeat and sweep only: no wake-up is worth a pass
+            while not self._stopping.wait(self.poll_interval):
+                try:
+                    self.run_once()
+                except Exception:
+                    log.exception("worker pass failed", extra={"action": "worker.failed"})
+            return
         while not self._stopping.is_set():
             with self._wakeups.watch(keys.ENQUEUED, keys.FREED) as woken:
                 enqueues = self._wakeups.enqueues
@@ -141,6 +151,7 @@ class Worker:
             heartbeat.encode_queues(self._queues),
             heartbeat.encode_schedules(self._schedules),
         )
+        self._store.describe_executor(self._executor_id, self.role, fleet.node_name())
         self._next_heartbeat = time.monotonic() + self.heartbeat_timeout / 6
 
     def sweep(self) -> None:

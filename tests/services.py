@@ -253,3 +253,122 @@ def private_redis() -> Iterator[tuple[str, PrivateRedis]]:
         yield server.url, server
     finally:
         server.remove()
+
+
+RABBITMQ_BIN = Path(os.environ.get("WAYMARK_TEST_RABBITMQ_BIN", "/usr/lib/rabbitmq/bin"))
+RABBITMQ_READY_WITHIN_S = 120.0  # an Erlang VM boots slowly on a loaded machine
+
+
+def rabbitmq_binaries_missing() -> str | None:
+    if not (RABBITMQ_BIN / "rabbitmq-server").exists():
+        return f"no rabbitmq-server in {RABBITMQ_BIN} (set WAYMARK_TEST_RABBITMQ_BIN)"
+    return None
+
+
+class PrivateRabbitMQ:
+    """A throwaway RabbitMQ node of this process: its own node name, AMQP port, distribution
+    port, epmd (on a private port: the machine's epmd and shared RabbitMQ are never touched),
+    HOME (Erlang cookie), data and logs, all in a temporary directory; no plugins."""
+
+    def __init__(self) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="waymark-rabbitmq-"))
+        self.log = self.dir / "rabbitmq.log"
+        self.port = free_port()
+        self.epmd_port = free_port()
+        self.dist_port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        (self.dir / "plugins").write_text("[].\n")
+        (self.dir / "rabbitmq.conf").write_text(
+            f"listeners.tcp.default = 127.0.0.1:{self.port}\nloopback_users = none\n"
+        )
+
+    @property
+    def url(self) -> str:
+        return f"amqp://guest:guest@127.0.0.1:{self.port}//"
+
+    def _env(self) -> dict[str, str]:
+        d = str(self.dir)
+        return {
+            **os.environ,
+            "HOME": d,
+            "RABBITMQ_NODENAME": f"waymark{self.port}@localhost",
+            "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
+            "RABBITMQ_NODE_PORT": str(self.port),
+            "RABBITMQ_DIST_PORT": str(self.dist_port),
+            "ERL_EPMD_PORT": str(self.epmd_port),
+            "ERL_EPMD_ADDRESS": "127.0.0.1",
+            "RABBITMQ_BASE": d,
+            "RABBITMQ_MNESIA_BASE": f"{d}/mnesia",
+            "RABBITMQ_LOG_BASE": f"{d}/log",
+            "RABBITMQ_ENABLED_PLUGINS_FILE": f"{d}/plugins",
+            "RABBITMQ_CONFIG_FILE": f"{d}/rabbitmq",
+            "RABBITMQ_PID_FILE": f"{d}/pid",
+            "RABBITMQ_LOGS": "-",
+        }
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [str(RABBITMQ_BIN / "rabbitmq-server")],
+            env=self._env(),
+            stdout=self.log.open("ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its Erlang VM and helpers in one group we can stop
+        )
+        deadline = time.monotonic() + RABBITMQ_READY_WITHIN_S
+        while time.monotonic() < deadline:
+            if "Server startup complete" in self.log.read_text(errors="replace") and self._open():
+                return
+            if self.proc.poll() is not None:
+                raise ServiceError(f"private RabbitMQ exited while starting:\n{_tail(self.log)}")
+            time.sleep(0.2)
+        raise ServiceError(f"private RabbitMQ not ready in time:\n{_tail(self.log)}")
+
+    def _open(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                return True
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+        # A restart must find the log's "startup complete" anew.
+        self.log.write_text("")
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def remove(self) -> None:
+        try:
+            self.stop()
+        finally:
+            self._stop_epmd()
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def _stop_epmd(self) -> None:
+        """The private epmd (on our own port) outlives the node: stop it by its port."""
+        subprocess.run(
+            ["epmd", "-port", str(self.epmd_port), "-kill"],
+            env=self._env(),
+            capture_output=True,
+            timeout=20,
+            check=False,
+        )
+
+
+@contextlib.contextmanager
+def private_rabbitmq() -> Iterator[tuple[str, PrivateRabbitMQ]]:
+    """A private RabbitMQ: yields (URL, handle); stopped and removed at the end."""
+    server = PrivateRabbitMQ()
+    try:
+        server.start()
+        yield server.url, server
+    finally:
+        server.remove()

@@ -619,20 +619,29 @@ class Store(abc.ABC):
         self._write("promote_delayed", {"now": clock.now_ms()})
 
     def take_over(
-        self, workflow_id: str, executor_id: str, dispatcher_id: str
+        self, workflow_id: str, executor_id: str, dispatcher_id: str, application_version: str
     ) -> records.WorkflowRow | None:
         params = {
             "workflow_id": workflow_id,
             "executor_id": executor_id,
             "dispatcher_id": dispatcher_id,
+            "application_version": application_version,
             "now": clock.now_ms(),
         }
         rows = self._write("take_over", params)
         return records.workflow_row(rows[0]) if rows else None
 
     def handed_over_unclaimed(self, executor_id: str, older_than_ms: int) -> list[str]:
-        params = {"executor_id": executor_id, "cutoff": clock.now_ms() - older_than_ms}
-        return [row["workflow_uuid"] for row in self._rows("handed_over_unclaimed", params)]
+        now = clock.now_ms()
+        params = {"executor_id": executor_id, "cutoff": now - older_than_ms, "now": now}
+        return [row["workflow_uuid"] for row in self._write("handed_over_unclaimed", params)]
+
+    def announce_freed(self) -> None:
+        """Wake the claiming loops of other processes (Postgres NOTIFY): a run ended here, so a
+        queue slot may be free (a Celery worker tells its dispatcher at once)."""
+        statements = self._notify(signals.ENQUEUED)
+        if statements:
+            self._write_together(*statements)
 
     # -- executors ------------------------------------------------------------------------------
 
@@ -654,6 +663,11 @@ class Store(abc.ABC):
             "schedules": schedules,
         }
         self._write("heartbeat", params)
+
+    def describe_executor(self, executor_id: str, role: str, node_name: str | None) -> None:
+        """Record what the executor is (0008_fleet): worker, dispatcher or celery."""
+        params = {"executor_id": executor_id, "role": role, "node_name": node_name}
+        self._write("describe_executor", params)
 
     def remove_executor(self, executor_id: str) -> None:
         self._write("remove_executor", {"executor_id": executor_id})

@@ -16,7 +16,13 @@ import pytest
 
 from engine import Client, Status
 from tests.conftest import IN_CI
-from tests.services import PrivateRedis, private_redis
+from tests.services import (
+    PrivateRabbitMQ,
+    PrivateRedis,
+    private_rabbitmq,
+    private_redis,
+    rabbitmq_binaries_missing,
+)
 from tests.support import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -26,14 +32,24 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def broker(request: pytest.FixtureRequest) -> Iterator[tuple[str, PrivateRedis | None]]:
+def broker(
+    request: pytest.FixtureRequest,
+) -> Iterator[tuple[str, PrivateRedis | PrivateRabbitMQ | None]]:
     """(URL, server): the shared Redis, or for the broker-restart fault a private one (the
     shared Redis is never stopped by a test)."""
     import redis
 
-    if request.node.callspec.params.get("fault") == "restart_broker":
+    fault = request.node.callspec.params.get("fault")
+    if fault == "restart_broker":
         with private_redis() as (url, server):
             yield url, server
+        return
+    if fault == "restart_rabbitmq":
+        missing = rabbitmq_binaries_missing()
+        if missing:
+            pytest.skip(missing)
+        with private_rabbitmq() as (url, rabbit):
+            yield url, rabbit
         return
     try:
         redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).flushdb()
@@ -64,10 +80,12 @@ def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
             os.killpg(proc.pid, signal.SIGKILL)
 
 
-@pytest.mark.parametrize("fault", ["kill_worker", "restart_broker"])
+@pytest.mark.parametrize("fault", ["kill_worker", "restart_broker", "restart_rabbitmq"])
 def test_celery_workers_lose_nothing_under_faults(db, broker, tmp_path, fault) -> None:
-    if fault == "restart_broker" and db.backend != "postgres":
-        pytest.skip("the broker restart runs once, on Postgres")
+    """Faults: a worker SIGKILLed; a private Redis, or a private RabbitMQ, restarted mid-run
+    (then no Celery worker may exit: they reconnect and go on)."""
+    if fault.startswith("restart_") and db.backend != "postgres":
+        pytest.skip("a broker restart runs once, on Postgres")
     broker_url, private_broker = broker
     ledger = tmp_path / "ledger.txt"
     env = {
@@ -126,8 +144,11 @@ def test_celery_workers_lose_nothing_under_faults(db, broker, tmp_path, fault) -
                 stop(procs[1], signal.SIGKILL)  # worker a dies mid-run, with work in hand
             else:
                 assert private_broker is not None
-                private_broker.restart()  # the broker loses every queued task
-            wait_until(lambda: done() == 200, limit=180, what="all 200 workflows done")
+                private_broker.restart()  # Redis loses every queued task
+            wait_until(lambda: done() == 200, limit=240, what="all 200 workflows done")
+            if fault.startswith("restart_"):  # no worker exited (kombu's restore crash)
+                exited = [p.args[-1] for p in procs[1:] if p.poll() is not None]
+                assert exited == [], f"Celery workers exited after the broker restart: {exited}"
         finally:
             for proc in procs:
                 stop(proc)
@@ -144,3 +165,46 @@ def test_celery_workers_lose_nothing_under_faults(db, broker, tmp_path, fault) -
     assert late == []
     executors = {r[3] for r in runs}
     assert len(executors) >= 2 and all(e.startswith("celery-") for e in executors)
+
+
+def celery_worker_args() -> list[str]:
+    celery = str(Path(sys.executable).with_name("celery"))
+    return [celery, "-A", "console", "worker", "-c", "1", "--without-gossip", "--without-mingle"]
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"WAYMARK_DATABASE_URL": None}, "WAYMARK_DATABASE_URL is not set"),
+        ({"WAYMARK_APP": "tests.apps.no_such_module:build"}, "does not load"),
+        (
+            {"WAYMARK_DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none"},
+            "system database is unreachable",
+        ),
+    ],
+    ids=["no_database_url", "app_does_not_load", "database_unreachable"],
+)
+def test_misconfigured_celery_worker_refuses_to_start(tmp_path, change, expected) -> None:
+    """It exits (EX_CONFIG) with one clear line before consuming a task; the broker need not
+    even exist (nothing is consumed)."""
+    env = {
+        **os.environ,
+        "WAYMARK_DATABASE_URL": f"sqlite:///{tmp_path / 'waymark.sqlite3'}",
+        "WAYMARK_APP": "tests.apps.workerapp:build",
+        "WAYMARK_APP_NAME": "workerapp",
+        "WAYMARK_CELERY_BROKER_URL": "redis://127.0.0.1:1/0",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'django.sqlite3'}",
+        "WAYMARK_DB_RETRY_SECONDS": "2",
+    }
+    for key, value in change.items():
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = value
+    done = subprocess.run(
+        celery_worker_args(), cwd=ROOT, env=env, capture_output=True, timeout=180, check=False
+    )
+    output = (done.stdout + done.stderr).decode()
+    assert done.returncode == 78, output
+    assert "refuses to start" in output and expected in output, output
+    assert "action=celery.misconfigured" in output

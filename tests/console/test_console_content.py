@@ -88,7 +88,7 @@ def test_queues_page_shows_depth_running_and_limits(shop) -> None:
     (info,) = [q for q in page.context["queues"] if q.name == "serial"]
     assert (info.enqueued, info.running, info.delayed) == (2, 1, 0)
     text = text_of(page)
-    assert "serial 2 1 of 1 0 0 0 at most 1 at once" in text
+    assert "serial 2 1 of 1 0 0 0 0 at most 1 at once" in text  # handed over: 0
     gate.set()
     assert first.get_result(timeout=20) == 1
 

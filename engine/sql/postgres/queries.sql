@@ -297,20 +297,24 @@ RETURNING w.workflow_uuid, w.status, w.name, w.inputs, w.output, w.error, w.exec
 
 -- take_over --
 -- A Celery worker takes a workflow the dispatcher claimed and handed to it; a duplicated or
--- late task finds it taken and runs nothing.
+-- late task finds it taken and runs nothing. Only a worker of the workflow's application
+-- version takes it (a worker of another version leaves it untouched).
 UPDATE workflow_status
 SET executor_id = %(executor_id)s, updated_at = %(now)s
 WHERE workflow_uuid = %(workflow_id)s AND status = 'PENDING'
   AND executor_id = %(dispatcher_id)s
+  AND application_version = %(application_version)s
 RETURNING workflow_uuid, status, name, inputs, output, error, executor_id, application_version,
           created_at, updated_at, recovery_attempts, queue_name, workflow_timeout_ms,
           workflow_deadline_epoch_ms, started_at_epoch_ms, completed_at, parent_workflow_id,
           forked_from;
 
 -- handed_over_unclaimed --
--- Workflows this dispatcher handed to Celery that no worker took in time (a lost task).
-SELECT workflow_uuid FROM workflow_status
-WHERE status = 'PENDING' AND executor_id = %(executor_id)s AND updated_at < %(cutoff)s;
+-- Workflows this dispatcher handed to Celery that no worker took in time (a lost task);
+-- each is stamped, so it comes back at most once per interval.
+UPDATE workflow_status SET updated_at = %(now)s
+WHERE status = 'PENDING' AND executor_id = %(executor_id)s AND updated_at < %(cutoff)s
+RETURNING workflow_uuid;
 
 -- write_batch --
 -- Postgres only: the group committer's merged write. All the workflow inserts (started and
@@ -709,3 +713,13 @@ INSERT INTO streams (workflow_uuid, key, seq, value, closed, function_id)
 SELECT %(new_workflow_id)s, key, seq, value, closed, function_id FROM streams
 WHERE workflow_uuid = %(workflow_id)s AND function_id < %(start_step)s
 ON CONFLICT DO NOTHING;
+
+-- == Celery fleet (0008_fleet) ==
+
+-- describe_executor --
+-- What an executor is (worker, dispatcher, celery) and its Celery node name, next to its
+-- heartbeat (the heartbeat's upsert leaves these columns alone).
+UPDATE executors SET role = %(role)s, node_name = %(node_name)s
+WHERE executor_id = %(executor_id)s
+  AND (role IS DISTINCT FROM %(role)s OR node_name IS DISTINCT FROM %(node_name)s);
+

@@ -291,20 +291,34 @@ RETURNING workflow_uuid, status, name, inputs, output, error, executor_id, appli
 
 -- take_over --
 -- A Celery worker takes a workflow the dispatcher claimed and handed to it; a duplicated or
--- late task finds it taken and runs nothing.
+-- late task finds it taken and runs nothing. Only a worker of the workflow's application
+-- version takes it (a worker of another version leaves it untouched).
 UPDATE workflow_status
 SET executor_id = :executor_id, updated_at = :now
 WHERE workflow_uuid = :workflow_id AND status = 'PENDING'
   AND executor_id = :dispatcher_id
+  AND application_version = :application_version
 RETURNING workflow_uuid, status, name, inputs, output, error, executor_id, application_version,
           created_at, updated_at, recovery_attempts, queue_name, workflow_timeout_ms,
           workflow_deadline_epoch_ms, started_at_epoch_ms, completed_at, parent_workflow_id,
           forked_from;
 
 -- handed_over_unclaimed --
--- Workflows this dispatcher handed to Celery that no worker took in time (a lost task).
-SELECT workflow_uuid FROM workflow_status
-WHERE status = 'PENDING' AND executor_id = :executor_id AND updated_at < :cutoff;
+-- Workflows this dispatcher handed to Celery that no worker took in time (a lost task);
+-- each is stamped, so it comes back at most once per interval.
+UPDATE workflow_status SET updated_at = :now
+WHERE status = 'PENDING' AND executor_id = :executor_id AND updated_at < :cutoff
+RETURNING workflow_uuid;
+
+-- == Celery fleet (0008_fleet) ==
+
+-- describe_executor --
+-- What an executor is (worker, dispatcher, celery) and its Celery node name, next to its
+-- heartbeat (the heartbeat's upsert leaves these columns alone).
+UPDATE executors SET role = :role, node_name = :node_name
+WHERE executor_id = :executor_id
+  AND (role IS NOT :role OR node_name IS NOT :node_name);
+
 
 -- ============================================================================================
 -- Step attempts, tracebacks and waits (issue #12; migration 0005)
