@@ -9,6 +9,7 @@ WAYMARK_SSL_REDIRECT  "0" when a proxy already redirects HTTP to HTTPS (DEBUG of
 WAYMARK_HSTS_SECONDS  HSTS max-age, opt-in (DEBUG off only)
 WAYMARK_BEHIND_PROXY  "1" behind a TLS-terminating reverse proxy: trust X-Forwarded-Proto/-For
 WAYMARK_STATIC_ROOT   where collectstatic puts the static files (default: staticfiles/ here)
+WAYMARK_DECODE_PICKLES "1" decodes dbos-py pickled payloads made of builtin values (restricted)
 """
 
 from __future__ import annotations
@@ -129,6 +130,9 @@ WAYMARK_APP = os.environ.get("WAYMARK_APP", "demo.app:build")
 WAYMARK_APP_NAME = os.environ.get("WAYMARK_APP_NAME", "waymark-demo")
 WAYMARK_HEARTBEAT_TIMEOUT = float(os.environ.get("WAYMARK_HEARTBEAT_TIMEOUT", "30"))
 WAYMARK_CELERY_BROKER_URL = os.environ.get("WAYMARK_CELERY_BROKER_URL", "")
+# dbos-py's pickled payloads are never unpickled; "1" opts in to the restricted decoder
+# (console/pickles.py: plain builtin values only, every other class refused).
+WAYMARK_DECODE_PICKLES = os.environ.get("WAYMARK_DECODE_PICKLES", "0") == "1"
 
 # Django's four standard validators, applied wherever a password is set: the admin's forms,
 # `changepassword`, `createuser` and `make run` (console/devserver.py).
