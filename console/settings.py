@@ -9,6 +9,7 @@ WAYMARK_SSL_REDIRECT  "0" when a proxy already redirects HTTP to HTTPS (DEBUG of
 WAYMARK_HSTS_SECONDS  HSTS max-age, opt-in (DEBUG off only)
 WAYMARK_BEHIND_PROXY  "1" behind a TLS-terminating reverse proxy: trust X-Forwarded-Proto/-For
 WAYMARK_STATIC_ROOT   where collectstatic puts the static files (default: staticfiles/ here)
+WAYMARK_SOURCES       other databases: [{"name","kind":"waymark"|"dbos","url","schema"}] (JSON)
 WAYMARK_DECODE_PICKLES "1" decodes dbos-py pickled payloads made of builtin values (restricted)
 """
 
@@ -18,6 +19,8 @@ import os
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
+
+from console import sources as _sources
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -77,6 +80,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "console.middleware.DatabaseUnavailableMiddleware",
+    "console.middleware.SourceMiddleware",  # ?source=NAME: which database the pages read
     "axes.middleware.AxesMiddleware",  # turns a locked-out sign-in into the lockout page
 ]
 
@@ -94,6 +98,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "console.saved_views.nav",  # saved views, listed in the nav
+                "console.middleware.source_context",  # the source switcher
             ]
         },
     }
@@ -126,6 +131,9 @@ DATABASES = {"default": _database(DATABASE_URL), "waymark": _database(WAYMARK_DA
 if DATABASES["waymark"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["waymark"]["OPTIONS"] = {"options": f"-c search_path={WAYMARK_SCHEMA}"}
 DATABASE_ROUTERS = ["console.routers.SystemTablesRouter"]
+# Other databases the console opens with ?source=NAME (console/sources.py): each gets its own
+# alias on first use; a DBOS source is read through temp views and never migrated.
+WAYMARK_SOURCES = _sources.parse(os.environ.get("WAYMARK_SOURCES", ""))
 WAYMARK_APP = os.environ.get("WAYMARK_APP", "demo.app:build")
 WAYMARK_APP_NAME = os.environ.get("WAYMARK_APP_NAME", "waymark-demo")
 WAYMARK_HEARTBEAT_TIMEOUT = float(os.environ.get("WAYMARK_HEARTBEAT_TIMEOUT", "30"))

@@ -12,7 +12,7 @@ from croniter import croniter
 from django.conf import settings
 from django.db.models import Count, Min, QuerySet
 
-from console import bulk, now
+from console import bulk, now, sources
 from console.models import Executor, Workflow
 
 UNFINISHED = ("PENDING", "ENQUEUED", "DELAYED")
@@ -97,7 +97,10 @@ def series(since_ms: int, now_ms: int) -> Series:
 
 
 def stuck(now_ms: int, live: list[Executor]) -> list[Workflow]:
-    """PENDING workflows whose executor has no live heartbeat, oldest first."""
+    """PENDING workflows whose executor has no live heartbeat, oldest first (none on a
+    source without heartbeats, a DBOS database: liveness is unknown there, not dead)."""
+    if not sources.current().liveness_known:
+        return []
     alive = [e.executor_id for e in live]
     return list(
         user_workflows()
@@ -227,7 +230,8 @@ def versions(live: list[Executor]) -> list[dict[str, Any]]:
         )
         entry["counts"][row["status"]] = row["n"]
         if (
-            row["status"] in ("PENDING", "ENQUEUED")
+            sources.current().liveness_known
+            and row["status"] in ("PENDING", "ENQUEUED")
             and row["application_version"]
             and row["application_version"] not in served
         ):

@@ -1,0 +1,144 @@
+"""The console on a DBOS application's system database, written by the real dbos-py package
+(tests/apps/dbosapp.py, run in a subprocess against a fresh schema in the test database)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.db import connections
+from django.test import Client as WebClient
+from django.test import override_settings
+
+import tests.console.console_site  # noqa: F401  (Django set up)
+from console import sources
+from tests.conftest import PG_URL
+
+ROOT = Path(__file__).resolve().parents[2]
+pytest.importorskip("dbos")
+
+
+def _seed(url: str, schema: str, tmp: Path) -> None:
+    log = tmp / "dbosapp.log"
+    with log.open("wb") as out:
+        done = subprocess.run(
+            [sys.executable, "-m", "tests.apps.dbosapp", "seed", url, schema],
+            cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, timeout=300, check=False,
+        )  # fmt: skip
+    assert done.returncode == 0 and b"seeded" in log.read_bytes(), log.read_text()[-4000:]
+
+
+@pytest.fixture(scope="module")
+def dbos_source(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A DBOS system database in a fresh Postgres schema, as a source named dbos-<id>."""
+    try:
+        psycopg.connect(PG_URL, connect_timeout=3).close()
+    except psycopg.Error as exc:
+        pytest.skip(f"PostgreSQL unreachable: {exc}")
+    schema = f"dbos_t_{uuid.uuid4().hex[:10]}"
+    name = f"dbos-{schema[7:]}"
+    _seed(PG_URL, schema, tmp_path_factory.mktemp("dbos"))
+    listed = [{"name": name, "kind": "dbos", "url": PG_URL, "schema": schema}]
+    with override_settings(WAYMARK_SOURCES=sources.parse(__import__("json").dumps(listed))):
+        yield name
+        alias = sources.named(name).alias
+        connections[alias].close()
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def user(role: str) -> WebClient:
+    account, created = get_user_model().objects.get_or_create(username=f"{role}-dbos")
+    if created:
+        account.groups.add(Group.objects.get(name=role))
+    web = WebClient()
+    web.force_login(account)
+    return web
+
+
+def page(web: WebClient, path: str, source: str, code: int = 200, **params: str) -> str:
+    response = web.get(path, {"source": source, **params})
+    assert response.status_code == code, response.content[:2000]
+    return response.content.decode()
+
+
+def test_every_page_reads_the_dbos_database_and_links_keep_the_source(dbos_source) -> None:
+    web = user("viewer")
+    for path in ("/", "/workflows/", "/queues/", "/versions/", "/schedules/"):
+        html = page(web, path, dbos_source)
+        assert f"source={dbos_source}" in html
+        assert 'href="/workflows/?' in html or path != "/workflows/"
+    listing = page(web, "/workflows/", dbos_source)
+    for wid in ("ok-1", "portable-1", "fail-1", "parent-1", "parent-1-1", "inbox-1",
+                "chatty-1", "cancelled-1", "queued-1", "sleeping-1"):  # fmt: skip
+        assert f"/workflows/{wid}/?source={dbos_source}" in listing, wid
+    errors = page(web, "/workflows/", dbos_source, status="ERROR")
+    assert "fail-1" in errors and "ok-1/" not in errors
+    assert 'name="source"' in listing  # GET forms carry it in a field
+
+
+def test_detail_reads_inputs_and_outputs_where_dbos_keeps_them(dbos_source) -> None:
+    web = user("viewer")
+    portable = page(web, "/workflows/portable-1/", dbos_source)
+    assert "hi BOB" in portable and "positionalArgs" in portable
+    pickled = page(web, "/workflows/ok-1/", dbos_source)
+    assert "pickled Python object" in pickled
+    failed = page(web, "/workflows/fail-1/", dbos_source)
+    assert "pickled Python exception" in failed
+    with override_settings(WAYMARK_DECODE_PICKLES=True):
+        decoded = page(web, "/workflows/ok-1/", dbos_source)
+        assert "hello ADA" in decoded  # a dict of str: builtin values, decoded
+        refused = page(web, "/workflows/fail-1/", dbos_source)
+        assert "refused to load builtins.ValueError" in refused
+
+
+def test_steps_events_messages_and_the_sleep_are_mapped(dbos_source) -> None:
+    web = user("viewer")
+    sleeping = page(web, "/workflows/sleeping-1/", dbos_source)
+    assert "sleeping" in sleeping.lower() and "stranded" not in sleeping
+    assert "orphaned" not in sleeping and "sends no heartbeat" not in sleeping
+    chatty = page(web, "/workflows/chatty-1/", dbos_source)
+    assert "progress" in chatty
+    inbox = page(web, "/workflows/inbox-1/messages/", dbos_source)
+    assert inbox.count("approve") == 1  # one consumed, one still waiting
+    parent = page(web, "/workflows/parent-1/", dbos_source)
+    assert "parent-1-1" in parent
+    step = page(web, "/workflows/ok-1/steps/1/", dbos_source)
+    assert "pickled Python object" in step
+
+
+def test_no_false_stuck_or_stranded_alarm_without_executors(dbos_source) -> None:
+    web = user("viewer")
+    assert "Liveness is unknown" in page(web, "/versions/", dbos_source).replace(
+        "Executor liveness is unknown", "Liveness is unknown"
+    )
+    assert "pinned to this version, and no live executor" not in page(
+        web, "/versions/", dbos_source
+    )
+    assert "sleeping-1" not in page(web, "/", dbos_source)  # PENDING, yet not called stuck
+
+
+def test_unknown_source_and_unreadable_schema_are_refused_clearly(dbos_source) -> None:
+    web = user("viewer")
+    assert "no source named" in page(web, "/workflows/", "nope", code=400)
+    listed = [{"name": "empty", "kind": "dbos", "url": PG_URL, "schema": "no_such_schema_x"}]
+    with override_settings(WAYMARK_SOURCES=sources.parse(__import__("json").dumps(listed))):
+        html = page(web, "/workflows/", "empty", code=409)
+        assert "no DBOS system tables in schema" in html
+        connections[sources.named("empty").alias].close()
+
+
+def test_sources_setting_is_validated() -> None:
+    assert sources.parse("") == []
+    for bad in ("{", "{}", '[{"name": "x"}]', '[{"name": "a b", "kind": "dbos", "url": "u"}]',
+                '[{"name": "x", "kind": "other", "url": "u"}]',
+                '[{"name": "x", "kind": "dbos", "url": "u", "schema": "a;b"}]'):  # fmt: skip
+        with pytest.raises(RuntimeError, match="WAYMARK_SOURCES"):
+            sources.parse(bad)
