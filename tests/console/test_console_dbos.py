@@ -142,3 +142,108 @@ def test_sources_setting_is_validated() -> None:
                 '[{"name": "x", "kind": "dbos", "url": "u", "schema": "a;b"}]'):  # fmt: skip
         with pytest.raises(RuntimeError, match="WAYMARK_SOURCES"):
             sources.parse(bad)
+
+
+def _pg(schema: str, sql: str, *params: object) -> list[tuple[object, ...]]:
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        conn.execute(f'SET search_path = "{schema}"')
+        return list(conn.execute(sql, params).fetchall())
+
+
+def test_a_dbos_process_honours_cancel_resume_and_fork_from_the_console(tmp_path) -> None:
+    """The real DBOS app serves gated-1 (step, wait for "go", step); the console cancels it
+    while it waits, resumes it, then forks it from its last step: DBOS runs both."""
+    try:
+        psycopg.connect(PG_URL, connect_timeout=3).close()
+    except psycopg.Error as exc:
+        pytest.skip(f"PostgreSQL unreachable: {exc}")
+    from dbos import DBOSClient
+
+    from console.models import AuditRecord
+    from tests.support import wait_until
+
+    schema = f"dbos_e_{uuid.uuid4().hex[:10]}"
+    name = f"dbos-{schema[7:]}"
+    log = tmp_path / "serve.log"
+    out = log.open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.apps.dbosapp", "serve", PG_URL, schema],
+        cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    listed = [{"name": name, "kind": "dbos", "url": PG_URL, "schema": schema}]
+    client = None
+    try:
+        wait_until(lambda: b"ready" in log.read_bytes() or proc.poll() is not None, 180, "ready")
+        assert proc.poll() is None, log.read_text()[-4000:]
+        # waiting in recv: its timeout's sleep (step 3) is recorded when the wait starts
+        wait_until(
+            lambda: _pg(schema, "SELECT 1 FROM operation_outputs WHERE workflow_uuid = %s"
+                        " AND function_id = 3", "gated-1"),
+            120, "gated-1 waiting for go",
+        )  # fmt: skip
+        web = user("operator")
+        with override_settings(WAYMARK_SOURCES=sources.parse(__import__("json").dumps(listed))):
+            response = web.post(f"/workflows/gated-1/cancel/?source={name}", {"reason": "e2e"})
+            assert response.status_code == 302 and f"source={name}" in response["Location"]
+            row = _pg(schema, "SELECT status, queue_name, deduplication_id FROM workflow_status"
+                      " WHERE workflow_uuid = %s", "gated-1")  # fmt: skip
+            assert row == [("CANCELLED", None, None)]
+            record = AuditRecord.objects.filter(action="cancel").order_by("-id").first()
+            assert record and record.ok and record.filter == f"source={name}"
+            assert record.status_before == {"gated-1": "PENDING"}
+            assert record.status_after == {"gated-1": "CANCELLED"}
+
+            client = DBOSClient(system_database_url=PG_URL, dbos_system_schema=schema)
+            client.send("gated-1", "now", topic="go")
+            # the cancelled workflow does not take its next step while cancelled
+            assert _pg(schema, "SELECT status FROM workflow_status WHERE workflow_uuid = %s",
+                       "gated-1") == [("CANCELLED",)]  # fmt: skip
+
+            web.post(f"/workflows/gated-1/resume/?source={name}", {"reason": "e2e"})
+            wait_until(
+                lambda: _pg(schema, "SELECT status FROM workflow_status WHERE workflow_uuid"
+                            " = %s", "gated-1") == [("SUCCESS",)],
+                180, "gated-1 resumed to SUCCESS",
+            )  # fmt: skip
+            assert client.retrieve_workflow("gated-1").get_result() == (
+                "g-a done; g-b done; go=now"
+            )
+            resumed = AuditRecord.objects.filter(action="resume").order_by("-id").first()
+            assert resumed and resumed.ok and resumed.outcome == "resumed"
+
+            forked = web.post(f"/workflows/gated-1/fork/?source={name}", {"step": "4"})
+            assert forked.status_code == 302, forked.content[:2000]
+            new_id = forked["Location"].split("/")[2]
+            assert new_id != "gated-1"
+            wait_until(
+                lambda: _pg(schema, "SELECT status FROM workflow_status WHERE workflow_uuid"
+                            " = %s", new_id) == [("SUCCESS",)],
+                180, "the fork to SUCCESS",
+            )  # fmt: skip
+            assert client.retrieve_workflow(new_id).get_result() == "g-a done; g-b done; go=now"
+            copied = _pg(schema, "SELECT function_id, function_name, output, serialization"
+                         " FROM operation_outputs WHERE workflow_uuid = %s AND function_id < 4"
+                         " ORDER BY 1", new_id)  # fmt: skip
+            original = _pg(schema, "SELECT function_id, function_name, output, serialization"
+                           " FROM operation_outputs WHERE workflow_uuid = %s AND function_id < 4"
+                           " ORDER BY 1", "gated-1")  # fmt: skip
+            assert copied == original and len(copied) == 3
+            assert _pg(schema, "SELECT forked_from FROM workflow_status WHERE workflow_uuid = %s",
+                       new_id) == [("gated-1",)]  # fmt: skip
+            assert _pg(schema, "SELECT was_forked_from FROM workflow_status WHERE"
+                       " workflow_uuid = %s", "gated-1") == [(True,)]  # fmt: skip
+            page_html = web.get(f"/workflows/{new_id}/", {"source": name}).content.decode()
+            assert "gated-1" in page_html
+            # a failed action is audited too
+            web.post(f"/workflows/{new_id}/cancel/?source={name}", {"reason": "late"})
+            late = AuditRecord.objects.filter(action="cancel").order_by("-id").first()
+            assert late and late.ok is False and "SUCCESS" in late.outcome
+            connections[sources.named(name).alias].close()
+    finally:
+        if client is not None:
+            client.destroy()
+        proc.kill()
+        proc.wait()
+        out.close()
+        with psycopg.connect(PG_URL, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
