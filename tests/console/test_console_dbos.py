@@ -35,23 +35,32 @@ def _seed(url: str, schema: str, tmp: Path) -> None:
     assert done.returncode == 0 and b"seeded" in log.read_bytes(), log.read_text()[-4000:]
 
 
-@pytest.fixture(scope="module")
-def dbos_source(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A DBOS system database in a fresh Postgres schema, as a source named dbos-<id>."""
-    try:
-        psycopg.connect(PG_URL, connect_timeout=3).close()
-    except psycopg.Error as exc:
-        pytest.skip(f"PostgreSQL unreachable: {exc}")
+@pytest.fixture(scope="module", params=["postgres", "sqlite"])
+def dbos_source(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """A DBOS system database (a fresh Postgres schema, or a SQLite file), as a source."""
+    tmp = tmp_path_factory.mktemp("dbos")
     schema = f"dbos_t_{uuid.uuid4().hex[:10]}"
-    name = f"dbos-{schema[7:]}"
-    _seed(PG_URL, schema, tmp_path_factory.mktemp("dbos"))
-    listed = [{"name": name, "kind": "dbos", "url": PG_URL, "schema": schema}]
-    with override_settings(WAYMARK_SOURCES=sources.parse(__import__("json").dumps(listed))):
-        yield name
-        alias = sources.named(name).alias
-        connections[alias].close()
-    with psycopg.connect(PG_URL, autocommit=True) as conn:
-        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    name = f"dbos-{request.param}-{schema[7:]}"
+    if request.param == "postgres":
+        try:
+            psycopg.connect(PG_URL, connect_timeout=3).close()
+        except psycopg.Error as exc:
+            pytest.skip(f"PostgreSQL unreachable: {exc}")
+        url = PG_URL
+    else:
+        url = f"sqlite:///{tmp / 'dbos.sqlite'}"
+    _seed(url, schema, tmp)
+    listed = [{"name": name, "kind": "dbos", "url": url, "schema": schema}]
+    try:
+        with override_settings(WAYMARK_SOURCES=sources.parse(__import__("json").dumps(listed))):
+            yield name
+            connections[sources.named(name).alias].close()
+    finally:
+        if request.param == "postgres":
+            with psycopg.connect(PG_URL, autocommit=True) as conn:
+                conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
 def user(role: str) -> WebClient:
