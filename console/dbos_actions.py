@@ -12,21 +12,21 @@ import time
 import uuid
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 from django.db import DatabaseError, connections, transaction
 
 from console.sources import Source
 
-SQL = Path(__file__).resolve().parent / "sql" / "dbos_actions.sql"
+SQL = Path(__file__).resolve().parent / "sql"
 
 
 @cache
 def queries() -> dict[str, str]:
-    """The named statements of dbos_actions.sql (``-- name --`` headers)."""
+    """The named statements of dbos_actions.sql and dbos_reads.sql (``-- name --`` headers)."""
     found: dict[str, str] = {}
-    for name, body in re.findall(
-        r"^-- (\w+) --\n(.*?)(?=^-- \w+ --\n|\Z)", SQL.read_text(), re.S | re.M
-    ):
+    text = (SQL / "dbos_actions.sql").read_text() + "\n" + (SQL / "dbos_reads.sql").read_text()
+    for name, body in re.findall(r"^-- (\w+) --\n(.*?)(?=^-- \w+ --\n|\Z)", text, re.S | re.M):
         lines = [line for line in body.splitlines() if not line.startswith("--")]
         found[name] = "\n".join(lines).strip().rstrip(";")
     return found
@@ -38,6 +38,18 @@ def _run(source: Source, name: str, params: dict[str, object]) -> int:
     with connection.cursor() as cur:
         cur.execute(queries()[name].replace("{dbos}", prefix), params)
         return int(cur.rowcount)
+
+
+def read(source: Source, name: str, params: dict[str, object] | None = None) -> list[Any]:
+    """Rows of a named read; [] when the table is missing (an older DBOS schema)."""
+    connection = connections[source.alias]
+    prefix = "main." if connection.vendor == "sqlite" else f'"{source.schema}".'
+    try:
+        with transaction.atomic(using=source.alias), connection.cursor() as cur:
+            cur.execute(queries()[name].replace("{dbos}", prefix), params or {})
+            return list(cur.fetchall())
+    except DatabaseError:
+        return []
 
 
 def act(

@@ -12,7 +12,7 @@ from croniter import croniter
 from django.conf import settings
 from django.db.models import Count, Min, QuerySet
 
-from console import bulk, now, sources
+from console import bulk, dbos_actions, now, sources
 from console.models import Executor, Workflow
 
 UNFINISHED = ("PENDING", "ENQUEUED", "DELAYED")
@@ -153,6 +153,15 @@ def queues(live: list[Executor], now_ms: int, *, internal: bool = False) -> list
             info.running = row["n"]
         else:
             info.delayed = row["n"]
+    if sources.current().is_dbos:  # limits from DBOS's own queues table, when it has rows
+        for name, conc, worker, rate_max, rate_period in dbos_actions.read(
+            sources.current(), "queue_limits"
+        ):
+            info = found.setdefault(name, QueueInfo(name))
+            spec = {"concurrency": conc, "worker_concurrency": worker}
+            if rate_max and rate_period:
+                spec["rate_limit"] = [rate_max, rate_period]
+            info.limits = {k: v for k, v in spec.items() if v is not None}
     _classify_pending(found, now.Live.of(live), now_ms)
     shown = [q for q in found.values() if internal or q.name not in now.HIDDEN_QUEUES]
     return sorted(shown, key=lambda q: q.name)
@@ -201,12 +210,18 @@ def schedules(live: list[Executor], now: dt.datetime) -> list[ScheduleInfo]:
     crons: dict[str, str] = {}
     for executor in live:
         crons.update(json.loads(executor.schedules or "{}"))
+    if sources.current().is_dbos:  # DBOS.create_schedule's schedules
+        crons.update(dict(dbos_actions.read(sources.current(), "schedules")))
     result = []
     for name, cron in sorted(crons.items()):
         it = croniter(cron, now, second_at_beginning=len(cron.split()) == 6)
         ticks = [it.get_next(dt.datetime) for _ in range(5)]
         recent = list(
-            Workflow.objects.filter(name=name, workflow_uuid__startswith=f"{name}@")
+            Workflow.objects.filter(name=name)
+            .filter(
+                # the engine's tick IDs are name@time; DBOS's (sched-...) differ: any of its runs
+                **({} if sources.current().is_dbos else {"workflow_uuid__startswith": f"{name}@"})
+            )
             .only("workflow_uuid", "status", "created_at", "updated_at", "name")
             .order_by("-created_at")[:10]
         )

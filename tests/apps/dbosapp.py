@@ -16,6 +16,8 @@ import os
 import sys
 import threading
 
+from datetime import datetime
+
 from dbos import DBOS, DBOSClient, SetWorkflowID
 from dbos._serialization import WorkflowSerializationFormat
 
@@ -74,6 +76,11 @@ def sleeper(seconds: float) -> str:
     return "woke"
 
 
+@DBOS.workflow()
+def nightly(when: datetime, context: object) -> None:
+    """Scheduled at 03:00 every day: the seed only records the schedule."""
+
+
 @DBOS.step()
 def mark(label: str) -> str:
     return f"{label} done"
@@ -103,6 +110,9 @@ def _config(url: str, schema: str) -> dict[str, object]:
 def seed(url: str, schema: str) -> None:
     DBOS(config=_config(url, schema))  # type: ignore[arg-type]
     DBOS.launch()
+    # a registered queue: DBOS records its limits in its queues table
+    DBOS.register_queue("limited", global_concurrency=3, worker_concurrency=2)
+    DBOS.create_schedule(schedule_name="nightly-report", workflow_fn=nightly, schedule="0 3 * * *")
     with SetWorkflowID("ok-1"):
         greet("ada")
     with SetWorkflowID("portable-1"):

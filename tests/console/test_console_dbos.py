@@ -123,6 +123,15 @@ def test_steps_events_messages_and_the_sleep_are_mapped(dbos_source) -> None:
     assert "pickled Python object" in step
 
 
+def test_queue_limits_and_schedules_come_from_dbos_tables(dbos_source) -> None:
+    web = user("viewer")
+    queues = page(web, "/queues/", dbos_source)
+    assert "limited" in queues and "at most 3 at once" in queues and "2 per worker" in queues
+    assert "parked" in queues
+    schedules = page(web, "/schedules/", dbos_source)
+    assert "nightly" in schedules and "03:00" in schedules
+
+
 def test_no_false_stuck_or_stranded_alarm_without_executors(dbos_source) -> None:
     web = user("viewer")
     assert "Liveness is unknown" in page(web, "/versions/", dbos_source).replace(
