@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import sys
 import threading
-
 from datetime import datetime
 
 from dbos import DBOS, DBOSClient, SetWorkflowID
