@@ -265,3 +265,19 @@ def test_a_dbos_process_honours_cancel_resume_and_fork_from_the_console(tmp_path
         out.close()
         with psycopg.connect(PG_URL, autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def test_bulk_actions_are_refused_and_audited_on_a_dbos_source(dbos_source) -> None:
+    from console import actions
+    from console.models import AuditRecord
+
+    token = sources.activate(sources.named(dbos_source))
+    try:
+        record = actions.bulk(actions.Actor("bulk-tester"), "cancel", ["sleeping-1"], "no")
+    finally:
+        sources.deactivate(token)
+    record = AuditRecord.objects.get(pk=record.pk)
+    assert record.ok is False and "Waymark's own database only" in record.outcome
+    assert record.status_before == {"sleeping-1": "PENDING"}
+    web = user("viewer")
+    assert "PENDING" in page(web, "/workflows/sleeping-1/", dbos_source)
