@@ -36,9 +36,9 @@ def _seed(url: str, schema: str, tmp: Path) -> None:
 
 
 @pytest.fixture(scope="module", params=["postgres", "sqlite"])
-def dbos_source(
+def dbos_db(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
+) -> Iterator[list[dict[str, str]]]:
     """A DBOS system database (a fresh Postgres schema, or a SQLite file), as a source."""
     tmp = tmp_path_factory.mktemp("dbos")
     schema = f"dbos_t_{uuid.uuid4().hex[:10]}"
@@ -54,13 +54,19 @@ def dbos_source(
     _seed(url, schema, tmp)
     listed = [{"name": name, "kind": "dbos", "url": url, "schema": schema}]
     try:
-        with override_settings(WAYMARK_SOURCES=sources.parse(__import__("json").dumps(listed))):
-            yield name
-            connections[sources.named(name).alias].close()
+        yield listed
     finally:
         if request.param == "postgres":
             with psycopg.connect(PG_URL, autocommit=True) as conn:
                 conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+@pytest.fixture
+def dbos_source(dbos_db: list[dict[str, str]]) -> Iterator[str]:
+    """The seeded database as a source, for this test only (xdist may interleave modules)."""
+    with override_settings(WAYMARK_SOURCES=dbos_db):
+        yield dbos_db[0]["name"]
+        connections[sources.named(dbos_db[0]["name"]).alias].close()
 
 
 def user(role: str) -> WebClient:
