@@ -12,7 +12,7 @@ from django.conf import settings
 from django.db import transaction
 
 from console import bulk as bulk_workflow
-from console import fork_input
+from console import dbos_actions, fork_input, sources
 from console.models import AuditRecord, AuditTarget, Workflow
 from engine import Client, EngineError
 from engine.admission import UNCHANGED
@@ -53,6 +53,18 @@ class Outcome:
 def client() -> Client:
     """The console's engine client (one per process: it holds a connection pool)."""
     return Client(settings.WAYMARK_DATABASE_URL, schema=settings.WAYMARK_SCHEMA)
+
+
+@lru_cache(maxsize=8)
+def source_client(url: str, schema: str) -> Client:
+    """The engine client of another Waymark source (never of a DBOS one: it would migrate)."""
+    return Client(url, schema=schema)
+
+
+def _where() -> str:
+    """A non-default source is written on the audit record, as a filter (source=NAME)."""
+    name = sources.current().name
+    return f"source={name}" if name else ""
 
 
 def allowed(action: str, status: str) -> bool:
@@ -110,10 +122,18 @@ def one(
     input: Any = UNCHANGED,
     cancel_children: bool = False,
 ) -> Outcome:
-    """Run one action through the engine's client; no audit (the callers write it).
-    ``input``: a fork's new input (else it keeps the original's)."""
+    """Run one action through the engine's client, or on a DBOS source by DBOS's protocol;
+    no audit (the callers write it). ``input``: a fork's new input (else it keeps the
+    original's)."""
+    source = sources.current()
+    if source.is_dbos:
+        ok, message, new_id = dbos_actions.act(
+            source, action, workflow_id, step, version, new_workflow_id
+        )
+        return Outcome(ok, message, new_id)
     c = client()
     try:
+        c = client() if not source.name else source_client(source.url, source.schema)
         if action == "cancel":
             c.cancel_workflow(workflow_id, cancel_children=cancel_children)
             done = "cancelled, with its unfinished descendants" if cancel_children else "cancelled"
@@ -155,8 +175,9 @@ def act(
     """Record the intent, run one action (if valid for the workflow's status now), record
     how it went. A fork's record also targets the new workflow, so it shows on both pages
     (and, with a new input, keeps that input, bounded). A cancel with ``cancel_children``
-    says so in its intent (the filter column)."""
-    query = "cancel_children=1" if action == "cancel" and cancel_children else ""
+    says so in its intent (the filter column), as does the source when not the default."""
+    cascade = "cancel_children=1" if action == "cancel" and cancel_children else ""
+    query = "&".join(part for part in (_where(), cascade) if part)
     record = _intend(actor, action, [workflow_id], reason, query)
     status = record.status_before[workflow_id]
     if status == "NOT FOUND":
@@ -190,6 +211,17 @@ def bulk(
     if action not in bulk_workflow.ACTIONS:
         raise ValueError(f"bulk action must be one of {bulk_workflow.ACTIONS}, not {action!r}")
     record = _intend(actor, f"bulk_{action}", ids, reason, query)
+    if sources.current().name:
+        # The bulk workflow runs on a Waymark worker, against the engine's own database.
+        complete(
+            record,
+            Outcome(
+                False,
+                "bulk actions run on Waymark's own database only; "
+                "act on this source's workflows one by one",
+            ),
+        )
+        return record
     payload = bulk_workflow.spec(
         action, record.pk, record.status_before, version=version, chunk=chunk
     )

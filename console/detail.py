@@ -18,7 +18,7 @@ from django.conf import settings
 from django.db import connections
 from django.db.models import Count, Max
 
-from console import attempts, audit_trail, now, stats, timeline
+from console import attempts, audit_trail, now, sources, stats, timeline
 from console.models import AuditRecord, Event, Notification, Step, StreamItem, Workflow
 from console.payloads import FULL_CHARS, PREVIEW_CHARS, Payload, with_heads
 from engine import operations as names
@@ -160,7 +160,7 @@ def fingerprint(workflow_id: str, with_audit: bool) -> tuple[str, bool] | None:
     audit record naming it; and whether the workflow is finished. None when it does not exist.
     Read before the page's contents, so a change landing meanwhile shows at the next poll."""
     tables = {
-        m.__name__: connections["waymark"].ops.quote_name(m._meta.db_table)
+        m.__name__: connections[sources.alias()].ops.quote_name(m._meta.db_table)
         for m in (Workflow, Step, Event, Notification)
     }
     sql = (
@@ -175,7 +175,7 @@ def fingerprint(workflow_id: str, with_audit: bool) -> tuple[str, bool] | None:
         f"  WHERE parent_workflow_id = %s LIMIT {COUNT_CAP}) c)"
         f" FROM {tables['Workflow']} w WHERE w.workflow_uuid = %s"
     )
-    with connections["waymark"].cursor() as cur:
+    with connections[sources.alias()].cursor() as cur:
         cur.execute(sql, [workflow_id] * 6)
         row = cur.fetchone()
     if row is None:

@@ -20,7 +20,7 @@ from typing import Any
 
 from django.db.models import OuterRef, Q, Subquery
 
-from console import bulk
+from console import bulk, sources
 from console.models import Executor, Step, Workflow
 from console.payloads import with_heads
 from console.templatetags.console_tags import duration
@@ -118,6 +118,8 @@ def _number(head: str | None) -> int | None:
 
 
 def _stranded(workflow: Workflow, live: Live) -> Now | None:
+    if not sources.current().liveness_known:  # DBOS: no heartbeats, so no alarm either way
+        return None
     version = workflow.application_version
     if version and version not in live.versions:
         return Now(
@@ -164,7 +166,7 @@ def describe(
         queue = workflow.queue_name or INTERNAL_QUEUE
         shown = shown_queue(queue)
         where = f"on queue {shown}" if shown else "for any worker"
-        if queue not in live.queues:
+        if queue not in live.queues and sources.current().liveness_known:
             return Now(
                 "stranded",
                 f"queued {where}, but no live worker serves that queue",
@@ -182,7 +184,7 @@ def describe(
     if stranded:
         return stranded
     executor = workflow.executor_id or "no executor"
-    if workflow.executor_id not in live.ids:
+    if workflow.executor_id not in live.ids and sources.current().liveness_known:
         return Now(
             "orphaned",
             f"its executor {executor} sends no heartbeat; a live executor of its version "

@@ -14,6 +14,9 @@ WAYMARK_METRICS_TOKEN bearer token Prometheus scrapes /metrics with (unset: admi
 WAYMARK_ALERT_INTERVAL seconds between alert evaluations in runworker (default 5)
 WAYMARK_CONSOLE_URL   the console's address, linked from alert notifications (optional)
 WAYMARK_ALERT_FROM    sender of alert e-mail; EMAIL_HOST/_PORT/_HOST_USER/_HOST_PASSWORD/_USE_TLS
+WAYMARK_SOURCES       other databases: [{"name","kind":"waymark"|"dbos","url","schema"}] (JSON)
+WAYMARK_DECODE_PICKLES "1" decodes dbos-py pickled payloads made of builtin values (restricted)
+
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ import os
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
+
+from console import sources as _sources
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -81,6 +86,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "console.middleware.DatabaseUnavailableMiddleware",
+    "console.middleware.SourceMiddleware",  # ?source=NAME: which database the pages read
     "axes.middleware.AxesMiddleware",  # turns a locked-out sign-in into the lockout page
 ]
 
@@ -98,6 +104,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "console.saved_views.nav",  # saved views, listed in the nav
+                "console.middleware.source_context",  # the source switcher
             ]
         },
     }
@@ -130,6 +137,9 @@ DATABASES = {"default": _database(DATABASE_URL), "waymark": _database(WAYMARK_DA
 if DATABASES["waymark"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["waymark"]["OPTIONS"] = {"options": f"-c search_path={WAYMARK_SCHEMA}"}
 DATABASE_ROUTERS = ["console.routers.SystemTablesRouter"]
+# Other databases the console opens with ?source=NAME (console/sources.py): each gets its own
+# alias on first use; a DBOS source is read through temp views and never migrated.
+WAYMARK_SOURCES = _sources.parse(os.environ.get("WAYMARK_SOURCES", ""))
 WAYMARK_APP = os.environ.get("WAYMARK_APP", "demo.app:build")
 WAYMARK_APP_NAME = os.environ.get("WAYMARK_APP_NAME", "waymark-demo")
 WAYMARK_HEARTBEAT_TIMEOUT = float(os.environ.get("WAYMARK_HEARTBEAT_TIMEOUT", "30"))
@@ -156,6 +166,10 @@ WAYMARK_RETENTION_DAYS = os.environ.get("WAYMARK_RETENTION_DAYS", "")
 WAYMARK_RETENTION_MAX = os.environ.get("WAYMARK_RETENTION_MAX", "")
 WAYMARK_RETENTION_OVERRIDES = os.environ.get("WAYMARK_RETENTION_OVERRIDES", "")
 WAYMARK_RETENTION_INTERVAL = float(os.environ.get("WAYMARK_RETENTION_INTERVAL", "600"))
+# dbos-py's pickled payloads are never unpickled; "1" opts in to the restricted decoder
+# (console/pickles.py: plain builtin values only, every other class refused).
+WAYMARK_DECODE_PICKLES = os.environ.get("WAYMARK_DECODE_PICKLES", "0") == "1"
+
 
 # Django's four standard validators, applied wherever a password is set: the admin's forms,
 # `changepassword`, `createuser` and `make run` (console/devserver.py).

@@ -12,7 +12,7 @@ from croniter import croniter
 from django.conf import settings
 from django.db.models import Count, Min, QuerySet
 
-from console import bulk, fleet, now
+from console import bulk, dbos_actions, fleet, now, sources
 from console.models import Executor, Workflow
 
 UNFINISHED = ("PENDING", "ENQUEUED", "DELAYED")
@@ -98,7 +98,10 @@ def series(since_ms: int, now_ms: int) -> Series:
 
 def stuck(now_ms: int, live: list[Executor]) -> list[Workflow]:
     """PENDING workflows whose executor has no live heartbeat, or handed to Celery and taken
-    by no worker (console.fleet), oldest first."""
+    by no worker (console.fleet), oldest first (none on a source without heartbeats, a DBOS
+    database: liveness is unknown there, not dead)."""
+    if not sources.current().liveness_known:
+        return []
     return list(
         user_workflows()
         .filter(fleet.stuck_filter(now_ms, live))
@@ -151,7 +154,17 @@ def queues(live: list[Executor], now_ms: int, *, internal: bool = False) -> list
             info.running = row["n"]
         else:
             info.delayed = row["n"]
+    if sources.current().is_dbos:  # limits from DBOS's own queues table, when it has rows
+        for name, conc, worker, rate_max, rate_period in dbos_actions.read(
+            sources.current(), "queue_limits"
+        ):
+            info = found.setdefault(name, QueueInfo(name))
+            spec = {"concurrency": conc, "worker_concurrency": worker}
+            if rate_max and rate_period:
+                spec["rate_limit"] = [rate_max, rate_period]
+            info.limits = {k: v for k, v in spec.items() if v is not None}
     _classify_pending(found, now.Live.of(live), now_ms, fleet.dispatchers(live))
+
     shown = [q for q in found.values() if internal or q.name not in now.HIDDEN_QUEUES]
     return sorted(shown, key=lambda q: q.name)
 
@@ -204,12 +217,18 @@ def schedules(live: list[Executor], now: dt.datetime) -> list[ScheduleInfo]:
     crons: dict[str, str] = {}
     for executor in live:
         crons.update(json.loads(executor.schedules or "{}"))
+    if sources.current().is_dbos:  # DBOS.create_schedule's schedules
+        crons.update(dict(dbos_actions.read(sources.current(), "schedules")))
     result = []
     for name, cron in sorted(crons.items()):
         it = croniter(cron, now, second_at_beginning=len(cron.split()) == 6)
         ticks = [it.get_next(dt.datetime) for _ in range(5)]
         recent = list(
-            Workflow.objects.filter(name=name, workflow_uuid__startswith=f"{name}@")
+            Workflow.objects.filter(name=name)
+            .filter(
+                # the engine's tick IDs are name@time; DBOS's (sched-...) differ: any of its runs
+                **({} if sources.current().is_dbos else {"workflow_uuid__startswith": f"{name}@"})
+            )
             .only("workflow_uuid", "status", "created_at", "updated_at", "name")
             .order_by("-created_at")[:10]
         )
@@ -233,7 +252,8 @@ def versions(live: list[Executor]) -> list[dict[str, Any]]:
         )
         entry["counts"][row["status"]] = row["n"]
         if (
-            row["status"] in ("PENDING", "ENQUEUED")
+            sources.current().liveness_known
+            and row["status"] in ("PENDING", "ENQUEUED")
             and row["application_version"]
             and row["application_version"] not in served
         ):

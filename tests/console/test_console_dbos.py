@@ -1,0 +1,289 @@
+"""The console on a DBOS application's system database, written by the real dbos-py package
+(tests/apps/dbosapp.py, run in a subprocess against a fresh schema in the test database)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.db import connections
+from django.test import Client as WebClient
+from django.test import override_settings
+
+import tests.console.console_site  # noqa: F401  (Django set up)
+from console import sources
+from tests.conftest import PG_URL
+
+ROOT = Path(__file__).resolve().parents[2]
+pytest.importorskip("dbos")
+
+
+def _seed(url: str, schema: str, tmp: Path) -> None:
+    log = tmp / "dbosapp.log"
+    with log.open("wb") as out:
+        done = subprocess.run(
+            [sys.executable, "-m", "tests.apps.dbosapp", "seed", url, schema],
+            cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, timeout=300, check=False,
+        )  # fmt: skip
+    assert done.returncode == 0 and b"seeded" in log.read_bytes(), log.read_text()[-4000:]
+
+
+@pytest.fixture(scope="module", params=["postgres", "sqlite"])
+def dbos_db(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[list[dict[str, str]]]:
+    """A DBOS system database (a fresh Postgres schema, or a SQLite file), as a source."""
+    tmp = tmp_path_factory.mktemp("dbos")
+    schema = f"dbos_t_{uuid.uuid4().hex[:10]}"
+    name = f"dbos-{request.param}-{schema[7:]}"
+    if request.param == "postgres":
+        try:
+            psycopg.connect(PG_URL, connect_timeout=3).close()
+        except psycopg.Error as exc:
+            pytest.skip(f"PostgreSQL unreachable: {exc}")
+        url = PG_URL
+    else:
+        url = f"sqlite:///{tmp / 'dbos.sqlite'}"
+    _seed(url, schema, tmp)
+    listed = [{"name": name, "kind": "dbos", "url": url, "schema": schema}]
+    try:
+        yield listed
+    finally:
+        if request.param == "postgres":
+            with psycopg.connect(PG_URL, autocommit=True) as conn:
+                conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+@pytest.fixture
+def dbos_source(dbos_db: list[dict[str, str]]) -> Iterator[str]:
+    """The seeded database as a source, for this test only (xdist may interleave modules)."""
+    with override_settings(WAYMARK_SOURCES=dbos_db):
+        yield dbos_db[0]["name"]
+        connections[sources.named(dbos_db[0]["name"]).alias].close()
+
+
+def user(role: str) -> WebClient:
+    account, created = get_user_model().objects.get_or_create(username=f"{role}-dbos")
+    if created:
+        account.groups.add(Group.objects.get(name=role))
+    web = WebClient()
+    web.force_login(account)
+    return web
+
+
+def page(web: WebClient, path: str, source: str, code: int = 200, **params: str) -> str:
+    response = web.get(path, {"source": source, **params})
+    assert response.status_code == code, response.content[:2000]
+    return response.content.decode()
+
+
+def test_every_page_reads_the_dbos_database_and_links_keep_the_source(dbos_source) -> None:
+    web = user("viewer")
+    for path in ("/", "/workflows/", "/queues/", "/versions/", "/schedules/"):
+        html = page(web, path, dbos_source)
+        assert f"source={dbos_source}" in html
+        assert 'href="/workflows/?' in html or path != "/workflows/"
+    listing = page(web, "/workflows/", dbos_source)
+    for wid in ("ok-1", "portable-1", "fail-1", "parent-1", "parent-1-1", "inbox-1",
+                "chatty-1", "cancelled-1", "queued-1", "sleeping-1"):  # fmt: skip
+        assert f"/workflows/{wid}/?source={dbos_source}" in listing, wid
+    errors = page(web, "/workflows/", dbos_source, status="ERROR")
+    assert "fail-1" in errors and "ok-1/" not in errors
+    assert 'name="source"' in listing  # GET forms carry it in a field
+
+
+def test_detail_reads_inputs_and_outputs_where_dbos_keeps_them(dbos_source) -> None:
+    web = user("viewer")
+    portable = page(web, "/workflows/portable-1/", dbos_source)
+    assert "hi BOB" in portable and "positionalArgs" in portable
+    pickled = page(web, "/workflows/ok-1/", dbos_source)
+    assert "pickled Python object" in pickled
+    failed = page(web, "/workflows/fail-1/", dbos_source)
+    assert "pickled Python exception" in failed
+    with override_settings(WAYMARK_DECODE_PICKLES=True):
+        decoded = page(web, "/workflows/ok-1/", dbos_source)
+        assert "hello ADA" in decoded  # a dict of str: builtin values, decoded
+        refused = page(web, "/workflows/fail-1/", dbos_source)
+        assert "refused to load builtins.ValueError" in refused
+
+
+def test_steps_events_messages_and_the_sleep_are_mapped(dbos_source) -> None:
+    web = user("viewer")
+    sleeping = page(web, "/workflows/sleeping-1/", dbos_source)
+    assert "sleeping" in sleeping.lower() and "stranded" not in sleeping
+    assert "orphaned" not in sleeping and "sends no heartbeat" not in sleeping
+    chatty = page(web, "/workflows/chatty-1/", dbos_source)
+    assert "progress" in chatty
+    inbox = page(web, "/workflows/inbox-1/messages/", dbos_source)
+    assert inbox.count("approve") == 1  # one consumed, one still waiting
+    parent = page(web, "/workflows/parent-1/", dbos_source)
+    assert "parent-1-1" in parent
+    step = page(web, "/workflows/ok-1/steps/1/", dbos_source)
+    assert "pickled Python object" in step
+
+
+def test_queue_limits_and_schedules_come_from_dbos_tables(dbos_source) -> None:
+    web = user("viewer")
+    queues = page(web, "/queues/", dbos_source)
+    assert "limited" in queues and "at most 3 at once" in queues and "2 per worker" in queues
+    assert "parked" in queues
+    schedules = page(web, "/schedules/", dbos_source)
+    assert "nightly" in schedules and "03:00" in schedules
+
+
+def test_no_false_stuck_or_stranded_alarm_without_executors(dbos_source) -> None:
+    web = user("viewer")
+    assert "Liveness is unknown" in page(web, "/versions/", dbos_source).replace(
+        "Executor liveness is unknown", "Liveness is unknown"
+    )
+    assert "pinned to this version, and no live executor" not in page(
+        web, "/versions/", dbos_source
+    )
+    assert "sleeping-1" not in page(web, "/", dbos_source)  # PENDING, yet not called stuck
+
+
+def test_unknown_source_and_unreadable_schema_are_refused_clearly(dbos_source) -> None:
+    web = user("viewer")
+    assert "no source named" in page(web, "/workflows/", "nope", code=400)
+    listed = [{"name": "empty", "kind": "dbos", "url": PG_URL, "schema": "no_such_schema_x"}]
+    with override_settings(WAYMARK_SOURCES=sources.parse(__import__("json").dumps(listed))):
+        html = page(web, "/workflows/", "empty", code=409)
+        assert "no DBOS system tables in schema" in html
+        connections[sources.named("empty").alias].close()
+
+
+def test_sources_setting_is_validated() -> None:
+    assert sources.parse("") == []
+    for bad in ("{", "{}", '[{"name": "x"}]', '[{"name": "a b", "kind": "dbos", "url": "u"}]',
+                '[{"name": "x", "kind": "other", "url": "u"}]',
+                '[{"name": "x", "kind": "dbos", "url": "u", "schema": "a;b"}]'):  # fmt: skip
+        with pytest.raises(RuntimeError, match="WAYMARK_SOURCES"):
+            sources.parse(bad)
+
+
+def _pg(schema: str, sql: str, *params: object) -> list[tuple[object, ...]]:
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        conn.execute(f'SET search_path = "{schema}"')
+        return list(conn.execute(sql, params).fetchall())
+
+
+def test_a_dbos_process_honours_cancel_resume_and_fork_from_the_console(tmp_path) -> None:
+    """The real DBOS app serves gated-1 (step, wait for "go", step); the console cancels it
+    while it waits, resumes it, then forks it from its last step: DBOS runs both."""
+    try:
+        psycopg.connect(PG_URL, connect_timeout=3).close()
+    except psycopg.Error as exc:
+        pytest.skip(f"PostgreSQL unreachable: {exc}")
+    from dbos import DBOSClient
+
+    from console.models import AuditRecord
+    from tests.support import wait_until
+
+    schema = f"dbos_e_{uuid.uuid4().hex[:10]}"
+    name = f"dbos-{schema[7:]}"
+    log = tmp_path / "serve.log"
+    out = log.open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.apps.dbosapp", "serve", PG_URL, schema],
+        cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    listed = [{"name": name, "kind": "dbos", "url": PG_URL, "schema": schema}]
+    client = None
+    try:
+        wait_until(lambda: b"ready" in log.read_bytes() or proc.poll() is not None, 180, "ready")
+        assert proc.poll() is None, log.read_text()[-4000:]
+        # waiting in recv: its timeout's sleep (step 3) is recorded when the wait starts
+        wait_until(
+            lambda: _pg(schema, "SELECT 1 FROM operation_outputs WHERE workflow_uuid = %s"
+                        " AND function_id = 3", "gated-1"),
+            120, "gated-1 waiting for go",
+        )  # fmt: skip
+        web = user("operator")
+        with override_settings(WAYMARK_SOURCES=sources.parse(__import__("json").dumps(listed))):
+            response = web.post(f"/workflows/gated-1/cancel/?source={name}", {"reason": "e2e"})
+            assert response.status_code == 302 and f"source={name}" in response["Location"]
+            row = _pg(schema, "SELECT status, queue_name, deduplication_id FROM workflow_status"
+                      " WHERE workflow_uuid = %s", "gated-1")  # fmt: skip
+            assert row == [("CANCELLED", None, None)]
+            record = AuditRecord.objects.filter(action="cancel").order_by("-id").first()
+            assert record and record.ok and record.filter == f"source={name}"
+            assert record.status_before == {"gated-1": "PENDING"}
+            assert record.status_after == {"gated-1": "CANCELLED"}
+
+            client = DBOSClient(system_database_url=PG_URL, dbos_system_schema=schema)
+            client.send("gated-1", "now", topic="go")
+            # the cancelled workflow does not take its next step while cancelled
+            assert _pg(schema, "SELECT status FROM workflow_status WHERE workflow_uuid = %s",
+                       "gated-1") == [("CANCELLED",)]  # fmt: skip
+
+            web.post(f"/workflows/gated-1/resume/?source={name}", {"reason": "e2e"})
+            wait_until(
+                lambda: _pg(schema, "SELECT status FROM workflow_status WHERE workflow_uuid"
+                            " = %s", "gated-1") == [("SUCCESS",)],
+                180, "gated-1 resumed to SUCCESS",
+            )  # fmt: skip
+            assert client.retrieve_workflow("gated-1").get_result() == (
+                "g-a done; g-b done; go=now"
+            )
+            resumed = AuditRecord.objects.filter(action="resume").order_by("-id").first()
+            assert resumed and resumed.ok and resumed.outcome == "resumed"
+
+            forked = web.post(f"/workflows/gated-1/fork/?source={name}", {"step": "4"})
+            assert forked.status_code == 302, forked.content[:2000]
+            new_id = forked["Location"].split("/")[2]
+            assert new_id != "gated-1"
+            wait_until(
+                lambda: _pg(schema, "SELECT status FROM workflow_status WHERE workflow_uuid"
+                            " = %s", new_id) == [("SUCCESS",)],
+                180, "the fork to SUCCESS",
+            )  # fmt: skip
+            assert client.retrieve_workflow(new_id).get_result() == "g-a done; g-b done; go=now"
+            copied = _pg(schema, "SELECT function_id, function_name, output, serialization"
+                         " FROM operation_outputs WHERE workflow_uuid = %s AND function_id < 4"
+                         " ORDER BY 1", new_id)  # fmt: skip
+            original = _pg(schema, "SELECT function_id, function_name, output, serialization"
+                           " FROM operation_outputs WHERE workflow_uuid = %s AND function_id < 4"
+                           " ORDER BY 1", "gated-1")  # fmt: skip
+            assert copied == original and len(copied) == 3
+            assert _pg(schema, "SELECT forked_from FROM workflow_status WHERE workflow_uuid = %s",
+                       new_id) == [("gated-1",)]  # fmt: skip
+            assert _pg(schema, "SELECT was_forked_from FROM workflow_status WHERE"
+                       " workflow_uuid = %s", "gated-1") == [(True,)]  # fmt: skip
+            page_html = web.get(f"/workflows/{new_id}/", {"source": name}).content.decode()
+            assert "gated-1" in page_html
+            # a failed action is audited too
+            web.post(f"/workflows/{new_id}/cancel/?source={name}", {"reason": "late"})
+            late = AuditRecord.objects.filter(action="cancel").order_by("-id").first()
+            assert late and late.ok is False and "SUCCESS" in late.outcome
+            connections[sources.named(name).alias].close()
+    finally:
+        if client is not None:
+            client.destroy()
+        proc.kill()
+        proc.wait()
+        out.close()
+        with psycopg.connect(PG_URL, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def test_bulk_actions_are_refused_and_audited_on_a_dbos_source(dbos_source) -> None:
+    from console import actions
+    from console.models import AuditRecord
+
+    token = sources.activate(sources.named(dbos_source))
+    try:
+        record = actions.bulk(actions.Actor("bulk-tester"), "cancel", ["sleeping-1"], "no")
+    finally:
+        sources.deactivate(token)
+    record = AuditRecord.objects.get(pk=record.pk)
+    assert record.ok is False and "Waymark's own database only" in record.outcome
+    assert record.status_before == {"sleeping-1": "PENDING"}
+    web = user("viewer")
+    assert "PENDING" in page(web, "/workflows/sleeping-1/", dbos_source)
