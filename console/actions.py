@@ -176,6 +176,8 @@ def act(
     how it went. A fork's record also targets the new workflow, so it shows on both pages
     (and, with a new input, keeps that input, bounded). A cancel with ``cancel_children``
     says so in its intent (the filter column), as does the source when not the default."""
+    # DBOS's cancel protocol has no cascade: a DBOS source cancels the one workflow.
+    cancel_children = cancel_children and not sources.current().is_dbos
     cascade = "cancel_children=1" if action == "cancel" and cancel_children else ""
     query = "&".join(part for part in (_where(), cascade) if part)
     record = _intend(actor, action, [workflow_id], reason, query)

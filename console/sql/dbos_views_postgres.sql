@@ -11,7 +11,10 @@ SELECT s.workflow_uuid, s.status, s.name,
        s.workflow_timeout_ms, s.workflow_deadline_epoch_ms, s.started_at_epoch_ms,
        s.completed_at, s.deduplication_id, s.priority, s.forked_from, s.parent_workflow_id,
        COALESCE(s.serialization, 'py_pickle') AS serialization, s.delay_until_epoch_ms,
-       s.was_forked_from
+       s.was_forked_from,
+       -- Columns of later Waymark migrations that DBOS does not have.
+       NULL::text AS traceback, NULL::text AS waiting, NULL::text AS traceparent,
+       NULL::jsonb AS attributes, NULL::text AS partition_key
 FROM {dbos}workflow_status s
 LEFT JOIN {dbos}workflow_input i ON i.workflow_uuid = s.workflow_uuid
 LEFT JOIN {dbos}workflow_output o ON o.workflow_uuid = s.workflow_uuid;
@@ -53,5 +56,16 @@ FROM {dbos}workflow_events;
 CREATE TEMP VIEW executors AS
 SELECT NULL::text AS executor_id, NULL::text AS application_version, NULL::text AS hostname,
        NULL::int AS pid, NULL::text AS queues, NULL::text AS schedules,
-       NULL::bigint AS started_at, NULL::bigint AS last_heartbeat
-WHERE false
+       NULL::bigint AS started_at, NULL::bigint AS last_heartbeat,
+       NULL::text AS role, NULL::text AS node_name
+WHERE false;
+-- Streams and failed attempts are Waymark's own tables: a DBOS source shows none (DBOS's
+-- streams table has another shape).
+CREATE TEMP VIEW streams AS
+SELECT NULL::text AS workflow_uuid, NULL::text AS key, NULL::int AS seq, NULL::text AS value,
+       NULL::int AS closed, NULL::int AS function_id
+WHERE false;
+CREATE TEMP VIEW operation_attempts AS
+SELECT NULL::text AS workflow_uuid, NULL::int AS function_id, NULL::int AS attempt, NULL::text AS error,
+       NULL::text AS traceback, NULL::bigint AS started_at_epoch_ms, NULL::bigint AS completed_at_epoch_ms
+WHERE false;

@@ -11,7 +11,10 @@ SELECT s.workflow_uuid, s.status, s.name,
        s.workflow_timeout_ms, s.workflow_deadline_epoch_ms, s.started_at_epoch_ms,
        s.completed_at, s.deduplication_id, s.priority, s.forked_from, s.parent_workflow_id,
        COALESCE(s.serialization, 'py_pickle') AS serialization, s.delay_until_epoch_ms,
-       s.was_forked_from
+       s.was_forked_from,
+       -- Columns of later Waymark migrations that DBOS does not have.
+       CAST(NULL AS TEXT) AS traceback, CAST(NULL AS TEXT) AS waiting, CAST(NULL AS TEXT) AS traceparent,
+       CAST(NULL AS TEXT) AS attributes, CAST(NULL AS TEXT) AS partition_key
 FROM {dbos}workflow_status s
 LEFT JOIN {dbos}workflow_input i ON i.workflow_uuid = s.workflow_uuid
 LEFT JOIN {dbos}workflow_output o ON o.workflow_uuid = s.workflow_uuid;
@@ -53,5 +56,16 @@ FROM {dbos}workflow_events;
 CREATE TEMP VIEW executors AS
 SELECT CAST(NULL AS TEXT) AS executor_id, CAST(NULL AS TEXT) AS application_version, CAST(NULL AS TEXT) AS hostname,
        CAST(NULL AS INTEGER) AS pid, CAST(NULL AS TEXT) AS queues, CAST(NULL AS TEXT) AS schedules,
-       CAST(NULL AS INTEGER) AS started_at, CAST(NULL AS INTEGER) AS last_heartbeat
-WHERE 0
+       CAST(NULL AS INTEGER) AS started_at, CAST(NULL AS INTEGER) AS last_heartbeat,
+       CAST(NULL AS TEXT) AS role, CAST(NULL AS TEXT) AS node_name
+WHERE 0;
+-- Streams and failed attempts are Waymark's own tables: a DBOS source shows none (DBOS's
+-- streams table has another shape).
+CREATE TEMP VIEW streams AS
+SELECT CAST(NULL AS TEXT) AS workflow_uuid, CAST(NULL AS TEXT) AS key, CAST(NULL AS INTEGER) AS seq, CAST(NULL AS TEXT) AS value,
+       CAST(NULL AS INTEGER) AS closed, CAST(NULL AS INTEGER) AS function_id
+WHERE 0;
+CREATE TEMP VIEW operation_attempts AS
+SELECT CAST(NULL AS TEXT) AS workflow_uuid, CAST(NULL AS INTEGER) AS function_id, CAST(NULL AS INTEGER) AS attempt, CAST(NULL AS TEXT) AS error,
+       CAST(NULL AS TEXT) AS traceback, CAST(NULL AS INTEGER) AS started_at_epoch_ms, CAST(NULL AS INTEGER) AS completed_at_epoch_ms
+WHERE 0;
