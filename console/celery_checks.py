@@ -37,13 +37,13 @@ def application_version() -> str:
     (no connection is opened before Celery forks its processes); return its version."""
     from django.conf import settings
 
-    from console import bulk, worker
+    from console import worker
     from engine import Engine
 
     with tempfile.TemporaryDirectory(prefix="waymark-probe-") as folder:
         probe = Engine(settings.WAYMARK_APP_NAME, f"sqlite:///{folder}/probe.sqlite3")
         worker.load_app(settings.WAYMARK_APP)(probe)
-        bulk.register(probe)
+        worker.register_console_workflows(probe)
         return probe.application_version
 
 

@@ -53,14 +53,19 @@ def build_engine(
         **options,
     )
     load_app(settings.WAYMARK_APP)(engine)
-    # The console's own workflow (bulk actions, console/bulk.py) on the same engine: a separate
-    # engine in the worker would also serve the engine's internal queue and take (and fail)
-    # the application's workflows started by name without a version.
-    bulk.register(engine)
-    from console.alerts import notify  # the console's own workflow: alert notifications
-
-    notify.register(engine)
+    register_console_workflows(engine)
     return engine
+
+
+def register_console_workflows(engine: Engine) -> None:
+    """The console's own workflows (bulk actions, alert notifications) on the application's
+    engine: a separate engine in the worker would also serve the engine's internal queue and
+    take (and fail) the application's workflows started by name without a version. Every
+    process computing the application version must register exactly these."""
+    from console.alerts import notify  # imports Django models: only once Django is set up
+
+    bulk.register(engine)
+    notify.register(engine)
 
 
 def start_alerts(engine: Engine, stop: threading.Event) -> threading.Thread:
