@@ -47,6 +47,7 @@ LIST_FIELDS = (
     "recovery_attempts",
     "parent_workflow_id",
     "waiting",  # the "now" column reads it (deferred, it would cost a query per row)
+    "debounce_key",  # so does a debounced workflow's line
 )
 # Steps whose output is a time (epoch ms): shown as one, never as a raw number.
 TIMED = {

@@ -73,6 +73,7 @@ class Workflow(SystemTable):
     traceparent = models.TextField(null=True)  # engine migration 0006
     attributes = models.JSONField(null=True)  # engine migration 0007; {key: scalar}
     partition_key = models.TextField(null=True)  # engine migration 0007
+    debounce_key = models.TextField(null=True)  # engine migration 0010; a burst's key
 
     class Meta(SystemTable.Meta):
         db_table = "workflow_status"

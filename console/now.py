@@ -47,12 +47,14 @@ FIELDS = (
     "started_at_epoch_ms",
     "delay_until_epoch_ms",
     "waiting",
+    "debounce_key",
 )
 
 
 @dataclass(frozen=True)
 class Now:
-    kind: str  # running | sleeping | waiting | child | queued | delayed | stranded | orphaned
+    # running | sleeping | waiting | child | queued | delayed | debounced | stranded | orphaned
+    kind: str
     text: str  # a sentence for the header
     short: str  # a few words for the list's column
     link: str | None = None  # a workflow to link (the child waited on)
@@ -151,6 +153,16 @@ def describe(
         return None
     if status == Status.DELAYED:
         when = workflow.delay_until_epoch_ms
+        key = getattr(workflow, "debounce_key", None)
+        if key is not None and when is not None:
+            return Now(
+                "debounced",
+                f"debounced (key “{key}”): starts at {at(when, now_ms)} "
+                f"({until(when, now_ms)}) with the latest input, unless another debounce of "
+                "the key pushes it later",
+                f"debounced “{key}” until {at(when, now_ms)}",
+                until_ms=when,
+            )
         if when is None:
             return Now("delayed", "delayed", "delayed")
         return Now(

@@ -1,11 +1,12 @@
 """Admission: the one place that creates workflow rows, and every check made before one is.
 
-A workflow row comes into being in one of five ways, all here: started to run in this process,
+A workflow row comes into being in one of six ways, all here: started to run in this process,
 enqueued (by an engine, or by a client by name), started as a child from inside a workflow
-(atomically with the parent's step), forked from another; resuming puts an existing row back
-to work. The checks (a valid ID, a valid timeout, a declared queue, queue options only with a
-queue, an input that serializes, the same ID never reused for another workflow name) are
-made once, here, before anything is written.
+(atomically with the parent's step), forked from another, opened by a debounce (the burst's
+row, engine/debounce.py); resuming puts an existing row back to work. The checks (a valid
+ID, a valid timeout, a declared queue, queue options only with a queue, an input that
+serializes, the same ID never reused for another workflow name) are made once, here, before
+anything is written.
 
 A row created PENDING under this process's executor comes back as ``Admitted.run_here``: the
 caller runs it now (engine.Runtime). Every other one waits on a queue for any worker.
@@ -229,6 +230,56 @@ class Admission:
             self._wakeups.fire(signals.ENQUEUED)
             return Admitted(workflow_id)
         return Admitted(workflow_id, _running(new, now, fresh=True) if created else None)
+
+    def debounce(
+        self,
+        name: str,
+        key: str,
+        input: Any,
+        *,
+        period_ms: int,
+        max_wait_ms: int | None,
+        queue: Queue | str | None,
+    ) -> str:
+        """Record one debounce of ``key`` (engine/debounce.py): join the key's open burst
+        (its input replaced, its start pushed forward), or open one, a workflow DELAYED
+        ``period_ms`` on ``queue`` (None: the internal queue). The burst's workflow ID."""
+        on_queue = self.queue_of(queue) or INTERNAL_QUEUE
+        partitions.check_key(None, on_queue, self._partitioned(on_queue))
+        inputs = self._encode(input, name)
+        registry = self._registry
+        version = None
+        if registry is not None:
+            registry.freeze("a workflow was already debounced")
+            version = registry.application_version
+        store = self._store.ready()
+        # Each round either joins the open burst or opens one; it goes round again only when
+        # another process opened it in between (then it is there to join), or when that
+        # burst started before it could be joined (then a new one opens).
+        for _ in range(10):
+            joined, started = store.push_burst(name, key, inputs, period_ms, max_wait_ms)
+            if started:
+                self._wakeups.fire(signals.ENQUEUED)
+            if joined is not None:
+                return joined
+            new = records.NewWorkflow(
+                traceparent=tracing.current_traceparent(),
+                workflow_id=str(uuid.uuid4()),
+                name=name,
+                inputs=inputs,
+                status=Status.DELAYED,
+                application_version=version,
+                application_id=self._app_name,
+                queue_name=on_queue,
+                delay_until=clock.now_ms() + period_ms,
+                debounce_key=key,
+            )
+            if store.open_burst(new):
+                return new.workflow_id
+        raise errors.EngineError(
+            f"the burst of debounce key {key!r} of workflow {name!r} kept starting while "
+            "being joined; try the debounce again"
+        )
 
     def _insert_or_holder(self, new: records.NewWorkflow) -> str | None:
         """Insert a row with a deduplication ID; None when created, else the ID of the

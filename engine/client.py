@@ -13,7 +13,7 @@ import functools
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from engine import admission, queue_control, serialization, store
+from engine import admission, debounce, queue_control, serialization, store
 from engine.admission import Admission
 from engine.control import Control
 from engine.handle import WorkflowHandle
@@ -87,6 +87,28 @@ class Client:
             application_version=application_version,
         )
         return self._control.handle(admitted.workflow_id)
+
+    def debouncer(
+        self,
+        name: str,
+        *,
+        period: float | dt.timedelta,
+        max_wait: float | dt.timedelta | None = None,
+        queue: str | None = None,
+    ) -> debounce.Debouncer:
+        """A ``Debouncer`` of the workflow registered as ``name`` (engine/debounce.py); its
+        bursts wait on ``queue`` (None: the internal queue every worker serves). Bursts are
+        shared with the engines' debouncers of the same workflow name and key."""
+        if not isinstance(name, str) or not name:
+            raise ValueError("name must be the registered name of a workflow")
+        return debounce.Debouncer(
+            name,
+            period=period,
+            max_wait=max_wait,
+            queue=queue,
+            admission=self._admission,
+            handle=self._control.handle,
+        )
 
     def retrieve_workflow(self, workflow_id: str) -> WorkflowHandle:
         return self._control.retrieve_workflow(workflow_id)

@@ -14,7 +14,7 @@ SELECT s.workflow_uuid, s.status, s.name,
        s.was_forked_from,
        -- Columns of later Waymark migrations that DBOS does not have.
        NULL::text AS traceback, NULL::text AS waiting, NULL::text AS traceparent,
-       NULL::jsonb AS attributes, NULL::text AS partition_key
+       NULL::jsonb AS attributes, NULL::text AS partition_key, NULL::text AS debounce_key
 FROM {dbos}workflow_status s
 LEFT JOIN {dbos}workflow_input i ON i.workflow_uuid = s.workflow_uuid
 LEFT JOIN {dbos}workflow_output o ON o.workflow_uuid = s.workflow_uuid;

@@ -14,7 +14,8 @@ SELECT s.workflow_uuid, s.status, s.name,
        s.was_forked_from,
        -- Columns of later Waymark migrations that DBOS does not have.
        CAST(NULL AS TEXT) AS traceback, CAST(NULL AS TEXT) AS waiting, CAST(NULL AS TEXT) AS traceparent,
-       CAST(NULL AS TEXT) AS attributes, CAST(NULL AS TEXT) AS partition_key
+       CAST(NULL AS TEXT) AS attributes, CAST(NULL AS TEXT) AS partition_key,
+       CAST(NULL AS TEXT) AS debounce_key
 FROM {dbos}workflow_status s
 LEFT JOIN {dbos}workflow_input i ON i.workflow_uuid = s.workflow_uuid
 LEFT JOIN {dbos}workflow_output o ON o.workflow_uuid = s.workflow_uuid;

@@ -80,6 +80,8 @@ class NewWorkflow:
     traceparent: str | None = None  # the starting caller's W3C trace context
     attributes: str | None = None  # a JSON object of scalars (engine/attributes.py)
     partition_key: str | None = None
+    # The key of the burst this row is (engine/debounce.py); only a DELAYED row opening one.
+    debounce_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -723,3 +723,49 @@ UPDATE executors SET role = %(role)s, node_name = %(node_name)s
 WHERE executor_id = %(executor_id)s
   AND (role IS DISTINCT FROM %(role)s OR node_name IS DISTINCT FROM %(node_name)s);
 
+
+-- ---------------------------------------------------------------------------------------------
+-- Debouncing (engine/debounce.py, migration 0010): a burst is one DELAYED row per name and key.
+
+-- debounce_start_due --
+-- The key's unstarted burst whose start is already due (its period passed, the worker's
+-- promotion has not run yet) is started now, so that a new burst can open beside it instead
+-- of reviving one that already ended.
+UPDATE workflow_status SET status = 'ENQUEUED', updated_at = %(now)s
+WHERE name = %(name)s AND debounce_key = %(debounce_key)s AND status = 'DELAYED'
+  AND delay_until_epoch_ms <= %(now)s
+RETURNING workflow_uuid;
+
+-- debounce_push --
+-- One more debounce of the key's open burst: its input replaced, its start pushed to now +
+-- period, never past the burst's first debounce (created_at) + max_wait. Nothing comes back
+-- when no burst is open (none yet, or it started: promote_delayed and this UPDATE lock the
+-- row in turn, and the second re-checks status and start time), and the caller opens one.
+UPDATE workflow_status
+SET inputs = %(inputs)s, updated_at = %(now)s::bigint,
+    delay_until_epoch_ms = CASE
+        WHEN %(max_wait_ms)s::bigint IS NULL THEN %(now)s::bigint + %(period_ms)s::bigint
+        ELSE LEAST(%(now)s::bigint + %(period_ms)s::bigint,
+                   created_at + %(max_wait_ms)s::bigint) END
+WHERE name = %(name)s AND debounce_key = %(debounce_key)s AND status = 'DELAYED'
+  AND delay_until_epoch_ms > %(now)s::bigint
+RETURNING workflow_uuid;
+
+-- insert_debounced --
+-- insert_workflow for the row that opens a burst (DELAYED, with its debounce key). A burst of
+-- the key opened meanwhile by another process raises a unique violation
+-- (workflow_status_debounce_key_idx): the caller then joins that one.
+INSERT INTO workflow_status (workflow_uuid, status, name, inputs, executor_id,
+                             application_version, application_id, created_at, updated_at,
+                             started_at_epoch_ms, parent_workflow_id, forked_from, queue_name,
+                             workflow_timeout_ms, workflow_deadline_epoch_ms, priority,
+                             deduplication_id, delay_until_epoch_ms, traceparent, attributes,
+                             partition_key, debounce_key)
+VALUES (%(workflow_id)s, %(status)s, %(name)s, %(inputs)s, %(executor_id)s,
+        %(application_version)s, %(application_id)s, %(now)s, %(now)s,
+        %(started_at)s, %(parent_workflow_id)s, %(forked_from)s, %(queue_name)s,
+        %(timeout_ms)s, %(deadline_ms)s, %(priority)s, %(deduplication_id)s,
+        %(delay_until)s, %(traceparent)s, %(attributes)s::jsonb, %(partition_key)s,
+        %(debounce_key)s)
+ON CONFLICT (workflow_uuid) DO NOTHING
+RETURNING workflow_uuid;

@@ -644,3 +644,48 @@ INSERT INTO streams (workflow_uuid, key, seq, value, closed, function_id)
 SELECT :new_workflow_id, key, seq, value, closed, function_id FROM streams
 WHERE workflow_uuid = :workflow_id AND function_id < :start_step
 ON CONFLICT DO NOTHING;
+
+-- ---------------------------------------------------------------------------------------------
+-- Debouncing (engine/debounce.py, migration 0010): a burst is one DELAYED row per name and key.
+
+-- debounce_start_due --
+-- The key's unstarted burst whose start is already due (its period passed, the worker's
+-- promotion has not run yet) is started now, so that a new burst can open beside it instead
+-- of reviving one that already ended.
+UPDATE workflow_status SET status = 'ENQUEUED', updated_at = :now
+WHERE name = :name AND debounce_key = :debounce_key AND status = 'DELAYED'
+  AND delay_until_epoch_ms <= :now
+RETURNING workflow_uuid;
+
+-- debounce_push --
+-- One more debounce of the key's open burst: its input replaced, its start pushed to now +
+-- period, never past the burst's first debounce (created_at) + max_wait. Nothing comes back
+-- when no burst is open (none yet, or it started: SQLite's one writer orders this UPDATE and
+-- promote_delayed), and the caller opens one.
+UPDATE workflow_status
+SET inputs = :inputs, updated_at = :now,
+    delay_until_epoch_ms = CASE
+        WHEN :max_wait_ms IS NULL THEN :now + :period_ms
+        ELSE min(:now + :period_ms, created_at + :max_wait_ms) END
+WHERE name = :name AND debounce_key = :debounce_key AND status = 'DELAYED'
+  AND delay_until_epoch_ms > :now
+RETURNING workflow_uuid;
+
+-- insert_debounced --
+-- insert_workflow for the row that opens a burst (DELAYED, with its debounce key). A burst of
+-- the key opened meanwhile by another process raises a unique violation
+-- (workflow_status_debounce_key_idx): the caller then joins that one.
+INSERT INTO workflow_status (workflow_uuid, status, name, inputs, executor_id,
+                             application_version, application_id, created_at, updated_at,
+                             started_at_epoch_ms, parent_workflow_id, forked_from, queue_name,
+                             workflow_timeout_ms, workflow_deadline_epoch_ms, priority,
+                             deduplication_id, delay_until_epoch_ms, traceparent, attributes,
+                             partition_key, debounce_key)
+VALUES (:workflow_id, :status, :name, :inputs, :executor_id,
+        :application_version, :application_id, :now, :now,
+        :started_at, :parent_workflow_id, :forked_from, :queue_name,
+        :timeout_ms, :deadline_ms, :priority, :deduplication_id,
+        :delay_until, :traceparent, :attributes, :partition_key,
+        :debounce_key)
+ON CONFLICT (workflow_uuid) DO NOTHING
+RETURNING workflow_uuid;
