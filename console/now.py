@@ -317,12 +317,21 @@ def last_steps(ids: Iterable[str]) -> dict[str, Step]:
 
 
 def queued_ahead(workflow: Workflow, cap: int = AHEAD_CAP) -> tuple[int, bool]:
-    """How many ENQUEUED workflows its queue serves first (lower priority, then older)."""
+    """How many ENQUEUED workflows its queue serves first (lower priority, then older).
+
+    Two workflows enqueued in the same millisecond are ordered by ID, so the order is total:
+    of the two, exactly one is ahead of the other (by creation time alone neither was, and
+    both said "0 ahead")."""
     before = Workflow.objects.filter(
         status=Status.ENQUEUED, queue_name=workflow.queue_name or INTERNAL_QUEUE
     ).filter(
         Q(priority__lt=workflow.priority)
         | Q(priority=workflow.priority, created_at__lt=workflow.created_at)
+        | Q(
+            priority=workflow.priority,
+            created_at=workflow.created_at,
+            workflow_uuid__lt=workflow.workflow_uuid,
+        )
     )
     n = before.order_by()[: cap + 1].count()
     return min(n, cap), n > cap

@@ -116,16 +116,17 @@ def status_of(engine, workflow_id: str) -> str | None:
     return found.status if found else None
 
 
+def now_line(workflow_id: str) -> str:
+    """The "now" line of a workflow's page, as text."""
+    page = user("viewer").get(detail(workflow_id))
+    assert page.status_code == 200
+    match = re.search(r'<p class="now[^"]*" id="now">(.*?)</p>', page.content.decode(), re.S)
+    assert match, workflow_id
+    return " ".join(re.sub(r"<[^>]+>", " ", match[1]).split())
+
+
 def test_now_says_what_every_unfinished_workflow_is_doing(busy) -> None:
     web = user("viewer")
-
-    def now_line(workflow_id: str) -> str:
-        page = web.get(detail(workflow_id))
-        assert page.status_code == 200
-        match = re.search(r'<p class="now[^"]*" id="now">(.*?)</p>', page.content.decode(), re.S)
-        assert match, workflow_id
-        return " ".join(re.sub(r"<[^>]+>", " ", match[1]).split())
-
     assert re.search(r"sleeping until \d\d:\d\d:\d\d UTC \(in [\d.]+ (min|h)\)", now_line("nap/1"))
     assert "on local" in now_line("nap/1")
     listen = now_line("listen-1")
@@ -156,6 +157,18 @@ def test_now_says_what_every_unfinished_workflow_is_doing(busy) -> None:
         "stranded (no executor for its version)",
     ):
         assert short in listing, short
+
+
+def test_two_enqueued_in_one_millisecond_are_ordered_by_id(busy, db) -> None:
+    # Both enqueued in one millisecond (the test above could meet this by chance): the order
+    # is still total, so exactly one of them is ahead of the other.
+    db.raw(
+        "UPDATE workflow_status SET created_at = %s WHERE workflow_uuid IN ('queued-1', "
+        "'queued-2')",
+        (Workflow.objects.get(workflow_uuid="queued-1").created_at,),
+    )
+    assert "0 ahead of it" in now_line("queued-1")
+    assert "1 ahead of it" in now_line("queued-2")
 
 
 def test_the_now_line_falls_back_to_the_steps_without_a_current_recorded_wait(busy, db) -> None:
