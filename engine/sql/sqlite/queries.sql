@@ -269,7 +269,10 @@ SELECT 1 AS locked WHERE :lock_name IS NOT NULL;
 
 -- claim_queued --
 -- Take up to :limit waiting workflows of one queue (this version, or enqueued by name
--- without one), best priority first, then oldest; the timeout counts from here.
+-- without one), best priority first, then oldest; the timeout counts from here. "+status"
+-- keeps the planner off the status index for the outer UPDATE: through it, every waiting row
+-- of every queue was visited and tested against the picked list (2.3 ms with 10,000 waiting),
+-- instead of looking the picked rows up by primary key (0.8 ms).
 UPDATE workflow_status
 SET status = 'PENDING', executor_id = :executor_id, started_at_epoch_ms = :now,
     updated_at = :now, application_version = :application_version,
@@ -281,7 +284,7 @@ WHERE workflow_uuid IN (
       AND (application_version = :application_version OR application_version IS NULL)
     ORDER BY priority, created_at
     LIMIT :limit
-) AND status = 'ENQUEUED'
+) AND +status = 'ENQUEUED'
 RETURNING workflow_uuid, status, name, inputs, output, error, executor_id, application_version,
           created_at, updated_at, recovery_attempts, queue_name, workflow_timeout_ms,
           workflow_deadline_epoch_ms, started_at_epoch_ms, completed_at, parent_workflow_id,
@@ -592,7 +595,12 @@ HAVING sum(status = 'ENQUEUED') > 0
 ORDER BY last_started, partition_key;
 
 -- claim_queued_partition --
--- claim_queued, within one partition.
+-- claim_queued, within one partition. SQLite uses a partial index only when the query repeats
+-- its WHERE terms word for word: "status IN (...)" (implied by status = 'ENQUEUED') lets the
+-- pick read workflow_status_partition_idx in claim order and stop at :limit. Without it the
+-- pick walked the queue's index past every waiting row of the other partitions (a small
+-- partition behind 10,000 waiting rows of a big one: 5.9 ms per claim, now 0.35 ms), and the
+-- outer UPDATE needs "+status" as in claim_queued.
 UPDATE workflow_status
 SET status = 'PENDING', executor_id = :executor_id, started_at_epoch_ms = :now,
     updated_at = :now, application_version = :application_version,
@@ -601,10 +609,11 @@ SET status = 'PENDING', executor_id = :executor_id, started_at_epoch_ms = :now,
 WHERE workflow_uuid IN (
     SELECT workflow_uuid FROM workflow_status
     WHERE status = 'ENQUEUED' AND queue_name = :queue_name AND partition_key = :partition_key
+      AND status IN ('ENQUEUED', 'PENDING')
       AND (application_version = :application_version OR application_version IS NULL)
     ORDER BY priority, created_at
     LIMIT :limit
-) AND status = 'ENQUEUED'
+) AND +status = 'ENQUEUED'
 RETURNING workflow_uuid, status, name, inputs, output, error, executor_id, application_version,
           created_at, updated_at, recovery_attempts, queue_name, workflow_timeout_ms,
           workflow_deadline_epoch_ms, started_at_epoch_ms, completed_at, parent_workflow_id,
