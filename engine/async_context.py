@@ -11,47 +11,46 @@ async workflow holds no thread.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import datetime as dt
 import functools
-import inspect
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, NoReturn
 
-from engine import clock, current, errors, operations, registry, results, serialization
+from engine import (
+    async_steps,
+    async_waits,
+    attempts,
+    clock,
+    current,
+    durable_writes,
+    errors,
+    operations,
+    patching,
+    registry,
+    results,
+    serialization,
+    streams,
+    tracing,
+)
+from engine import attributes as attrs
 from engine import signals as keys
 from engine.admission import Parent, seconds
-from engine.checkpoints import Checkpoints, Fenced, Interrupted
-from engine.context import STATUS_RECHECK_S, Services, check_topic
+from engine.checkpoints import Checkpoints, Interrupted
 from engine.handle import WorkflowHandle
 from engine.loop import Offload
-from engine.records import FINAL_STATUSES, Status
+from engine.records import FINAL_STATUSES
 from engine.runs import Run
+from engine.services import STATUS_RECHECK_S, Services, check_topic
 from engine.store import records
 
-# Set inside an async step's body: durable calls there are part of the step (plain calls).
-_in_step: contextvars.ContextVar[bool] = contextvars.ContextVar("waymark_async_step", default=False)
+_in_step = async_steps.in_step  # set inside an async step's body: durable calls are plain there
 
 
 def current_async() -> AsyncWorkflowContext | None:
     """The async workflow running in this task, if any."""
     running = current.get()
     return running if isinstance(running, AsyncWorkflowContext) else None
-
-
-class _Wake:
-    """An asyncio event that other threads may set (a signal fired anywhere)."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
-        self.event = asyncio.Event()
-
-    def set(self) -> None:
-        try:
-            self._loop.call_soon_threadsafe(self.event.set)
-        except RuntimeError:  # the loop closed meanwhile: nobody waits any more
-            pass
 
 
 class AsyncWorkflowContext:
@@ -74,6 +73,8 @@ class AsyncWorkflowContext:
         self._steps = Checkpoints(
             services.store, services.executor_id, workflow_id, recorded, services.max_payload_bytes
         )
+        self._attempts = attempts.Recorder(services.store, workflow_id)
+        self._waiter = async_waits.Waiter(services, offload, workflow_id, self._check_running)
 
     @property
     def fatal(self) -> errors.NonDeterministicWorkflowError | None:
@@ -175,6 +176,15 @@ class AsyncWorkflowContext:
     def select(self, *args: Any, **kwargs: Any) -> NoReturn:
         self._blocking("select")
 
+    def set_attributes(self, *args: Any, **kwargs: Any) -> NoReturn:
+        self._blocking("set_attributes")
+
+    def write_stream(self, *args: Any, **kwargs: Any) -> NoReturn:
+        self._blocking("write_stream")
+
+    def close_stream(self, *args: Any, **kwargs: Any) -> NoReturn:
+        self._blocking("close_stream")
+
     def go(self, *args: Any, **kwargs: Any) -> NoReturn:
         raise errors.EngineError(
             f"workflow {self.workflow_id!r} is async: instead of ctx.go(), call the step "
@@ -194,7 +204,7 @@ class AsyncWorkflowContext:
         ID is taken now, at the call."""
         opts = registry.step_options(fn)
         if _in_step.get():
-            return self._attempt(opts, args, kwargs, once=True)
+            return async_steps.attempt(opts, args, kwargs, self._pause, once=True)
         step_id, row = self._take(opts.name)
         return self._run_step(step_id, row, opts, args, kwargs)
 
@@ -209,36 +219,30 @@ class AsyncWorkflowContext:
         if row is not None:
             return self._steps.replay(step_id, row)
         started = clock.now_ms()
+        metrics = self._store.metrics
+        record_failure = self._attempts.for_step(step_id)
+
+        async def failed(exc: BaseException, began: int) -> None:
+            await self._io(record_failure, exc, began)
+
         try:
-            value = await self._attempt(opts, args, kwargs)
+            value = await async_steps.attempt(
+                opts,
+                args,
+                kwargs,
+                self._pause,
+                failed=failed,
+                metrics=metrics,
+                traced=(self.workflow_id, step_id) if tracing.enabled() else None,
+            )
         except Exception as exc:
+            metrics.step(opts.name, "error", (clock.now_ms() - started) / 1000)
             adopted, recorded = await self._record_error(step_id, opts.name, exc, started)
             if adopted:
                 return recorded
             raise
+        metrics.step(opts.name, "success", (clock.now_ms() - started) / 1000)
         return await self._record_value(step_id, opts.name, value, started)
-
-    async def _attempt(
-        self,
-        opts: registry.StepOptions,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        once: bool = False,
-    ) -> Any:
-        tries = 1
-        while True:
-            token = _in_step.set(True)
-            try:
-                if inspect.iscoroutinefunction(opts.fn):
-                    return await opts.fn(*args, **kwargs)
-                return await asyncio.to_thread(functools.partial(opts.fn, *args, **kwargs))
-            except Exception:
-                if once or tries >= opts.max_attempts:
-                    raise
-            finally:
-                _in_step.reset(token)
-            await self._pause(opts.interval_seconds * opts.backoff_rate ** (tries - 1))
-            tries += 1
 
     async def _pause(self, delay: float) -> None:
         """A retry's backoff; shutdown interrupts it."""
@@ -271,43 +275,65 @@ class AsyncWorkflowContext:
         await self._record_value(step_id, operations.SELECT, output, started)
         return await tasks[index]
 
-    # -- waiting -------------------------------------------------------------------------------
+    # -- evolving code ---------------------------------------------------------------------------
 
-    async def _wait(
-        self, until_ms: int | None, watched: Sequence[str], check: Callable[[], Any] | None
-    ) -> Any:
-        """Until ``check()`` (run on an I/O thread) returns non-None, or ``until_ms`` (None);
-        interrupted by a cancel, a timeout or shutdown. Holds no thread while waiting."""
+    def patch(self, name: str) -> bool:
+        """``WorkflowContext.patch``, called directly (not awaited). Recording the marker is
+        one write, once per workflow, made here on the loop: the decision must be durable
+        before any later step of this workflow is, and the loop's order is what guarantees it."""
+        self._check_running()
+        return patching.patch(self._steps, name)
+
+    def deprecate_patch(self, name: str) -> bool:
+        """``WorkflowContext.deprecate_patch``: records nothing, so nothing waits."""
+        self._check_running()
+        return patching.deprecate_patch(self._steps, name)
+
+    # -- attributes and streams ------------------------------------------------------------------
+
+    def set_attributes_async(self, attributes: dict[str, Any]) -> Awaitable[None]:
+        """Merge ``attributes`` into this workflow's (durably, once, as a step); a bad mapping
+        raises here, before a step ID is taken."""
+        attrs.check(attributes)
+        text = attrs.encode(attributes)
+        step_id, row = self._take(operations.SET_ATTRIBUTES)
+        write = functools.partial(
+            durable_writes.set_attributes, self._store, self._steps,
+            self._services.executor_id, self.workflow_id, step_id, text,
+        )  # fmt: skip
+        return self._write(step_id, row, write)
+
+    def write_stream_async(self, key: str, value: Any) -> Awaitable[None]:
+        """Append ``value`` to this workflow's stream ``key`` (exactly once, as a step)."""
+        return self._stream(key, value, closed=False)
+
+    def close_stream_async(self, key: str) -> Awaitable[None]:
+        """End stream ``key``: readers stop after its last value."""
+        return self._stream(key, None, closed=True)
+
+    def _stream(self, key: str, value: Any, *, closed: bool) -> Awaitable[None]:
+        streams.check_key(key)
+        text = None
+        if not closed:  # checked before a step ID is taken: a bad value records nothing
+            what = f"a value of stream {key!r} of workflow {self.workflow_id!r}"
+            text = serialization.dumps(value, what, self._services.max_payload_bytes)
+        step_id, row = self._take(operations.CLOSE_STREAM if closed else operations.WRITE_STREAM)
         services = self._services
-        wakeups = services.wakeups
-        wakeups.listen()
-        wake = _Wake(asyncio.get_running_loop())
-        next_status_check = time.monotonic() + STATUS_RECHECK_S
-        with wakeups.watch_with(wake, keys.stop_key(self.workflow_id), *watched):
-            while True:
-                self._check_running()
-                if check is not None:
-                    found = await self._io(check)
-                    if found is not None:
-                        return found
-                now = clock.now_ms()
-                if until_ms is not None and now >= until_ms:
-                    return None
-                wait = wakeups.poll_interval if check is not None else STATUS_RECHECK_S
-                if until_ms is not None:
-                    wait = min(wait, (until_ms - now) / 1000)
-                try:
-                    await asyncio.wait_for(wake.event.wait(), max(wait, 0.0))
-                except TimeoutError:
-                    pass
-                wake.event.clear()
-                if time.monotonic() >= next_status_check:
-                    next_status_check = time.monotonic() + STATUS_RECHECK_S
-                    outcome = await self._io(self._store.get_workflow_outcome, self.workflow_id)
-                    if outcome is not None and outcome.executor_id != services.executor_id:
-                        raise Fenced(outcome.executor_id)
-                    if outcome is not None and outcome.status != Status.PENDING:
-                        raise Interrupted(outcome.status)
+        write = functools.partial(
+            durable_writes.write_stream, self._store, services.wakeups, self._steps,
+            services.executor_id, self.workflow_id, step_id, key, text, closed,
+        )  # fmt: skip
+        return self._write(step_id, row, write)
+
+    async def _write(
+        self, step_id: int, row: records.StepRow | None, write: Callable[[], None]
+    ) -> None:
+        if row is not None:
+            self._steps.replay(step_id, row)
+            return
+        await self._io(write)
+
+    # -- waiting -------------------------------------------------------------------------------
 
     def sleep_async(self, duration: float | dt.timedelta) -> Awaitable[None]:
         """Durable sleep: the wake-up time is recorded; after a restart only the rest remains."""
@@ -323,7 +349,7 @@ class AsyncWorkflowContext:
             wake_at_ms = started + int(secs * 1000)
             wake_at = await self._record_value(step_id, operations.SLEEP, wake_at_ms, started)
         if wake_at > clock.now_ms():
-            await self._wait(int(wake_at), (), None)
+            await self._waiter.wait(int(wake_at), (), None)
 
     def _durable_deadline(self, name: str, secs: float) -> tuple[int, records.StepRow | None, int]:
         step_id, row = self._take(name)
@@ -410,7 +436,7 @@ class AsyncWorkflowContext:
                 return (recorded,)
             return (serialization.loads(message.message, "a received message"),)
 
-        got = await self._wait(until, (keys.message_key(self.workflow_id),), consume)
+        got = await self._waiter.wait(until, (keys.message_key(self.workflow_id),), consume)
         if got is None:
             return await self._record_value(step_id, operations.RECV, None, started)
         return got[0]
@@ -463,7 +489,7 @@ class AsyncWorkflowContext:
             found = self._store.get_event(workflow_id, key)
             return None if found is None else (serialization.loads(found, f"event {key!r}"),)
 
-        got = await self._wait(until, (keys.event_key(workflow_id),), check)
+        got = await self._waiter.wait(until, (keys.event_key(workflow_id),), check)
         value = got[0] if got else None
         return await self._record_value(step_id, operations.GET_EVENT, value, started)
 
@@ -478,6 +504,7 @@ class AsyncWorkflowContext:
         timeout: float | dt.timedelta | None = None,
         detached: bool = False,
         queue: Any = None,
+        attributes: dict[str, Any] | None = None,
     ) -> Coroutine[Any, Any, WorkflowHandle]:
         """Start a child workflow (ID ``f"{parent_id}-{step_id}"`` unless given); an async
         child runs on this loop, a sync one on a workflow thread."""
@@ -485,7 +512,12 @@ class AsyncWorkflowContext:
         services.admission.queue_of(queue)  # an unknown queue takes no step ID
         definition = services.registry.resolve(fn)
         step_id, row = self._take(definition.name)
-        options = {"workflow_id": workflow_id, "timeout": timeout, "detached": detached}
+        options = {
+            "workflow_id": workflow_id,
+            "timeout": timeout,
+            "detached": detached,
+            "attributes": attributes,
+        }
         return self._start_child(step_id, row, definition.name, input, queue, options)
 
     async def _start_child(
@@ -528,7 +560,7 @@ class AsyncWorkflowContext:
                 raise errors.WorkflowNotFoundError(workflow_id)
             return outcome if outcome.status in FINAL_STATUSES else None
 
-        outcome = await self._wait(until, (keys.done_key(workflow_id),), final)
+        outcome = await self._waiter.wait(until, (keys.done_key(workflow_id),), final)
         if outcome is None:
             raise TimeoutError(f"workflow {workflow_id!r} did not finish within {timeout} s")
         name = operations.GET_RESULT

@@ -6,14 +6,14 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
-from engine import current, errors, execution, serialization
+from engine import current, errors, execution, serialization, tracing
 from engine.async_context import AsyncWorkflowContext
 from engine.checkpoints import Fenced, Interrupted
-from engine.context import Services
 from engine.loop import Offload
 from engine.records import Status
 from engine.registry import WorkflowDef
 from engine.runs import Run
+from engine.services import Services
 from engine.store import records
 
 log = logging.getLogger("waymark.engine")
@@ -42,6 +42,7 @@ async def run_body(
             "workflow_id": workflow_id,
             "workflow": definition.name,
             "replay": recorded is not None,
+            "trace_id": tracing.current_trace_id(),
         },
     )
     token = current.enter(ctx)
@@ -83,9 +84,14 @@ async def _finish(
     error: BaseException | None,
 ) -> records.Outcome | None:
     """``execution.finish`` on the loop: the final write through the group commit."""
-    error_text = serialization.encode_error(error) if error is not None else None
+    if error is not None:  # a failure keeps its traceback: off the hot path, on an I/O thread
+
+        def failed() -> records.Outcome | None:
+            return execution.finish(services, workflow_id, status, output=output, error=error)
+
+        return await offload.call(failed)
     written = await services.store.finish_workflow_async(
-        workflow_id, status.value, services.executor_id, output, error_text
+        workflow_id, status.value, services.executor_id, output, None
     )
     if written is not None:
         return written

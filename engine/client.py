@@ -10,10 +10,10 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import functools
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
-from engine import admission, debounce, queue_control, serialization, store
+from engine import admission, debounce, queue_control, serialization, store, streams
 from engine.admission import Admission
 from engine.control import Control
 from engine.handle import WorkflowHandle
@@ -189,6 +189,14 @@ class Client:
         ones; ends when the stream is closed or the workflow is final; ``TimeoutError`` when
         ``timeout`` seconds pass with nothing new."""
         return self._control.read_stream(workflow_id, key, offset=offset, timeout=timeout)
+
+    def read_stream_async(
+        self, workflow_id: str, key: str, *, offset: int = 0, timeout: float | None = 60.0
+    ) -> AsyncIterator[Any]:
+        """``read_stream`` as an async iterator (``async for value in ...``)."""
+        return streams.read_async(
+            self.read_stream(workflow_id, key, offset=offset, timeout=timeout)
+        )
 
     def list_streams(self, workflow_id: str) -> list[tuple[str, int, bool]]:
         return self._control.list_streams(workflow_id)

@@ -6,20 +6,17 @@ Every operation is checkpointed as a step (``checkpoints.py``); the engine's own
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
-
-from opentelemetry import context as otel_context
 
 from engine import (
     attempts,
     clock,
     current,
+    durable_writes,
     errors,
     futures,
     operations,
@@ -27,27 +24,23 @@ from engine import (
     registry,
     results,
     serialization,
-    step_timeout,
     streams,
+    sync_steps,
     tracing,
     waits,
 )
 from engine import attributes as attrs
 from engine import signals as keys
-from engine.admission import Admission, Parent, seconds
+from engine.admission import Parent, seconds
 from engine.checkpoints import Checkpoints, Fenced, Interrupted
 from engine.handle import WorkflowHandle
-from engine.metrics import NullMetrics
 from engine.records import FINAL_STATUSES, Status
 from engine.runs import Run
-from engine.store import Store, records
-from engine.wakeups import Wakeups
+from engine.services import STATUS_RECHECK_S, Services, check_topic
+from engine.store import records
 
 # A sleep longer than this parks the workflow (no thread held) instead of waiting in place.
 PARK_AFTER_S = 2.0
-# While waiting, how often to look for a cancel made by another process (on SQLite, which
-# cannot push it; Postgres delivers it at once through LISTEN/NOTIFY).
-STATUS_RECHECK_S = 1.0
 
 
 def current_context() -> WorkflowContext | None:
@@ -73,22 +66,6 @@ class Parked(BaseException):
         self.keys = tuple(keys)
         self.ready = ready
         self.poll = poll  # False: every change it waits for is pushed (a signal or NOTIFY)
-
-
-@dataclass(frozen=True)
-class Services:
-    """What every execution of one engine shares (the runtime builds it once)."""
-
-    store: Store
-    wakeups: Wakeups
-    admission: Admission
-    registry: registry.Registry
-    results: results.Results  # handles' source; also who this engine is, for records_for
-    executor_id: str
-    stopping: threading.Event
-    blocking: Callable[[], contextlib.AbstractContextManager[None]]  # a thread blocked waiting
-    run_here: Callable[[records.WorkflowRow], bool]  # start a workflow created here
-    max_payload_bytes: int
 
 
 class WorkflowContext:
@@ -154,7 +131,7 @@ class WorkflowContext:
         metrics = self._store.metrics
         traced = (self.workflow_id, step_id, None) if tracing.enabled() else None
         try:
-            value = attempt(
+            value = sync_steps.attempt(
                 self._services.stopping,
                 opts,
                 args,
@@ -200,14 +177,14 @@ class WorkflowContext:
         opts: registry.StepOptions,
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
-        traced: Traced | None = None,
+        traced: sync_steps.Traced | None = None,
     ) -> None:
         started = clock.now_ms()
         step_id = future.step_id
         metrics = self._store.metrics
         try:
             try:
-                value = attempt(
+                value = sync_steps.attempt(
                     self._services.stopping,
                     opts,
                     args,
@@ -541,17 +518,10 @@ class WorkflowContext:
         if row is not None:
             self._steps.replay(step_id, row)
             return
-        started = clock.now_ms()
-        step = records.NewStep(
-            self.workflow_id, step_id, operations.SET_ATTRIBUTES, "null", None, started
+        services = self._services
+        durable_writes.set_attributes(
+            self._store, self._steps, services.executor_id, self.workflow_id, step_id, text
         )
-        if text is None:  # an empty mapping: nothing to merge, the step still marks the call
-            self._steps.after_record(
-                step_id, self._store.record_step(step, self._services.executor_id)
-            )
-            return
-        outcome = self._store.set_attributes(step, text, self._services.executor_id)
-        self._steps.after_record(step_id, outcome)
 
     def write_stream(self, key: str, value: Any) -> None:
         """Append ``value`` to this workflow's stream ``key`` (exactly once, as a step)."""
@@ -575,17 +545,11 @@ class WorkflowContext:
         if row is not None:
             self._steps.replay(step_id, row)
             return
-        if self._store.stream_closed(self.workflow_id, key):
-            exc = errors.EngineError(
-                f"stream {key!r} of workflow {self.workflow_id!r} is closed; write to another "
-                "key, or close it only after its last value"
-            )
-            self._steps.record_error(step_id, name, exc, clock.now_ms())
-            raise exc
-        step = records.NewStep(self.workflow_id, step_id, name, "null", None, clock.now_ms())
-        outcome = self._store.write_stream(step, key, text, closed, self._services.executor_id)
-        self._services.wakeups.fire(keys.stream_key(self.workflow_id, key))
-        self._steps.after_record(step_id, outcome)
+        services = self._services
+        durable_writes.write_stream(
+            self._store, services.wakeups, self._steps, services.executor_id,
+            self.workflow_id, step_id, key, text, closed,
+        )  # fmt: skip
 
     def get_event(self, workflow_id: str, key: str, timeout: float = 60.0) -> Any:
         """``engine.get_event`` inside a workflow: recorded, with a durable timeout."""
@@ -616,48 +580,3 @@ class WorkflowContext:
         )
         value = got[0] if got else None
         return self._steps.record_value(step_id, operations.GET_EVENT, value, started)
-
-
-# What a traced step attempt needs: its workflow ID, step ID and (off the workflow's thread) the
-# context to parent its span in.
-Traced = tuple[str, int, "otel_context.Context | None"]
-
-
-def check_topic(topic: str | None) -> None:
-    if topic is not None and not isinstance(topic, str):
-        raise TypeError(f"topic must be a string or None, got {type(topic).__name__}")
-
-
-def attempt(
-    stopping: threading.Event,
-    opts: registry.StepOptions,
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-    failed: attempts.OnFailure | None = None,
-    metrics: NullMetrics | None = None,
-    traced: Traced | None = None,
-) -> Any:
-    """Call a step function, retrying with backoff up to its ``max_attempts`` (an attempt
-    longer than its ``timeout`` fails with ``StepTimeoutError`` and is retried the same way);
-    ``failed`` is told of every failed attempt (to record it); each attempt a span when
-    ``traced`` (workflow ID, step ID, parent context)."""
-    tries = 1
-    while True:
-        started = clock.now_ms()
-        try:
-            if traced is None:
-                return step_timeout.call(opts, args, kwargs)
-            workflow_id, step_id, parent = traced
-            with tracing.step_span(workflow_id, step_id, opts.name, tries, parent):
-                return step_timeout.call(opts, args, kwargs)
-        except Exception as exc:
-            if failed is not None:
-                failed(exc, started)
-            if tries >= opts.max_attempts:
-                raise
-            delay = opts.interval_seconds * opts.backoff_rate ** (tries - 1)
-            if metrics is not None:
-                metrics.step_retried(opts.name)
-            if stopping.wait(delay):
-                raise Interrupted(None) from None
-            tries += 1

@@ -17,11 +17,11 @@ from engine import attempts, errors, rows, serialization, streams
 from engine import attributes as attrs
 from engine import signals as keys
 from engine.admission import UNCHANGED, Admission, Admitted
-from engine.context import check_topic
 from engine.handle import WorkflowHandle
 from engine.queues import Queue
 from engine.records import AttemptInfo, Status, StepInfo, WorkflowStatus
 from engine.results import Results
+from engine.services import check_topic
 from engine.store import Store, records
 from engine.wakeups import Wakeups
 

@@ -15,7 +15,7 @@ import functools
 import inspect
 import logging
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 from engine import (
@@ -27,6 +27,7 @@ from engine import (
     scheduler,
     serialization,
     store,
+    streams,
 )
 from engine import metrics as metrics_mod
 from engine import signals as keys
@@ -425,16 +426,22 @@ class Engine:
         queue: Queue | str | None = None,
         priority: int = 0,
         deduplication_id: str | None = None,
+        deduplication_policy: str = "reject",
         delay: float | dt.timedelta | None = None,
+        attributes: dict[str, Any] | None = None,
+        partition_key: str | None = None,
     ) -> WorkflowHandle:
-        """``start_workflow`` from async code, without blocking the loop. An async workflow
-        started here runs on the running loop; inside an async workflow it is a child."""
+        """``start_workflow`` from async code (the same options), without blocking the loop.
+        An async workflow started here runs on the running loop; inside an async workflow
+        it is a child."""
         actx = current_async()
         if actx is not None and queue is None and actx.records_for(self._results):
-            if priority or deduplication_id is not None or delay is not None:
-                raise ValueError("priority, deduplication_id and delay need a queue=")
+            if priority or deduplication_id is not None or delay is not None or partition_key:
+                raise ValueError(
+                    "priority, deduplication_id, delay and partition_key need a queue="
+                )
             return await actx.start_workflow_async(
-                fn_or_name, input, workflow_id=workflow_id, timeout=timeout
+                fn_or_name, input, workflow_id=workflow_id, timeout=timeout, attributes=attributes
             )
         definition = self._registry.resolve(fn_or_name)
         if self.runtime.stopping.is_set():
@@ -450,7 +457,10 @@ class Engine:
             queue=queue,
             priority=priority,
             deduplication_id=deduplication_id,
+            deduplication_policy=deduplication_policy,
             delay=delay,
+            attributes=attributes,
+            partition_key=partition_key,
         )
         admitted = await self.runtime.offload.call(start)
         if admitted.run_here is not None:
@@ -585,6 +595,14 @@ class Engine:
         ones; ends when the stream is closed or the workflow is final; ``TimeoutError`` when
         ``timeout`` seconds pass with nothing new."""
         return self._control.read_stream(workflow_id, key, offset=offset, timeout=timeout)
+
+    def read_stream_async(
+        self, workflow_id: str, key: str, *, offset: int = 0, timeout: float | None = 60.0
+    ) -> AsyncIterator[Any]:
+        """``read_stream`` as an async iterator (``async for value in ...``)."""
+        return streams.read_async(
+            self.read_stream(workflow_id, key, offset=offset, timeout=timeout)
+        )
 
     def list_streams(self, workflow_id: str) -> list[tuple[str, int, bool]]:
         return self._control.list_streams(workflow_id)

@@ -8,10 +8,11 @@ import logging
 
 from engine import attempts, errors, serialization, tracing
 from engine.checkpoints import Fenced, Interrupted
-from engine.context import Services, WorkflowContext
+from engine.context import WorkflowContext
 from engine.records import Status
 from engine.registry import WorkflowDef
 from engine.runs import Run
+from engine.services import Services
 from engine.store import records
 
 log = logging.getLogger("waymark.engine")

@@ -20,6 +20,8 @@ from engine.store import Store
 log = logging.getLogger("waymark.engine")
 
 EXPORT_FORMAT = "waymark.workflow/1"
+# Columns of workflow_status added after the first exports were made: None when absent.
+_LATER_COLUMNS = {"traceback": None, "waiting": None, "attributes": None, "partition_key": None}
 GC_BATCH = 500
 _FINAL = {status.value for status in FINAL_STATUSES}
 
@@ -82,6 +84,8 @@ class Lifecycle:
                     "steps": self._store.lifecycle_rows("export_steps", workflow_id=wid),
                     "events": self._store.lifecycle_rows("export_events", workflow_id=wid),
                     "messages": self._store.lifecycle_rows("export_messages", workflow_id=wid),
+                    "attempts": self._store.lifecycle_rows("export_attempts", workflow_id=wid),
+                    "streams": self._store.lifecycle_rows("export_streams", workflow_id=wid),
                 }
             )
         return {"format": EXPORT_FORMAT, "workflow_id": workflow_id, "workflows": workflows}
@@ -93,12 +97,18 @@ class Lifecycle:
             raise ValueError(f"not a Waymark workflow export (format {EXPORT_FORMAT!r})")
         imported: list[str] = []
         for item in data["workflows"]:
-            row = dict(item["workflow"])
+            row = {**_LATER_COLUMNS, **item["workflow"]}  # an older export lacks them
             wid = row["workflow_uuid"]
-            steps = [{**s, "workflow_uuid": wid} for s in item.get("steps", [])]
-            events = [{**e, "workflow_uuid": wid} for e in item.get("events", [])]
-            messages = [{**m, "destination_uuid": wid} for m in item.get("messages", [])]
-            if not self._store.import_rows(row, steps, events, messages):
+            held = {
+                "import_step": [{**s, "workflow_uuid": wid} for s in item.get("steps", [])],
+                "import_event": [{**e, "workflow_uuid": wid} for e in item.get("events", [])],
+                "import_message": [
+                    {**m, "destination_uuid": wid} for m in item.get("messages", [])
+                ],
+                "import_attempt": [{**a, "workflow_uuid": wid} for a in item.get("attempts", [])],
+                "import_stream": [{**t, "workflow_uuid": wid} for t in item.get("streams", [])],
+            }
+            if not self._store.import_rows(row, held):
                 if imported:  # all or nothing: take back what this call made
                     self._store.delete_final(imported)
                 there = self._store.lifecycle_rows("export_workflow_row", workflow_id=wid)

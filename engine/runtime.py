@@ -18,13 +18,14 @@ import time
 from engine import async_execution, clock, dispatch, errors, execution, observe, serialization
 from engine import signals as keys
 from engine.admission import Admission
-from engine.context import Parked, Services
+from engine.context import Parked
 from engine.loop import EventLoopThread, Offload, running_loop
 from engine.parking import Waker
 from engine.records import Status
 from engine.registry import Registry, WorkflowDef
 from engine.results import Results
 from engine.runs import Run, Runs
+from engine.services import Services
 from engine.store import Store, records
 from engine.threads import ThreadPool
 from engine.timers import Timers
@@ -175,10 +176,10 @@ class Runtime:
         if deadline is not None and not run.deadline_armed:
             run.deadline_armed = True
             self._timers.at(deadline, lambda: self.enforce_deadline(workflow_id))
-        if definition.is_async:
-            self._start_async(definition, workflow_id, input, recorded, deadline, run)
-            return True
         span = observe.execution_span(self._store, row, self.executor_id)
+        if definition.is_async:
+            self._start_async(definition, workflow_id, input, recorded, deadline, run, span)
+            return True
         self._pool.submit(
             lambda: self._execute(definition, workflow_id, input, recorded, deadline, run, span)
         )
@@ -192,10 +193,11 @@ class Runtime:
         recorded: dict[int, records.StepRow] | None,
         deadline: int | None,
         run: Run,
+        span: contextlib.AbstractContextManager[object],
     ) -> None:
         """On the loop running here (started from application code or an async parent), else
         on the engine's own loop thread."""
-        coro = self._execute_async(definition, workflow_id, input, recorded, deadline, run)
+        coro = self._execute_async(definition, workflow_id, input, recorded, deadline, run, span)
         loop = running_loop()
         if loop is None:
             self._loop.submit(coro)
@@ -212,13 +214,15 @@ class Runtime:
         recorded: dict[int, records.StepRow] | None,
         deadline: int | None,
         run: Run,
+        span: contextlib.AbstractContextManager[object],
     ) -> None:
         outcome: records.Outcome | None = None
         try:
-            outcome = await async_execution.run_body(
-                self.services, self.offload, definition, workflow_id, input, recorded,
-                deadline, run,
-            )  # fmt: skip
+            with span:  # entered in this task: its steps' spans are its children
+                outcome = await async_execution.run_body(
+                    self.services, self.offload, definition, workflow_id, input, recorded,
+                    deadline, run,
+                )  # fmt: skip
         except errors.SystemDatabaseUnavailableError as exc:
             log.error(
                 "workflow %s paused: %s",

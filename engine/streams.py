@@ -9,8 +9,9 @@ final, and raises ``TimeoutError`` when ``timeout`` passes with nothing new.
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from engine import errors, serialization
@@ -84,3 +85,16 @@ def read(
             raise TimeoutError(f"no new value in {what} within {timeout} s")
         if found is False:
             return  # the workflow is final and nothing more was written
+
+
+_END = object()
+
+
+async def read_async(values: Iterator[Any]) -> AsyncIterator[Any]:
+    """``read``'s values as an async iterator: each wait for the next value runs on a thread
+    (a reader waiting for news holds that thread, never the event loop)."""
+    while True:
+        value = await asyncio.to_thread(next, values, _END)
+        if value is _END:
+            return
+        yield value

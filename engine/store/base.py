@@ -854,23 +854,17 @@ class Store(abc.ABC):
         return self._retrying(attempt)  # type: ignore[no-any-return]
 
     def import_rows(
-        self,
-        workflow: Mapping[str, Any],
-        steps: Sequence[Mapping[str, Any]],
-        events: Sequence[Mapping[str, Any]],
-        messages: Sequence[Mapping[str, Any]],
+        self, workflow: Mapping[str, Any], held: Mapping[str, Sequence[Mapping[str, Any]]]
     ) -> bool:
-        """Insert an exported workflow's rows in one transaction; False when the ID exists."""
+        """Insert an exported workflow's row and the rows it holds (by insert query: steps,
+        events, messages, attempts, stream items) in one transaction; False when the ID
+        exists."""
 
         def attempt() -> bool:
             with self._exclusive() as run:
                 if not run("import_workflow_row", **workflow):
                     return False
-                for name, rows in (
-                    ("import_step", steps),
-                    ("import_event", events),
-                    ("import_message", messages),
-                ):
+                for name, rows in held.items():
                     for row in rows:
                         run(name, **row)
                 return True

@@ -167,6 +167,56 @@ def test_celery_workers_lose_nothing_under_faults(db, broker, tmp_path, fault) -
     assert len(executors) >= 2 and all(e.startswith("celery-") for e in executors)
 
 
+def test_async_workflows_run_through_celery(db, broker, tmp_path) -> None:
+    """Async workflows dispatched through Celery (a dispatching runworker, a real `celery
+    worker`) end SUCCESS with every async step and the durable sleep checkpointed."""
+    broker_url, _ = broker
+    ledger = tmp_path / "ledger.txt"
+    env = {
+        **os.environ,
+        "WAYMARK_DATABASE_URL": db.url,
+        "WAYMARK_SCHEMA": db.schema,
+        "WAYMARK_APP": "tests.apps.workerapp:build",
+        "WAYMARK_APP_NAME": "workerapp",
+        "WAYMARK_TEST_LEDGER": str(ledger),
+        "WAYMARK_CELERY_BROKER_URL": broker_url,
+        "WAYMARK_TEST_SCHEDULE": "0 0 1 1 *",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'django.sqlite3'}",
+    }
+    with Client(db.url, schema=db.schema) as client:
+        ids = [client.start_workflow("async_steps", 5).workflow_id for _ in range(20)]
+        dispatcher = [sys.executable, "manage.py", "runworker", "--dispatch", "celery"]
+        procs = [
+            spawn([*dispatcher, "--executor-id", "dispatcher"], env, tmp_path / "dispatcher.log"),
+            spawn(
+                [*celery_worker_args(), "-c", "2", "-n", "a@%h", "--loglevel", "WARNING"],
+                env,
+                tmp_path / "celery.log",
+            ),
+        ]
+        try:
+
+            def final() -> int:
+                return len(client.list_workflows(status=["SUCCESS", "ERROR"], limit=100))
+
+            wait_until(lambda: final() == 20, limit=180, what="all 20 async workflows final")
+        finally:
+            for proc in procs:
+                stop(proc)
+        for wid in ids:
+            status = client.get_workflow_status(wid)
+            assert status is not None and status.status == Status.SUCCESS, status
+            assert status.output == 10 and status.executor_id.startswith("celery-")
+            steps = client.list_steps(wid)
+            assert [s.name for s in steps] == [*["async_step"] * 5, "waymark.sleep"]
+            assert [s.output for s in steps[:5]] == [0, 1, 2, 3, 4]
+    runs = [line.split() for line in ledger.read_text().splitlines() if line.startswith("step ")]
+    assert sorted((r[1], int(r[2])) for r in runs) == sorted(
+        (wid, i) for wid in ids for i in range(5)
+    )  # each step ran once
+    assert {r[3] for r in runs} and all(r[3].startswith("celery-") for r in runs)
+
+
 def celery_worker_args() -> list[str]:
     celery = str(Path(sys.executable).with_name("celery"))
     return [celery, "-A", "console", "worker", "-c", "1", "--without-gossip", "--without-mingle"]

@@ -8,6 +8,7 @@ runworker) so tests can see who ran what, and when.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import sys
@@ -88,6 +89,22 @@ def build(engine: Engine) -> None:
     @engine.workflow(name="chaos5")
     def chaos5(ctx, x):
         return [chaos_step(ctx.workflow_id, i) for i in range(1, 6)]
+
+    @engine.step(name="async_step")
+    async def async_step(workflow_id: str, i: int) -> int:
+        ledger("step", workflow_id, i, executor, now_ms())
+        await asyncio.sleep(0.05)
+        return i
+
+    @engine.workflow(name="async_steps")
+    async def async_steps(ctx, n):
+        """n async steps, two at a time (their IDs taken at the call), then a durable sleep."""
+        total = 0
+        for i in range(0, n, 2):
+            pair = [async_step(ctx.workflow_id, j) for j in range(i, min(i + 2, n))]
+            total += sum(await asyncio.gather(*pair))
+        await ctx.sleep_async(0.1)
+        return total
 
     @engine.step(name="record_tick")
     def record_tick(tick: str) -> None:

@@ -500,7 +500,8 @@ ORDER BY w.completed_at, w.workflow_uuid LIMIT %(limit)s;
 SELECT workflow_uuid, status, name, inputs, output, error, executor_id, application_version,
        application_id, created_at, updated_at, recovery_attempts, queue_name, workflow_timeout_ms,
        workflow_deadline_epoch_ms, started_at_epoch_ms, completed_at, deduplication_id, priority,
-       forked_from, parent_workflow_id, serialization, delay_until_epoch_ms, traceparent
+       forked_from, parent_workflow_id, serialization, delay_until_epoch_ms, traceparent,
+       traceback, waiting, attributes::text AS attributes, partition_key
 FROM workflow_status WHERE workflow_uuid = %(workflow_id)s;
 
 -- export_steps --
@@ -516,12 +517,22 @@ ORDER BY key;
 SELECT topic, message, created_at_epoch_ms, message_uuid, serialization FROM notifications
 WHERE destination_uuid = %(workflow_id)s ORDER BY seq;
 
+-- export_attempts --
+SELECT function_id, attempt, error, traceback, started_at_epoch_ms, completed_at_epoch_ms
+FROM operation_attempts WHERE workflow_uuid = %(workflow_id)s ORDER BY function_id, attempt;
+
+-- export_streams --
+SELECT key, seq, value, closed, function_id FROM streams
+WHERE workflow_uuid = %(workflow_id)s ORDER BY key, seq;
+
 -- import_workflow_row --
 INSERT INTO workflow_status (workflow_uuid, status, name, inputs, output, error, executor_id, application_version,
        application_id, created_at, updated_at, recovery_attempts, queue_name, workflow_timeout_ms,
        workflow_deadline_epoch_ms, started_at_epoch_ms, completed_at, deduplication_id, priority,
-       forked_from, parent_workflow_id, serialization, delay_until_epoch_ms, traceparent)
-VALUES (%(workflow_uuid)s, %(status)s, %(name)s, %(inputs)s, %(output)s, %(error)s, %(executor_id)s, %(application_version)s, %(application_id)s, %(created_at)s, %(updated_at)s, %(recovery_attempts)s, %(queue_name)s, %(workflow_timeout_ms)s, %(workflow_deadline_epoch_ms)s, %(started_at_epoch_ms)s, %(completed_at)s, %(deduplication_id)s, %(priority)s, %(forked_from)s, %(parent_workflow_id)s, %(serialization)s, %(delay_until_epoch_ms)s, %(traceparent)s)
+       forked_from, parent_workflow_id, serialization, delay_until_epoch_ms, traceparent,
+       traceback, waiting, attributes, partition_key)
+VALUES (%(workflow_uuid)s, %(status)s, %(name)s, %(inputs)s, %(output)s, %(error)s, %(executor_id)s, %(application_version)s, %(application_id)s, %(created_at)s, %(updated_at)s, %(recovery_attempts)s, %(queue_name)s, %(workflow_timeout_ms)s, %(workflow_deadline_epoch_ms)s, %(started_at_epoch_ms)s, %(completed_at)s, %(deduplication_id)s, %(priority)s, %(forked_from)s, %(parent_workflow_id)s, %(serialization)s, %(delay_until_epoch_ms)s, %(traceparent)s,
+        %(traceback)s, %(waiting)s, %(attributes)s::jsonb, %(partition_key)s)
 ON CONFLICT (workflow_uuid) DO NOTHING RETURNING workflow_uuid;
 
 -- import_step --
@@ -543,6 +554,18 @@ INSERT INTO notifications (destination_uuid, topic, message, created_at_epoch_ms
                            serialization)
 VALUES (%(destination_uuid)s, %(topic)s, %(message)s, %(created_at_epoch_ms)s,
         %(message_uuid)s, %(serialization)s)
+RETURNING 1;
+
+-- import_attempt --
+INSERT INTO operation_attempts (workflow_uuid, function_id, attempt, error, traceback,
+                                started_at_epoch_ms, completed_at_epoch_ms)
+VALUES (%(workflow_uuid)s, %(function_id)s, %(attempt)s, %(error)s, %(traceback)s,
+        %(started_at_epoch_ms)s, %(completed_at_epoch_ms)s)
+RETURNING 1;
+
+-- import_stream --
+INSERT INTO streams (workflow_uuid, key, seq, value, closed, function_id)
+VALUES (%(workflow_uuid)s, %(key)s, %(seq)s, %(value)s, %(closed)s, %(function_id)s)
 RETURNING 1;
 
 -- Tracing (engine/tracing.py) ---------------------------------------------------------------

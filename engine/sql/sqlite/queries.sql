@@ -431,7 +431,8 @@ ORDER BY w.completed_at, w.workflow_uuid LIMIT :limit;
 SELECT workflow_uuid, status, name, inputs, output, error, executor_id, application_version,
        application_id, created_at, updated_at, recovery_attempts, queue_name, workflow_timeout_ms,
        workflow_deadline_epoch_ms, started_at_epoch_ms, completed_at, deduplication_id, priority,
-       forked_from, parent_workflow_id, serialization, delay_until_epoch_ms, traceparent
+       forked_from, parent_workflow_id, serialization, delay_until_epoch_ms, traceparent,
+       traceback, waiting, attributes, partition_key
 FROM workflow_status WHERE workflow_uuid = :workflow_id;
 
 -- export_steps --
@@ -447,12 +448,22 @@ ORDER BY key;
 SELECT topic, message, created_at_epoch_ms, message_uuid, serialization FROM notifications
 WHERE destination_uuid = :workflow_id ORDER BY seq;
 
+-- export_attempts --
+SELECT function_id, attempt, error, traceback, started_at_epoch_ms, completed_at_epoch_ms
+FROM operation_attempts WHERE workflow_uuid = :workflow_id ORDER BY function_id, attempt;
+
+-- export_streams --
+SELECT key, seq, value, closed, function_id FROM streams
+WHERE workflow_uuid = :workflow_id ORDER BY key, seq;
+
 -- import_workflow_row --
 INSERT INTO workflow_status (workflow_uuid, status, name, inputs, output, error, executor_id, application_version,
        application_id, created_at, updated_at, recovery_attempts, queue_name, workflow_timeout_ms,
        workflow_deadline_epoch_ms, started_at_epoch_ms, completed_at, deduplication_id, priority,
-       forked_from, parent_workflow_id, serialization, delay_until_epoch_ms, traceparent)
-VALUES (:workflow_uuid, :status, :name, :inputs, :output, :error, :executor_id, :application_version, :application_id, :created_at, :updated_at, :recovery_attempts, :queue_name, :workflow_timeout_ms, :workflow_deadline_epoch_ms, :started_at_epoch_ms, :completed_at, :deduplication_id, :priority, :forked_from, :parent_workflow_id, :serialization, :delay_until_epoch_ms, :traceparent)
+       forked_from, parent_workflow_id, serialization, delay_until_epoch_ms, traceparent,
+       traceback, waiting, attributes, partition_key)
+VALUES (:workflow_uuid, :status, :name, :inputs, :output, :error, :executor_id, :application_version, :application_id, :created_at, :updated_at, :recovery_attempts, :queue_name, :workflow_timeout_ms, :workflow_deadline_epoch_ms, :started_at_epoch_ms, :completed_at, :deduplication_id, :priority, :forked_from, :parent_workflow_id, :serialization, :delay_until_epoch_ms, :traceparent,
+        :traceback, :waiting, :attributes, :partition_key)
 ON CONFLICT (workflow_uuid) DO NOTHING RETURNING workflow_uuid;
 
 -- import_step --
@@ -474,6 +485,18 @@ INSERT INTO notifications (destination_uuid, topic, message, created_at_epoch_ms
                            serialization, seq)
 VALUES (:destination_uuid, :topic, :message, :created_at_epoch_ms,
         :message_uuid, :serialization, (SELECT COALESCE(MAX(seq), 0) + 1 FROM notifications))
+RETURNING 1;
+
+-- import_attempt --
+INSERT INTO operation_attempts (workflow_uuid, function_id, attempt, error, traceback,
+                                started_at_epoch_ms, completed_at_epoch_ms)
+VALUES (:workflow_uuid, :function_id, :attempt, :error, :traceback,
+        :started_at_epoch_ms, :completed_at_epoch_ms)
+RETURNING 1;
+
+-- import_stream --
+INSERT INTO streams (workflow_uuid, key, seq, value, closed, function_id)
+VALUES (:workflow_uuid, :key, :seq, :value, :closed, :function_id)
 RETURNING 1;
 
 -- Tracing (engine/tracing.py) ---------------------------------------------------------------
