@@ -78,10 +78,17 @@ def window_of(query: QueryDict) -> tuple[dt.datetime, dt.datetime]:
 
 
 def act(
-    actor: actions.Actor, action: str, name: str, reason: str, window: Window
+    actor: actions.Actor,
+    action: str,
+    name: str,
+    reason: str,
+    window: Window = None,
+    spec: dict[str, str] | None = None,
 ) -> actions.Outcome:
-    """Record the intent, act through the engine's client, record the outcome."""
-    asked = [("schedule", name)]
+    """Record the intent, act through the engine's client, record the outcome. ``spec``: a
+    create's ``workflow``, ``cron``, ``timezone`` and ``queue`` (the CLI's; the page makes
+    none)."""
+    asked = [("schedule", name), *((k, v) for k, v in (spec or {}).items() if v)]
     if window is not None:
         asked += [("start", window[0].isoformat()), ("end", window[1].isoformat())]
     if sources.current().name:
@@ -99,7 +106,17 @@ def act(
     )
     try:
         client = _client()
-        if action == "pause":
+        if action == "create":
+            assert spec is not None
+            client.create_schedule(
+                name,
+                spec["workflow"],
+                spec["cron"],
+                timezone=spec.get("timezone") or "UTC",
+                queue=spec.get("queue") or None,
+            )
+            outcome = actions.Outcome(True, f"schedule {name} created (or updated)")
+        elif action == "pause":
             client.pause_schedule(name)
             outcome = actions.Outcome(True, f"schedule {name} paused: no worker fires its ticks")
         elif action == "resume":

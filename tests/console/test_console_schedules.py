@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import datetime as dt
 import html
+import io
+import json
 import zoneinfo
 
 import pytest
+from django.core.management import CommandError, call_command
 from django.db import connections
 from django.test import Client as WebClient
 
@@ -225,3 +228,64 @@ def test_the_lag_gauge_and_metrics_read_managed_schedules(scheduled, db) -> None
     assert gauges.read(now_ms).schedule_lag["orphan"] == pytest.approx(600.0)
     metrics = user("admin").get("/metrics").content.decode()
     assert 'waymark_schedule_lag_seconds{schedule="orphan"}' in metrics
+
+
+def cli(*words: str) -> dict:
+    out = io.StringIO()
+    call_command("schedules", *words, "--json", stdout=out)
+    return json.loads(out.getvalue())
+
+
+def test_the_cli_lists_creates_and_acts_audited(scheduled) -> None:
+    engine = scheduled
+    assert cli("create", "cli-s", "report", "0 4 * * *", "--timezone", "Asia/Tokyo")["ok"]
+    listed = {s["name"]: s for s in cli("list")}
+    assert listed["cli-s"]["timezone"] == "Asia/Tokyo" and listed["cli-s"]["workflow_name"] == (
+        "report"
+    )
+    assert listed["held"]["paused"] and listed["held"]["next_fire_at"] is None
+    assert cli("pause", "cli-s", "--reason", "maintenance")["ok"]
+    assert managed(engine, "cli-s").paused
+    assert cli("resume", "cli-s")["ok"] and not managed(engine, "cli-s").paused
+    triggered = cli("trigger", "cli-s")
+    assert engine.retrieve_workflow(triggered["new_workflow_id"]).get_result(timeout=30)
+    filled = cli("backfill", "cli-s", "--start", "2026-01-01T00:00", "--end", "2026-01-03T00:00",
+                 "--tz", "Asia/Tokyo")  # fmt: skip
+    assert "2 ticks" in filled["message"]
+    assert sorted(w.workflow_id for w in engine.list_workflows(workflow_id_prefix="cli-s@2")) == [
+        "cli-s@2025-12-31T19:00:00+00:00",
+        "cli-s@2026-01-01T19:00:00+00:00",
+    ]
+    assert cli("delete", "cli-s")["ok"] and managed(engine, "cli-s") is None
+    records = list(AuditRecord.objects.order_by("at", "id"))
+    assert [r.action for r in records] == [
+        "schedule_create",
+        "schedule_pause",
+        "schedule_resume",
+        "schedule_trigger",
+        "schedule_backfill",
+        "schedule_delete",
+    ]
+    assert {r.source for r in records} == {"cli"} and all(r.ok for r in records)
+    assert (
+        records[0].filter
+        == "schedule=cli-s&workflow=report&cron=0+4+%2A+%2A+%2A&timezone=Asia%2FTokyo"
+    )
+    assert records[1].reason == "maintenance"
+
+
+def test_the_cli_refuses_bad_input_naming_the_fix(scheduled) -> None:
+    engine = scheduled
+    with pytest.raises(CommandError) as bad_cron:
+        cli("create", "x", "report", "every day")
+    assert "5 fields" in str(bad_cron.value) and "6 with seconds first" in str(bad_cron.value)
+    with pytest.raises(CommandError, match="unknown time zone 'Moon/Base'"):
+        cli("create", "x", "report", "0 * * * *", "--timezone", "Moon/Base")
+    with pytest.raises(CommandError, match="unknown workflow 'ghost'"):
+        cli("create", "x", "ghost", "0 * * * *")
+    with pytest.raises(CommandError, match="not a date and time"):
+        cli("backfill", "nightly", "--start", "soon", "--end", "2026-01-01T00:00")
+    with pytest.raises(CommandError, match="unknown schedule 'x'"):
+        cli("trigger", "x")
+    assert managed(engine, "x") is None
+    assert sorted(s.name for s in engine.list_schedules()) == ["coded", "held", "nightly"]
