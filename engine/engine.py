@@ -142,7 +142,7 @@ class Engine:
             self._store,
             self._wakeups,
             self._start_scheduled,
-            schedules.Knows(self._schedulable, self._declared_queue),
+            schedules.registered(self._registry),
         )
         self._launched = False
         self._worker: Worker | None = None
@@ -307,7 +307,7 @@ class Engine:
         self._scheduler = scheduler.Scheduler(
             self._store,
             self._wakeups,
-            self._fire_tick,
+            self._start_scheduled,
             lambda workflow_name: workflow_name in self._registry.workflows,
             self.runtime.stopping,
         )
@@ -491,23 +491,6 @@ class Engine:
         self, workflow_name: str, input: Any, workflow_id: str, queue: str | None
     ) -> WorkflowHandle:
         return self.start_workflow(workflow_name, input, workflow_id=workflow_id, queue=queue)
-
-    def _fire_tick(self, row: Any, tick: dt.datetime) -> WorkflowHandle:
-        workflow_id = scheduler.tick_workflow_id(row["name"], tick)
-        return self._start_scheduled(row["workflow_name"], tick, workflow_id, row["queue"])
-
-    def _schedulable(self, workflow: Callable[..., Any] | str) -> str:
-        definition = self._registry.resolve(workflow)
-        if not definition.takes_input:
-            raise errors.EngineError(
-                f"workflow {definition.name!r} cannot be scheduled: it must accept the tick "
-                "time, def wf(ctx, tick)"
-            )
-        return definition.name
-
-    def _declared_queue(self, name: str) -> None:
-        if name not in self._registry.queues:
-            raise errors.EngineError(f"unknown queue {name!r}; declare it with engine.queue()")
 
     # -- managed schedules (engine.schedules; the same on a Client) --------------------------
 

@@ -20,7 +20,7 @@ import logging
 import threading
 import zoneinfo
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, Protocol
 
 from croniter import croniter
 
@@ -38,6 +38,11 @@ CRON_FORMAT = (
 REFRESH_S = 1.0  # how stale a worker's view of the schedules may be
 CATCH_UP_S = 60.0  # a tick later than this (no worker ran) is skipped, not fired late
 MAX_DST_GAP = dt.timedelta(hours=3)  # wider than any zone's clock jump
+
+
+class Start(Protocol):
+    def __call__(self, workflow_name: str, input: Any, workflow_id: str, queue: str | None) -> Any:
+        """Start (idempotently, by ``workflow_id``) one run of a schedule's workflow."""
 
 
 def validate(expr: str, workflow: str, what: str = "workflow") -> None:
@@ -111,12 +116,12 @@ class Scheduler:
         self,
         store: Store,
         wakeups: Wakeups,
-        start: Callable[[Any, dt.datetime], object],
+        start: Start,
         runs: Callable[[str], bool],
         stopping: threading.Event,
     ) -> None:
-        """``start(row, tick)``: start the schedule ``row``'s run for ``tick`` (idempotent);
-        ``runs(workflow_name)``: whether this engine has that workflow registered."""
+        """``start``: how this engine starts a run; ``runs(workflow_name)``: whether this
+        engine has that workflow registered."""
         self._store = store
         self._wakeups = wakeups
         self._start = start
@@ -180,7 +185,8 @@ class Scheduler:
         if due >= reach:
             fired_ms = due_ms
             try:
-                self._start(row, due)
+                workflow_id = tick_workflow_id(name, due)
+                self._start(row["workflow_name"], due, workflow_id, row["queue"])
             except Exception:  # logged, and the schedule moves on: a bad tick must not loop
                 if self._stopping.is_set():
                     return False  # shutting down: another worker (or the next launch) fires it

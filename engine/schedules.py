@@ -13,9 +13,9 @@ import dataclasses
 import datetime as dt
 import uuid
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
-from engine import errors, rows, scheduler
+from engine import errors, registry, rows, scheduler
 from engine import signals as keys
 from engine.handle import WorkflowHandle
 from engine.records import ScheduleInfo
@@ -24,13 +24,6 @@ from engine.wakeups import Wakeups
 
 MAX_BACKFILL = 10_000  # ticks one backfill may start (a cron over a wide range is a mistake)
 NAME_LIMIT = 200
-
-
-class Start(Protocol):
-    def __call__(
-        self, workflow_name: str, input: Any, workflow_id: str, queue: str | None
-    ) -> WorkflowHandle:
-        """Start (idempotently, by ``workflow_id``) one run of a schedule's workflow."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,6 +35,26 @@ class Knows:
 
     workflow: Callable[[Any], str]
     queue: Callable[[str], None]
+
+
+def registered(workflows: registry.Registry) -> Knows:
+    """An engine knows its registered workflows (a schedule's must accept the tick) and its
+    declared queues."""
+
+    def workflow(fn_or_name: Any) -> str:
+        definition = workflows.resolve(fn_or_name)
+        if not definition.takes_input:
+            raise errors.EngineError(
+                f"workflow {definition.name!r} cannot be scheduled: it must accept the tick "
+                "time, def wf(ctx, tick)"
+            )
+        return definition.name
+
+    def queue(name: str) -> None:
+        if name not in workflows.queues:
+            raise errors.EngineError(f"unknown queue {name!r}; declare it with engine.queue()")
+
+    return Knows(workflow, queue)
 
 
 def _info(row: Any) -> ScheduleInfo:
@@ -65,7 +78,9 @@ def first_tick_ms(cron: str, tz: dt.tzinfo, after: dt.datetime | None = None) ->
 
 
 class Schedules:
-    def __init__(self, store: Store, wakeups: Wakeups, start: Start, knows: Knows) -> None:
+    def __init__(
+        self, store: Store, wakeups: Wakeups, start: scheduler.Start, knows: Knows
+    ) -> None:
         self._store = store
         self._wakeups = wakeups
         self._start = start
@@ -144,7 +159,7 @@ class Schedules:
         # Ends with "@<input>" like a tick's ID, so the run receives a datetime; the random
         # part keeps two triggers apart (a trigger is not idempotent; a tick is).
         workflow_id = f"{name}@trigger-{uuid.uuid4().hex[:8]}@{now.isoformat()}"
-        handle = self._start(row["workflow_name"], now, workflow_id, row["queue"])
+        handle: WorkflowHandle = self._start(row["workflow_name"], now, workflow_id, row["queue"])
         self._store.schedule_fired(name, int(now.timestamp() * 1000))
         return handle
 
