@@ -76,8 +76,13 @@ def ticks(expr: str, after: dt.datetime, tz: dt.tzinfo = dt.UTC) -> Iterator[dt.
     # Wall-clock ticks (naive), each mapped to UTC with fold=0: a skipped wall time takes the
     # offset before the jump (shifted forward by the gap), a repeated one its first occurrence.
     # Skipped wall times map onto instants later wall times map to again, and a start inside a
-    # repeated hour reads earlier wall times: start early, keep only instants past the last.
-    start = after.astimezone(tz).replace(tzinfo=None) - MAX_DST_GAP
+    # repeated hour reads earlier wall times: keep only instants past the last. Just after the
+    # clocks jumped forward, the skipped wall times (behind the wall clock now) still map to
+    # instants ahead: start that much earlier (only then: a per-second cron would otherwise
+    # walk hours of wall time on every call).
+    jump = after.astimezone(tz).utcoffset() or dt.timedelta()
+    before = (after - MAX_DST_GAP).astimezone(tz).utcoffset() or dt.timedelta()
+    start = after.astimezone(tz).replace(tzinfo=None) - max(dt.timedelta(), jump - before)
     it = croniter(expr, start, second_at_beginning=six)
     last = after
     while True:
