@@ -186,7 +186,7 @@ class Scheduler:
                 extra={"action": "schedule.invalid", "schedule": name},
             )
             return False
-        fired_ms = 0
+        fired_ms = None
         if due >= reach:
             fired_ms = due_ms
             try:

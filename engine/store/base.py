@@ -521,7 +521,9 @@ class Store(abc.ABC):
     def delete_schedule(self, name: str) -> bool:
         return self._schedule_change("delete_schedule", {"name": name})
 
-    def advance_schedule(self, name: str, expected: int, fired_at: int, next_fire_at: int) -> bool:
+    def advance_schedule(
+        self, name: str, expected: int, fired_at: int | None, next_fire_at: int
+    ) -> bool:
         """Move the schedule past the tick ``expected`` it fired; False when another worker
         (or a change to the schedule) moved it first."""
         params = {

@@ -174,6 +174,7 @@ def test_a_tick_missed_long_ago_is_skipped_not_fired_late(app: Engine, db) -> No
     app.create_schedule("canary", "canary", "* * * * * *")  # wakes the scheduler
     wait_until(lambda: schedule(app, "late").next_fire_at > dt.datetime.now(UTC), 60, "moved on")
     assert ids(app, "late@") == []  # backfill_schedule replays such ticks on request
+    assert schedule(app, "late").last_fire_at is None  # nothing fired
 
 
 # -- trigger and backfill ------------------------------------------------------------------------

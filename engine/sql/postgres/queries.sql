@@ -767,7 +767,7 @@ DELETE FROM schedules WHERE name = %(name)s RETURNING name;
 -- moves the schedule on (the others' fires were the same idempotent start).
 UPDATE schedules
 SET next_fire_at = %(next_fire_at)s,
-    last_fire_at = greatest(coalesce(last_fire_at, 0), %(fired_at)s)
+    last_fire_at = greatest(last_fire_at, %(fired_at)s::bigint)  -- NULL fired_at: none fired
 WHERE name = %(name)s AND next_fire_at = %(expected)s AND NOT paused
 RETURNING name;
 

@@ -686,7 +686,9 @@ DELETE FROM schedules WHERE name = :name RETURNING name;
 -- After firing the tick ``expected``: only the worker that still sees it as the next tick
 -- moves the schedule on (the others' fires were the same idempotent start).
 UPDATE schedules
-SET next_fire_at = :next_fire_at, last_fire_at = max(coalesce(last_fire_at, 0), :fired_at)
+SET next_fire_at = :next_fire_at,
+    -- the later of the two, either may be NULL (fired_at NULL: a tick skipped, none fired)
+    last_fire_at = max(coalesce(last_fire_at, :fired_at), coalesce(:fired_at, last_fire_at))
 WHERE name = :name AND next_fire_at = :expected AND paused = 0
 RETURNING name;
 
