@@ -28,7 +28,9 @@ def main() -> None:
     workloads.METRICS = not args.no_metrics
     # W6, W6b and W8 measure peak RSS, W7 seeds a million rows, GC deletes many and FAIR
     # enqueues 10,500: each is run on request (--only), W6b and W8 with W2 for the ratio.
-    default = [w for w in workloads.WORKLOADS if w not in ("W6", "W6b", "W7", "W8", "GC", "FAIR")]
+    default = [
+        w for w in workloads.WORKLOADS if w not in ("W6", "W6b", "W7", "W8", "GC", "FAIR", "SCHED")
+    ]
     chosen = [w for w in workloads.WORKLOADS if w in args.only.split(",")] if args.only else default
     table: list[dict[str, Any]] = []
     for workload in chosen:

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bench import console_w7, gc_bench, partitions, setup, waits
+from bench import console_w7, gc_bench, partitions, schedules_bench, setup, waits
 from engine import Engine
 
 
@@ -256,4 +256,5 @@ WORKLOADS: dict[str, Callable[[setup.Target, bool], dict[str, Any]]] = {
     "W6b": waits.w6b_waiting,
     "GC": lambda target, quick: gc_bench.gc_with_w2(target, quick, w2_throughput),
     "FAIR": partitions.w8_partition_fairness,
+    "SCHED": schedules_bench.sched,
 }

@@ -28,10 +28,11 @@ from dataclasses import dataclass, field
 
 from croniter import croniter
 from django.db import connections
-from django.db.models import QuerySet
+from django.db.models import Case, QuerySet, TextField, When
+from django.db.models.functions import Cast
 
 from console import stats
-from console.models import Event, Executor, Notification, Step, Workflow
+from console.models import Event, Executor, Notification, Schedule, Step, Workflow
 from engine.records import FINAL_STATUSES, Status
 
 CAP = 10_000
@@ -151,8 +152,8 @@ def read(now_ms: int) -> Readings:
     """Everything ``/metrics`` exports, in six statements (plus one per 100 queues)."""
     live = stats.live_executors(now_ms)
     r = Readings(now_ms, live)
-    _unfinished(r)
-    declared = _declared_schedules(live)
+    managed = _unfinished(r)
+    declared = {k: v for k, v in _declared_schedules(live).items() if k not in managed}
     parts = [
         _count_part(Workflow.objects.filter(status=status, created_at__gte=since))
         for since in (now_ms - seconds * 1000 for seconds in WINDOWS.values())
@@ -168,14 +169,38 @@ def read(now_ms: int) -> Readings:
     r.oldest_pending_ms = _int(values[len(keys) + 1])
     latest = dict(zip(declared, values[len(keys) + 2 :], strict=True))
     r.schedule_lag = _lags(declared, {k: str(v) if v else None for k, v in latest.items()}, now_ms)
+    r.schedule_lag.update(_managed_lags(managed, now_ms))
     _backlogs(r)
     r.table_rows = table_rows()
     return r
 
 
-def _unfinished(r: Readings) -> None:
+def _managed() -> QuerySet[Schedule]:
+    """The managed schedules (engine.schedules) and their next tick: epoch ms as text, so the
+    rows fit _unfinished's UNION (None while paused: nothing is due)."""
+    return Schedule.objects.order_by("name").values_list(
+        "name", Cast(Case(When(paused=False, then="next_fire_at")), TextField())
+    )[:MAX_QUEUES]
+
+
+def _managed_lags(managed: dict[str, int | None], now_ms: int) -> dict[str, float]:
+    """A managed schedule's lag: how far past its next tick it is, since a worker moves that
+    on as soon as it fires the tick (0 when none is due; a paused one is never late)."""
+    return {
+        name: max(0.0, (now_ms - due) / 1000) for name, due in managed.items() if due is not None
+    }
+
+
+def managed_schedules() -> dict[str, int | None]:
+    """name -> next tick (epoch ms; None while paused) of every managed schedule."""
+    return {name: _int(due) for name, due in _managed()}
+
+
+def _unfinished(r: Readings) -> dict[str, int | None]:
     """PENDING and DELAYED: one capped pass over each's rows (one statement for both) gives the
-    totals, the split per queue and, for PENDING, who holds them: stuck needs no other scan."""
+    totals, the split per queue and, for PENDING, who holds them: stuck needs no other scan.
+    The managed schedules ride in the same statement (one round trip less); returned as
+    ``managed_schedules`` gives them."""
     alive = {e.executor_id for e in r.live}
     parts = []
     for i, status in enumerate((Status.PENDING.value, Status.DELAYED.value)):
@@ -194,11 +219,17 @@ def _unfinished(r: Readings) -> None:
                 params,
             )
         )
+    inner, params = _compiled(_managed())  # type: ignore[arg-type]
+    parts.append((f"SELECT 2, s2.*, 0 FROM ({inner}) AS s2", params))
     with connections["waymark"].cursor() as cursor:
         cursor.execute(" UNION ALL ".join(p for p, _ in parts), [x for _, ps in parts for x in ps])
         grouped = cursor.fetchall()
     r.unfinished = {Status.PENDING.value: 0, Status.DELAYED.value: 0}
+    managed: dict[str, int | None] = {}
     for i, queue_name, executor_id, n in grouped:
+        if int(i) == 2:  # a managed schedule: its name and next tick
+            managed[queue_name] = _int(executor_id)
+            continue
         pending = int(i) == 0
         r.unfinished[Status.PENDING.value if pending else Status.DELAYED.value] += int(n)
         if queue_name is not None:
@@ -209,6 +240,7 @@ def _unfinished(r: Readings) -> None:
                 queue.delayed += int(n)
         if pending and executor_id not in alive:
             r.stuck += int(n)
+    return managed
 
 
 def _stranded(live: list[Executor]) -> QuerySet[Workflow]:
@@ -318,10 +350,11 @@ def schedule_lag(live: list[Executor], now_ms: int) -> dict[str, float]:
     tick it was. A schedule that never ran counts from the earliest live executor declaring it,
     so a daily cron added at noon is not "12 hours late" at once.
     """
-    declared = _declared_schedules(live)
+    managed = managed_schedules()
+    declared = {k: v for k, v in _declared_schedules(live).items() if k not in managed}
     latest = _scalars([_compiled(_latest_tick(name)) for name in declared])
     found = {name: str(v) if v else None for name, v in zip(declared, latest, strict=True)}
-    return _lags(declared, found, now_ms)
+    return {**_lags(declared, found, now_ms), **_managed_lags(managed, now_ms)}
 
 
 def _lags(

@@ -181,6 +181,25 @@ class Executor(SystemTable):
         app_label = "console"
 
 
+class Schedule(SystemTable):
+    """A managed schedule (engine migration 0009): the engine's ``list_schedules`` row."""
+
+    name = models.TextField(primary_key=True)
+    workflow_name = models.TextField()
+    cron = models.TextField()
+    timezone = models.TextField()
+    queue = models.TextField(null=True)
+    paused = models.BooleanField()
+    next_fire_at = models.BigIntegerField(null=True)  # epoch ms, UTC
+    last_fire_at = models.BigIntegerField(null=True)
+    created_at = models.BigIntegerField()
+    updated_at = models.BigIntegerField()
+
+    class Meta(SystemTable.Meta):
+        db_table = "schedules"
+        app_label = "console"
+
+
 # -- the console's own tables -----------------------------------------------------------------
 
 

@@ -9,14 +9,16 @@ from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.http import HttpResponse
 from django.shortcuts import render
+from django.utils import timezone
 from django.views.decorators.http import require_GET
 
-from console import actions, charts, filters, fleet, retention, stats
+from console import actions, charts, filters, fleet, retention, sources, stats
 from console.alerts import views as alert_views
 from console.http import HtmxHttpRequest
 from console.models import RetentionRun
 from console.now import HIDDEN_QUEUES
 from console.views import bad_request
+from engine import scheduler
 
 
 def _now_ms() -> int:
@@ -101,17 +103,26 @@ def queues(request: HtmxHttpRequest) -> HttpResponse:
 @require_GET
 @login_required
 def schedules(request: HtmxHttpRequest) -> HttpResponse:
+    """Every schedule, its times shown in ``?tz=`` (an IANA name; default UTC)."""
+    tz_name = request.GET.get("tz", "").strip() or "UTC"
+    try:
+        zone = scheduler.zone(tz_name[:64], "shown")
+    except ValueError as exc:
+        return bad_request(request, f"tz: {exc}")
     now = _now_ms()
     live = stats.live_executors(now)
-    return render(
-        request,
-        "console/schedules.html",
-        {
-            "schedules": stats.schedules(live, dt.datetime.now(dt.UTC)),
-            "executors": live,
-            "now": now,
-        },
-    )
+    with timezone.override(zone):  # the template's dates are shown in the zone asked for
+        return render(
+            request,
+            "console/schedules.html",
+            {
+                "schedules": stats.schedules(live, dt.datetime.now(dt.UTC)),
+                "executors": live,
+                "now": now,
+                "tz": tz_name,
+                "managed_source": not sources.current().is_dbos,
+            },
+        )
 
 
 @require_GET

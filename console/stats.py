@@ -8,17 +8,19 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
-from croniter import croniter
 from django.conf import settings
 from django.db.models import Count, Min, QuerySet
 
 from console import bulk, dbos_actions, fleet, now, sources
-from console.models import Executor, Workflow
+from console.models import Executor, Schedule, Workflow
+from engine import scheduler
+from engine.rows import from_ms
 
 UNFINISHED = ("PENDING", "ENQUEUED", "DELAYED")
 CLASSIFY_CAP = 2000  # PENDING workflows whose last step the queues page reads
 LATENCY_SAMPLE = 5000  # latency percentiles come from the most recent finished workflows
 BUCKETS = 24
+MAX_SCHEDULES = 200  # the schedules page lists at most this many
 
 
 def user_workflows() -> QuerySet[Workflow]:
@@ -201,6 +203,15 @@ class ScheduleInfo:
     words: str
     next_ticks: list[dt.datetime]
     recent: list[Workflow]
+    # A managed schedule's row (engine.schedules); a schedule only a heartbeat or DBOS
+    # declares has the defaults.
+    managed: bool = False
+    workflow_name: str = ""
+    timezone: str = "UTC"
+    queue: str | None = None
+    paused: bool = False
+    next_fire_at: dt.datetime | None = None
+    last_fire_at: dt.datetime | None = None
 
 
 def cron_words(cron: str) -> str:
@@ -213,26 +224,46 @@ def cron_words(cron: str) -> str:
         return cron
 
 
+def _next_ticks(cron: str, zone: str, now: dt.datetime) -> list[dt.datetime]:
+    """The next 5 ticks as the engine's scheduler computes them (time zone, DST)."""
+    try:
+        found = scheduler.ticks(cron, now, scheduler.zone(zone, "shown"))
+        return [next(found) for _ in range(5)]
+    except (ValueError, KeyError):  # a cron this croniter cannot read: shown as text only
+        return []
+
+
 def schedules(live: list[Executor], now: dt.datetime) -> list[ScheduleInfo]:
+    """The managed schedules (the engine's ``schedules`` table), and the schedules live
+    executors declare or DBOS made that have no managed row (an older worker's, DBOS's)."""
     crons: dict[str, str] = {}
     for executor in live:
         crons.update(json.loads(executor.schedules or "{}"))
     if sources.current().is_dbos:  # DBOS.create_schedule's schedules
         crons.update(dict(dbos_actions.read(sources.current(), "schedules")))
+    managed = {s.name: s for s in Schedule.objects.order_by("name")[:MAX_SCHEDULES]}
     result = []
-    for name, cron in sorted(crons.items()):
-        it = croniter(cron, now, second_at_beginning=len(cron.split()) == 6)
-        ticks = [it.get_next(dt.datetime) for _ in range(5)]
+    for name in sorted(set(crons) | set(managed))[:MAX_SCHEDULES]:
+        row = managed.get(name)
+        cron = row.cron if row is not None else crons[name]
+        workflow = row.workflow_name if row is not None else name
         recent = list(
-            Workflow.objects.filter(name=name)
+            Workflow.objects.filter(name=workflow)
             .filter(
-                # the engine's tick IDs are name@time; DBOS's (sched-...) differ: any of its runs
+                # the engine's run IDs are name@time; DBOS's (sched-...) differ: any of its runs
                 **({} if sources.current().is_dbos else {"workflow_uuid__startswith": f"{name}@"})
             )
             .only("workflow_uuid", "status", "created_at", "updated_at", "name")
             .order_by("-created_at")[:10]
         )
-        result.append(ScheduleInfo(name, cron, cron_words(cron), ticks, recent))
+        info = ScheduleInfo(name, cron, cron_words(cron), [], recent, workflow_name=workflow)
+        if row is not None:
+            info.managed, info.timezone, info.queue = True, row.timezone, row.queue
+            info.paused = bool(row.paused)
+            info.next_fire_at = None if info.paused else from_ms(row.next_fire_at)
+            info.last_fire_at = from_ms(row.last_fire_at or None)
+        info.next_ticks = [] if info.paused else _next_ticks(cron, info.timezone, now)
+        result.append(info)
     return result
 
 

@@ -2,7 +2,16 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import path, register_converter
 
-from console import metrics, operate, pages, queue_ops, saved_views, stream_view, views
+from console import (
+    metrics,
+    operate,
+    pages,
+    queue_ops,
+    saved_views,
+    schedule_ops,
+    stream_view,
+    views,
+)
 from console.alerts import views as alerts
 from console.converters import StepNumberConverter, WorkflowIdConverter
 
@@ -49,6 +58,11 @@ urlpatterns = [
     path("audit/", operate.audit, name="audit"),
     path("audit/<int:record_id>/ids.txt", operate.audit_ids, name="audit_ids"),
     path("schedules/", pages.schedules, name="schedules"),
+    path(
+        "schedules/<path:name>/<str:action>/",
+        schedule_ops.schedule_action,
+        name="schedule_action",
+    ),
     path("versions/", pages.versions, name="versions"),
     path("metrics", metrics.metrics, name="metrics"),
     path("alerts/", alerts.alert_list, name="alert_list"),

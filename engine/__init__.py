@@ -19,7 +19,14 @@ from engine.errors import (
 )
 from engine.futures import StepFuture
 from engine.handle import WorkflowHandle
-from engine.records import AttemptInfo, QueueInfo, Status, StepInfo, WorkflowStatus
+from engine.records import (
+    AttemptInfo,
+    QueueInfo,
+    ScheduleInfo,
+    Status,
+    StepInfo,
+    WorkflowStatus,
+)
 
 __all__ = [
     "AttemptInfo",
@@ -31,6 +38,7 @@ __all__ = [
     "NonDeterministicWorkflowError",
     "QueueDeduplicatedError",
     "QueueInfo",
+    "ScheduleInfo",
     "SerializationError",
     "Status",
     "StepError",

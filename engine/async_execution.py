@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
-from engine import current, errors, execution, serialization, tracing
+from engine import current, errors, execution, scheduler, serialization, tracing
 from engine.async_context import AsyncWorkflowContext
 from engine.checkpoints import Fenced, Interrupted
 from engine.loop import Offload
@@ -33,6 +33,8 @@ async def run_body(
     ctx = AsyncWorkflowContext(services, offload, run, workflow_id, recorded, deadline_ms)
     if definition.schedule is not None and isinstance(input, str):
         input = dt.datetime.fromisoformat(input)
+    else:
+        input = scheduler.tick_input(workflow_id, input)  # a managed schedule's run
     log.info(
         "workflow %s started: %s",
         workflow_id,

@@ -13,13 +13,23 @@ import functools
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
-from engine import admission, debounce, queue_control, serialization, store, streams
+from engine import (
+    admission,
+    debounce,
+    errors,
+    queue_control,
+    registry,
+    schedules,
+    serialization,
+    store,
+    streams,
+)
 from engine.admission import Admission
 from engine.control import Control
 from engine.handle import WorkflowHandle
 from engine.lifecycle import Lifecycle
 from engine.queues import INTERNAL_QUEUE, Queue
-from engine.records import AttemptInfo, QueueInfo, StepInfo, WorkflowStatus
+from engine.records import AttemptInfo, QueueInfo, ScheduleInfo, StepInfo, WorkflowStatus
 from engine.results import Results
 from engine.wakeups import Wakeups
 
@@ -50,6 +60,14 @@ class Client:
             max_payload_bytes=self.max_payload_bytes,
         )
         self._queue_control = queue_control.QueueControl(self._store, self._wakeups)
+        self._schedules = schedules.Schedules(
+            self._store,
+            self._wakeups,
+            lambda name, input, workflow_id, queue: self.start_workflow(
+                name, input, workflow_id=workflow_id, queue=queue
+            ),
+            schedules.Knows(self._known_workflow, lambda queue: None),
+        )
 
     def start_workflow(
         self,
@@ -181,6 +199,52 @@ class Client:
 
     def list_queues(self) -> list[QueueInfo]:
         return self._queue_control.list_queues()
+
+    # -- managed schedules (engine.schedules; the same on an engine) --------------------------
+
+    def _known_workflow(self, workflow: Any) -> str:
+        """A client sees no registry: a workflow is known when the database has seen it."""
+        name = workflow if isinstance(workflow, str) else registry.default_name(workflow)
+        if not name or not self._store.ready().workflow_name_seen(name):
+            raise errors.EngineError(
+                f"unknown workflow {name!r}: the database has no run or schedule of it; check "
+                "the registered name, or create the schedule from the engine that registers it"
+            )
+        return name
+
+    def create_schedule(
+        self,
+        name: str,
+        workflow: Any,
+        cron: str,
+        *,
+        timezone: str = "UTC",
+        queue: Queue | str | None = None,
+    ) -> None:
+        """Create the schedule ``name`` (or update it; a pause holds): ``workflow`` runs at
+        every tick of ``cron`` read in ``timezone``, with the tick time as its input."""
+        queue_name = queue.name if isinstance(queue, Queue) else queue
+        self._schedules.create(name, workflow, cron, timezone, queue_name)
+
+    def pause_schedule(self, name: str) -> None:
+        self._schedules.pause(name)
+
+    def resume_schedule(self, name: str) -> None:
+        self._schedules.resume(name)
+
+    def delete_schedule(self, name: str) -> None:
+        self._schedules.delete(name)
+
+    def trigger_schedule(self, name: str) -> WorkflowHandle:
+        return self._schedules.trigger(name)
+
+    def backfill_schedule(
+        self, name: str, start: dt.datetime, end: dt.datetime
+    ) -> list[WorkflowHandle]:
+        return self._schedules.backfill(name, start, end)
+
+    def list_schedules(self) -> list[ScheduleInfo]:
+        return self._schedules.list()
 
     def read_stream(
         self, workflow_id: str, key: str, *, offset: int = 0, timeout: float | None = 60.0

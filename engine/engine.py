@@ -25,6 +25,7 @@ from engine import (
     queue_control,
     registry,
     scheduler,
+    schedules,
     serialization,
     store,
     streams,
@@ -39,7 +40,7 @@ from engine.dispatch import Dispatcher, Handoff
 from engine.handle import WorkflowHandle
 from engine.lifecycle import Lifecycle
 from engine.queues import Queue
-from engine.records import AttemptInfo, QueueInfo, StepInfo, WorkflowStatus
+from engine.records import AttemptInfo, QueueInfo, ScheduleInfo, StepInfo, WorkflowStatus
 from engine.results import Results
 from engine.runs import Runs
 from engine.runtime import Runtime
@@ -138,6 +139,12 @@ class Engine:
         )
         self._queue_control = queue_control.QueueControl(
             self._store, self._wakeups, lambda: self._registry.queues
+        )
+        self._schedules = schedules.Schedules(
+            self._store,
+            self._wakeups,
+            self._start_scheduled,
+            schedules.registered(self._registry),
         )
         self._launched = False
         self._worker: Worker | None = None
@@ -298,8 +305,13 @@ class Engine:
             dispatching=self._dispatcher is not None,
         )
         self._worker.start()
+        self._schedules.sync(self._registry.schedules())  # schedule= given at registration
         self._scheduler = scheduler.Scheduler(
-            self._registry.schedules(), self._start_tick, self.runtime.stopping
+            self._store,
+            self._wakeups,
+            self._start_scheduled,
+            lambda workflow_name: workflow_name in self._registry.workflows,
+            self.runtime.stopping,
         )
         self._scheduler.launch()
         log.info(
@@ -344,6 +356,7 @@ class Engine:
         """Stop at the next step boundary; what has not finished stays PENDING for recovery."""
         self.runtime.stopping.set()
         self._wakeups.fire(keys.ENQUEUED)  # the worker loop: stop waiting now
+        self._wakeups.fire(keys.SCHEDULES)  # the scheduler too
         for part in (self._worker, self._scheduler):
             if part is not None:
                 part.join(timeout)
@@ -513,6 +526,47 @@ class Engine:
 
     def _start_tick(self, name: str, tick: dt.datetime) -> WorkflowHandle:
         return self.start_workflow(name, tick, workflow_id=scheduler.tick_workflow_id(name, tick))
+
+    def _start_scheduled(
+        self, workflow_name: str, input: Any, workflow_id: str, queue: str | None
+    ) -> WorkflowHandle:
+        return self.start_workflow(workflow_name, input, workflow_id=workflow_id, queue=queue)
+
+    # -- managed schedules (engine.schedules; the same on a Client) --------------------------
+
+    def create_schedule(
+        self,
+        name: str,
+        workflow: Callable[..., Any] | str,
+        cron: str,
+        *,
+        timezone: str = "UTC",
+        queue: Queue | str | None = None,
+    ) -> None:
+        """Create the schedule ``name`` (or update it; a pause holds): ``workflow`` runs at
+        every tick of ``cron`` read in ``timezone``, with the tick time as its input."""
+        queue_name = queue.name if isinstance(queue, Queue) else queue
+        self._schedules.create(name, workflow, cron, timezone, queue_name)
+
+    def pause_schedule(self, name: str) -> None:
+        self._schedules.pause(name)
+
+    def resume_schedule(self, name: str) -> None:
+        self._schedules.resume(name)
+
+    def delete_schedule(self, name: str) -> None:
+        self._schedules.delete(name)
+
+    def trigger_schedule(self, name: str) -> WorkflowHandle:
+        return self._schedules.trigger(name)
+
+    def backfill_schedule(
+        self, name: str, start: dt.datetime, end: dt.datetime
+    ) -> list[WorkflowHandle]:
+        return self._schedules.backfill(name, start, end)
+
+    def list_schedules(self) -> list[ScheduleInfo]:
+        return self._schedules.list()
 
     # -- inspection and control (Control, shared with Client) ------------------------------
 

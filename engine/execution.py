@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
-from engine import attempts, errors, serialization, tracing
+from engine import attempts, errors, scheduler, serialization, tracing
 from engine.checkpoints import Fenced, Interrupted
 from engine.context import WorkflowContext
 from engine.records import Status
@@ -46,6 +46,8 @@ def run_body(
     ctx = WorkflowContext(services, run, workflow_id, recorded, deadline_ms)
     if definition.schedule is not None and isinstance(input, str):
         input = dt.datetime.fromisoformat(input)  # stored as ISO text: hand back the tick
+    else:
+        input = scheduler.tick_input(workflow_id, input)  # a managed schedule's run
     if log.isEnabledFor(logging.INFO):
         log.info(
             "workflow %s started: %s",

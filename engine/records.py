@@ -105,3 +105,18 @@ class AttemptInfo:
     traceback: str | None
     started_at: dt.datetime | None
     completed_at: dt.datetime | None
+
+
+@dataclass(frozen=True)
+class ScheduleInfo:
+    """A managed schedule as ``list_schedules`` reports it. ``next_fire_at``: the next tick a
+    worker fires (None while paused); ``last_fire_at``: the latest tick fired or run triggered."""
+
+    name: str
+    workflow_name: str
+    cron: str
+    timezone: str
+    paused: bool
+    next_fire_at: dt.datetime | None
+    last_fire_at: dt.datetime | None
+    queue: str | None = None

@@ -17,6 +17,8 @@ from typing import Protocol, TypeVar
 ENQUEUED = "enq"
 # A run ended or parked here: a workflow thread (and maybe a queue slot) is free again.
 FREED = "freed"
+# A managed schedule was made, changed or deleted: every scheduler re-reads the schedules now.
+SCHEDULES = "schedules"
 
 
 def message_key(workflow_id: str) -> str:

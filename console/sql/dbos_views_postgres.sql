@@ -69,3 +69,11 @@ CREATE TEMP VIEW operation_attempts AS
 SELECT NULL::text AS workflow_uuid, NULL::int AS function_id, NULL::int AS attempt, NULL::text AS error,
        NULL::text AS traceback, NULL::bigint AS started_at_epoch_ms, NULL::bigint AS completed_at_epoch_ms
 WHERE false;
+-- Managed schedules are Waymark's own table (DBOS's workflow_schedules are read apart, see
+-- dbos_reads.sql): a DBOS source has none here.
+CREATE TEMP VIEW schedules AS
+SELECT NULL::text AS name, NULL::text AS workflow_name, NULL::text AS cron,
+       NULL::text AS timezone, NULL::text AS queue, NULL::boolean AS paused,
+       NULL::bigint AS next_fire_at, NULL::bigint AS last_fire_at,
+       NULL::bigint AS created_at, NULL::bigint AS updated_at
+WHERE false;

@@ -70,3 +70,11 @@ CREATE TEMP VIEW operation_attempts AS
 SELECT CAST(NULL AS TEXT) AS workflow_uuid, CAST(NULL AS INTEGER) AS function_id, CAST(NULL AS INTEGER) AS attempt, CAST(NULL AS TEXT) AS error,
        CAST(NULL AS TEXT) AS traceback, CAST(NULL AS INTEGER) AS started_at_epoch_ms, CAST(NULL AS INTEGER) AS completed_at_epoch_ms
 WHERE 0;
+-- Managed schedules are Waymark's own table (DBOS's workflow_schedules are read apart, see
+-- dbos_reads.sql): a DBOS source has none here.
+CREATE TEMP VIEW schedules AS
+SELECT CAST(NULL AS TEXT) AS name, CAST(NULL AS TEXT) AS workflow_name, CAST(NULL AS TEXT) AS cron,
+       CAST(NULL AS TEXT) AS timezone, CAST(NULL AS TEXT) AS queue, CAST(NULL AS INTEGER) AS paused,
+       CAST(NULL AS INTEGER) AS next_fire_at, CAST(NULL AS INTEGER) AS last_fire_at,
+       CAST(NULL AS INTEGER) AS created_at, CAST(NULL AS INTEGER) AS updated_at
+WHERE 0;

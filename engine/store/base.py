@@ -477,6 +477,69 @@ class Store(abc.ABC):
     def queue_seen(self, queue_name: str) -> bool:
         return self._row("queue_seen", {"queue_name": queue_name}) is not None
 
+    # -- managed schedules (0009_schedules) ------------------------------------------------------
+
+    def _schedule_change(self, query: str, params: dict[str, Any]) -> bool:
+        """One schedule write that wakes every scheduler (NOTIFY on Postgres); True when it
+        matched the schedule."""
+        rows, *_ = self._write_together((query, params), *self._notify(signals.SCHEDULES))
+        return bool(rows)
+
+    def upsert_schedule(
+        self,
+        name: str,
+        workflow_name: str,
+        cron: str,
+        timezone: str,
+        queue: str | None,
+        next_fire_at: int,
+    ) -> None:
+        params = {
+            "name": name,
+            "workflow_name": workflow_name,
+            "cron": cron,
+            "timezone": timezone,
+            "queue": queue,
+            "next_fire_at": next_fire_at,
+            "now": clock.now_ms(),
+        }
+        self._schedule_change("upsert_schedule", params)
+
+    def get_schedule(self, name: str) -> Any | None:
+        return self._row("get_schedule", {"name": name})
+
+    def list_schedules(self) -> list[Any]:
+        return self._rows("list_schedules", {})
+
+    def pause_schedule(self, name: str) -> bool:
+        return self._schedule_change("pause_schedule", {"name": name, "now": clock.now_ms()})
+
+    def resume_schedule(self, name: str, next_fire_at: int) -> bool:
+        params = {"name": name, "next_fire_at": next_fire_at, "now": clock.now_ms()}
+        return self._schedule_change("resume_schedule", params)
+
+    def delete_schedule(self, name: str) -> bool:
+        return self._schedule_change("delete_schedule", {"name": name})
+
+    def advance_schedule(
+        self, name: str, expected: int, fired_at: int | None, next_fire_at: int
+    ) -> bool:
+        """Move the schedule past the tick ``expected`` it fired; False when another worker
+        (or a change to the schedule) moved it first."""
+        params = {
+            "name": name,
+            "expected": expected,
+            "fired_at": fired_at,
+            "next_fire_at": next_fire_at,
+        }
+        return bool(self._write("advance_schedule", params))
+
+    def schedule_fired(self, name: str, fired_at: int) -> None:
+        self._write("schedule_fired", {"name": name, "fired_at": fired_at})
+
+    def workflow_name_seen(self, name: str) -> bool:
+        return self._row("workflow_name_seen", {"name": name}) is not None
+
     def list_child_ids(self, workflow_id: str) -> list[str]:
         found = self._rows("list_child_ids", {"workflow_id": workflow_id})
         return [row["workflow_uuid"] for row in found]

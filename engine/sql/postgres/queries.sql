@@ -792,3 +792,62 @@ VALUES (%(workflow_id)s, %(status)s, %(name)s, %(inputs)s, %(executor_id)s,
         %(debounce_key)s)
 ON CONFLICT (workflow_uuid) DO NOTHING
 RETURNING workflow_uuid;
+
+
+-- ---------------------------------------------------------------------------------------------
+-- Managed schedules (0009_schedules).
+
+-- upsert_schedule --
+-- Create a schedule, or update it in place: an operator's pause holds, and the next tick is
+-- recomputed only when the cron or the time zone changed (a redeploy does not shift it).
+INSERT INTO schedules (name, workflow_name, cron, timezone, queue, paused, next_fire_at,
+                       created_at, updated_at)
+VALUES (%(name)s, %(workflow_name)s, %(cron)s, %(timezone)s, %(queue)s, FALSE, %(next_fire_at)s,
+        %(now)s, %(now)s)
+ON CONFLICT (name) DO UPDATE
+SET workflow_name = EXCLUDED.workflow_name, cron = EXCLUDED.cron, timezone = EXCLUDED.timezone,
+    queue = EXCLUDED.queue, updated_at = EXCLUDED.updated_at,
+    next_fire_at = CASE WHEN schedules.cron = EXCLUDED.cron
+                         AND schedules.timezone = EXCLUDED.timezone
+                         AND schedules.next_fire_at IS NOT NULL
+                        THEN schedules.next_fire_at ELSE EXCLUDED.next_fire_at END
+RETURNING name;
+
+-- get_schedule --
+SELECT name, workflow_name, cron, timezone, queue, paused, next_fire_at, last_fire_at
+FROM schedules WHERE name = %(name)s;
+
+-- list_schedules --
+SELECT name, workflow_name, cron, timezone, queue, paused, next_fire_at, last_fire_at
+FROM schedules ORDER BY name;
+
+-- pause_schedule --
+UPDATE schedules SET paused = TRUE, updated_at = %(now)s WHERE name = %(name)s RETURNING name;
+
+-- resume_schedule --
+-- A resumed schedule fires from its next tick after now: ticks passed while paused are skipped.
+UPDATE schedules SET paused = FALSE, next_fire_at = %(next_fire_at)s, updated_at = %(now)s
+WHERE name = %(name)s RETURNING name;
+
+-- delete_schedule --
+DELETE FROM schedules WHERE name = %(name)s RETURNING name;
+
+-- advance_schedule --
+-- After firing the tick ``expected``: only the worker that still sees it as the next tick
+-- moves the schedule on (the others' fires were the same idempotent start).
+UPDATE schedules
+SET next_fire_at = %(next_fire_at)s,
+    last_fire_at = greatest(last_fire_at, %(fired_at)s::bigint)  -- NULL fired_at: none fired
+WHERE name = %(name)s AND next_fire_at = %(expected)s AND NOT paused
+RETURNING name;
+
+-- schedule_fired --
+-- A run triggered by hand: the schedule's last fire, if it is the latest.
+UPDATE schedules SET last_fire_at = greatest(coalesce(last_fire_at, 0), %(fired_at)s)
+WHERE name = %(name)s;
+
+-- workflow_name_seen --
+-- Whether the database knows a workflow by this name (a client cannot see the registries).
+SELECT 1 AS seen
+WHERE EXISTS (SELECT 1 FROM workflow_status WHERE name = %(name)s)
+   OR EXISTS (SELECT 1 FROM schedules WHERE workflow_name = %(name)s);

@@ -721,3 +721,62 @@ VALUES (:workflow_id, :status, :name, :inputs, :executor_id,
         :debounce_key)
 ON CONFLICT (workflow_uuid) DO NOTHING
 RETURNING workflow_uuid;
+
+
+-- ---------------------------------------------------------------------------------------------
+-- Managed schedules (0009_schedules).
+
+-- upsert_schedule --
+-- Create a schedule, or update it in place: an operator's pause holds, and the next tick is
+-- recomputed only when the cron or the time zone changed (a redeploy does not shift it).
+INSERT INTO schedules (name, workflow_name, cron, timezone, queue, paused, next_fire_at,
+                       created_at, updated_at)
+VALUES (:name, :workflow_name, :cron, :timezone, :queue, 0, :next_fire_at, :now, :now)
+ON CONFLICT (name) DO UPDATE
+SET workflow_name = excluded.workflow_name, cron = excluded.cron, timezone = excluded.timezone,
+    queue = excluded.queue, updated_at = excluded.updated_at,
+    next_fire_at = CASE WHEN schedules.cron = excluded.cron
+                         AND schedules.timezone = excluded.timezone
+                         AND schedules.next_fire_at IS NOT NULL
+                        THEN schedules.next_fire_at ELSE excluded.next_fire_at END
+RETURNING name;
+
+-- get_schedule --
+SELECT name, workflow_name, cron, timezone, queue, paused, next_fire_at, last_fire_at
+FROM schedules WHERE name = :name;
+
+-- list_schedules --
+SELECT name, workflow_name, cron, timezone, queue, paused, next_fire_at, last_fire_at
+FROM schedules ORDER BY name;
+
+-- pause_schedule --
+UPDATE schedules SET paused = 1, updated_at = :now WHERE name = :name RETURNING name;
+
+-- resume_schedule --
+-- A resumed schedule fires from its next tick after now: ticks passed while paused are skipped.
+UPDATE schedules SET paused = 0, next_fire_at = :next_fire_at, updated_at = :now
+WHERE name = :name RETURNING name;
+
+-- delete_schedule --
+DELETE FROM schedules WHERE name = :name RETURNING name;
+
+-- advance_schedule --
+-- After firing the tick ``expected``: only the worker that still sees it as the next tick
+-- moves the schedule on (the others' fires were the same idempotent start).
+UPDATE schedules
+SET next_fire_at = :next_fire_at,
+    -- the later of the two, either may be NULL (fired_at NULL: a tick skipped, none fired)
+    last_fire_at = max(coalesce(last_fire_at, :fired_at), coalesce(:fired_at, last_fire_at))
+WHERE name = :name AND next_fire_at = :expected AND paused = 0
+RETURNING name;
+
+-- schedule_fired --
+-- A run triggered by hand: the schedule's last fire, if it is the latest.
+UPDATE schedules SET last_fire_at = max(coalesce(last_fire_at, 0), :fired_at)
+WHERE name = :name;
+
+-- workflow_name_seen --
+-- Whether the database knows a workflow by this name (a client cannot see the registries).
+SELECT 1 AS seen
+WHERE EXISTS (SELECT 1 FROM workflow_status WHERE name = :name)
+   OR EXISTS (SELECT 1 FROM schedules WHERE workflow_name = :name);
