@@ -2,6 +2,7 @@
 
 from engine.client import Client
 from engine.context import WorkflowContext
+from engine.debounce import Debouncer
 from engine.engine import Engine
 from engine.errors import (
     ConflictingWorkflowError,
@@ -32,6 +33,7 @@ __all__ = [
     "AttemptInfo",
     "Client",
     "ConflictingWorkflowError",
+    "Debouncer",
     "Engine",
     "EngineError",
     "MaxRecoveryAttemptsExceededError",

@@ -19,11 +19,14 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import threading
 from collections.abc import Callable
 from typing import Any
 
 from engine import errors
 from engine.admission import Admission, seconds
+from engine.async_context import current_async
+from engine.context import current_context
 from engine.handle import WorkflowHandle
 from engine.queues import Queue
 
@@ -105,13 +108,21 @@ class Debouncer:
         return await asyncio.to_thread(self.debounce, key, input)
 
 
-def refuse_in_workflow_body(in_body: Callable[[], bool], stopped: Callable[[], bool]) -> None:
-    """What an engine's Debouncer refuses: a debounce from a workflow body would be made again
-    on every replay (it is no step), and an engine shut down starts nothing."""
-    if in_body():
-        raise errors.EngineError(
-            "debounce() from a workflow body is not recorded and would repeat on replay; call "
-            "it from a step (a function decorated with engine.step())"
-        )
-    if stopped():
-        raise errors.EngineError("the engine is shut down; create a new Engine to debounce")
+def engine_guard(results: object, stopping: threading.Event) -> Callable[[], None]:
+    """What an engine's Debouncer refuses: a debounce straight from a workflow body of the
+    engine whose ``results`` it is (no step records it, so every replay would debounce again),
+    and a debounce once the engine is shut down (``stopping``)."""
+
+    def refuse() -> None:
+        actx, ctx = current_async(), current_context()
+        if (actx is not None and actx.records_for(results)) or (
+            ctx is not None and ctx.records_for(results)
+        ):
+            raise errors.EngineError(
+                "debounce() from a workflow body is not recorded and would repeat on replay; "
+                "call it from a step (a function decorated with engine.step())"
+            )
+        if stopping.is_set():
+            raise errors.EngineError("the engine is shut down; create a new Engine to debounce")
+
+    return refuse

@@ -20,7 +20,6 @@ from typing import Any, TypeVar
 
 from engine import (
     admission,
-    debounce,
     errors,
     queue_control,
     registry,
@@ -30,6 +29,7 @@ from engine import (
     store,
     streams,
 )
+from engine import debounce as debouncing
 from engine import metrics as metrics_mod
 from engine import signals as keys
 from engine.admission import Admission, seconds
@@ -487,26 +487,17 @@ class Engine:
         period: float | dt.timedelta,
         max_wait: float | dt.timedelta | None = None,
         queue: Queue | str | None = None,
-    ) -> debounce.Debouncer:
+    ) -> debouncing.Debouncer:
         """A ``Debouncer`` of a registered workflow (engine/debounce.py): ``debounce(key,
-        input)`` starts one workflow per burst, with the latest input, once ``period`` seconds
-        pass without another debounce of ``key`` (at most ``max_wait`` after the first)."""
-        results, stopping = self._results, self.runtime.stopping
-
-        def in_body() -> bool:
-            actx, ctx = current_async(), current_context()
-            return (actx is not None and actx.records_for(results)) or (
-                ctx is not None and ctx.records_for(results)
-            )
-
-        return debounce.Debouncer(
+        input)`` starts one workflow per burst, with the latest input."""
+        return debouncing.Debouncer(
             self._registry.resolve(fn_or_name).name,
             period=period,
             max_wait=max_wait,
             queue=queue,
             admission=self._admission,
             handle=self._control.handle,
-            refuse_here=lambda: debounce.refuse_in_workflow_body(in_body, stopping.is_set),
+            refuse_here=debouncing.engine_guard(self._results, self.runtime.stopping),
         )
 
     def backfill(self, name: str, start: dt.datetime, end: dt.datetime) -> list[WorkflowHandle]:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from engine import Client, EngineError, SerializationError, Status
+from engine import Client, Debouncer, EngineError, SerializationError, Status
 from tests.support import wait_until
 
 HOUR = 3600.0
@@ -64,6 +64,9 @@ def notifier(make_engine, app: str = "debounce", **kwargs):
 def test_a_burst_is_one_workflow_started_with_the_latest_input(make_engine, db) -> None:
     engine, notify = notifier(make_engine)
     debouncer = engine.debouncer(notify, period=HOUR)  # made before launch()
+    assert (
+        isinstance(debouncer, Debouncer) and repr(debouncer) == "<Debouncer 'notify' period=3600>"
+    )
     engine.launch()
     handles = [debouncer.debounce("user-1", f"edit {i}") for i in range(5)]
     assert len({h.workflow_id for h in handles}) == 1
