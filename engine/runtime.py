@@ -337,9 +337,10 @@ class Runtime:
         if row is None or row.status != Status.PENDING:
             self._end(workflow_id, run, self._store.get_workflow_outcome(workflow_id))
             return
-        # Parking recorded what it waits on; the wait is over (one write per wake-up, never on
-        # the step path). Should it park again, the replay records the new wait.
-        self._store.set_waiting(workflow_id, self.executor_id, None)
+        # Parking recorded what it waits on; waking writes nothing more (ten thousand wake-ups
+        # at once must not cost ten thousand commits): the record names the step that ends the
+        # wait, so once the replay records that step readers know it is over
+        # (waits.is_current); a new park overwrites it, and the final write clears it.
         self.run_claimed(row, run)
 
     # -- cancellation and deadlines --------------------------------------------------------

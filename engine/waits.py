@@ -1,10 +1,12 @@
 """What a PENDING workflow waits on: recorded when a wait starts, cleared when it ends.
 
 A wait is written only when a workflow actually blocks (a message not there yet, an event not
-set, a child not finished, a sleep): one write as it starts and one as it ends, never on the
-step path. The record is self-describing so that a reader can tell a stale one (an execution
-that crashed mid-wait): ``step`` is the step that ends the wait (once that step is recorded,
-or ``until`` passed for a sleep, the wait is over).
+set, a child not finished, a sleep), never on the step path: one write as it starts, and one
+as it ends when the workflow waited in place. The record is self-describing so that a reader
+can tell a stale one (an execution that crashed mid-wait, or a parked workflow just woken,
+whose wake-up writes nothing: a new wait overwrites the record, the final status write clears
+it): ``step`` is the step that ends the wait (once that step is recorded, or ``until`` passed
+for a sleep, the wait is over).
 
 Stored as JSON in ``workflow_status.waiting``:
 ``{"kind": "sleep"|"message"|"event"|"child"|"step", "step": n, "since": ms, "until": ms|null,

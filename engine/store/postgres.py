@@ -36,7 +36,23 @@ MERGEABLE: dict[str, tuple[str, ...]] = {
     "insert_workflow": ("workflow_id", "name"),
     "record_step": ("workflow_id", "step_id"),
     "finish_workflow": ("workflow_id",),
+    "send_message": ("message_id",),
 }
+# Statements merged with the one before them in their write, returning no rows of their own:
+# a recv's delete of the message its step holds (it joins the steps the same statement
+# inserted, so it deletes only what its own step recorded), and a NOTIFY (after any kind).
+RIDERS: dict[str, frozenset[str]] = {
+    "delete_message": frozenset({"record_step"}),
+    "notify": frozenset(MERGEABLE),
+}
+
+
+def mergeable(write: Sequence[groupcommit.Statement]) -> bool:
+    """Whether the write is a merged kind, with only riders after it."""
+    if not write or write[0][0] not in MERGEABLE:
+        return False
+    first = write[0][0]
+    return all(name in RIDERS and first in RIDERS[name] for name, _ in write[1:])
 
 
 def check_schema_name(schema: str) -> str:
@@ -89,24 +105,41 @@ class PostgresStore(base.Store):
         self, writes: Sequence[Sequence[groupcommit.Statement]]
     ) -> list[list[list[Any]]]:
         single = len(writes) == 1 and len(writes[0]) == 1
-        merged = not single and all(len(w) == 1 and w[0][0] in MERGEABLE for w in writes)
+        mergeables = [] if single else [i for i, w in enumerate(writes) if mergeable(w)]
+        merged = len(mergeables) > 1  # write_batch runs on the connections set up for it
         wire = self._writer(merged)
         conn = wire.conn
         try:
             if single:
                 name, params = writes[0][0]
                 return [[wire.run(name, params)]]  # autocommit: one round trip
-            if merged:
-                return [[rows] for rows in self._write_merged(wire, [w[0] for w in writes])]
-            # Other kinds in the mix: one transaction, pipelined (BEGIN..COMMIT in one sync).
+            if len(mergeables) == len(writes):
+                rows = wire.run("write_batch", merge_payload(writes))
+                return merge_results(writes, rows)
+            # Other kinds in the mix: one transaction, pipelined (BEGIN..COMMIT in one sync),
+            # the mergeable writes still merged into one write_batch statement.
+            merging = set(mergeables) if merged else set()
+            together = [writes[i] for i in sorted(merging)]
             with conn.pipeline():
                 conn.execute("BEGIN")
-                cursors = [
-                    [conn.execute(self.queries[name], params) for name, params in write]
-                    for write in writes
-                ]
+                batch = (
+                    conn.execute(self.queries["write_batch"], merge_payload(together))
+                    if together
+                    else None
+                )
+                cursors = {
+                    i: [conn.execute(self.queries[name], params) for name, params in write]
+                    for i, write in enumerate(writes)
+                    if i not in merging
+                }
                 conn.execute("COMMIT")
-            return [[c.fetchall() if c.description else [] for c in cs] for cs in cursors]
+            results: dict[int, list[list[Any]]] = {}
+            if batch is not None:
+                merged_rows = merge_results(together, batch.fetchall())
+                results = dict(zip(sorted(merging), merged_rows, strict=True))
+            for i, cs in cursors.items():
+                results[i] = [c.fetchall() if c.description else [] for c in cs]
+            return [results[i] for i in range(len(writes))]
         except BaseException:
             if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE or conn.broken:
                 conn.close()  # unknown state (failed mid-pipeline, lost): start afresh
@@ -140,24 +173,6 @@ class PostgresStore(base.Store):
         with self._writers_lock:
             self._writers.append(wire)
         return wire
-
-    def _write_merged(
-        self, wire: pgwire.Wire, statements: Sequence[groupcommit.Statement]
-    ) -> list[list[Any]]:
-        by_kind: dict[str, list[Mapping[str, Any]]] = {name: [] for name in MERGEABLE}
-        for name, params in statements:
-            by_kind[name].append(params)
-        payload = {name: json.dumps(params) for name, params in by_kind.items()}
-        by_key: dict[tuple[Any, ...], dict[str, Any]] = {}
-        for row in wire.run("write_batch", payload):
-            kind = row["kind"]
-            by_key[(kind, *(row[k] for k in MERGEABLE[kind]))] = row
-        results: list[list[Any]] = []
-        for name, params in statements:
-            # pop: of two writes with one key (two starts of one ID), one gets the row.
-            found = by_key.pop((name, *(params[k] for k in MERGEABLE[name])), None)
-            results.append([found] if found is not None else [])
-        return results
 
     def is_transient(self, exc: BaseException) -> bool:
         # Connection refused or lost, server shutting down or restarting, pool starved: all
@@ -235,3 +250,30 @@ class PostgresStore(base.Store):
         for wire in writers:
             wire.conn.close()
         self._pool.close()
+
+
+def merge_payload(writes: Sequence[Sequence[groupcommit.Statement]]) -> dict[str, str]:
+    """write_batch's parameters: per kind, the JSON array of its writes' parameters."""
+    by_kind: dict[str, list[Mapping[str, Any]]] = {name: [] for name in (*MERGEABLE, *RIDERS)}
+    for write in writes:
+        for name, params in write:
+            by_kind[name].append(params)
+    return {name: json.dumps(params) for name, params in by_kind.items()}
+
+
+def merge_results(
+    writes: Sequence[Sequence[groupcommit.Statement]], rows: Sequence[Mapping[str, Any]]
+) -> list[list[list[Any]]]:
+    """Each write's rows, per statement, found by its key among write_batch's rows."""
+    by_key: dict[tuple[Any, ...], Mapping[str, Any]] = {}
+    for row in rows:
+        kind = row["kind"]
+        by_key[(kind, *(row[k] for k in MERGEABLE[kind]))] = row
+    results: list[list[list[Any]]] = []
+    for write in writes:
+        name, params = write[0]
+        # pop: of two writes with one key (two starts of one ID), one gets the row.
+        found = by_key.pop((name, *(params[k] for k in MERGEABLE[name])), None)
+        got: list[Any] = [found] if found is not None else []
+        results.append([got, *([] for _ in write[1:])])  # riders return nothing
+    return results

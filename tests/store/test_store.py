@@ -25,7 +25,7 @@ def test_both_dialects_define_the_same_queries_and_migrations() -> None:
     # of the writes it merges, prefixed.
     assert sorted(sqlite_queries) == sorted(set(pg_queries) - {"write_batch", "notify"})
     # Each kind it merges arrives as a JSON recordset whose columns are that query's parameters.
-    for name, keys in postgres.MERGEABLE.items():
+    for name, keys in [*postgres.MERGEABLE.items(), *((r, ()) for r in postgres.RIDERS)]:
         params = set(re.findall(r"%\(([a-z_]+)\)s", pg_queries[name]))
         recordset = re.search(
             rf"%\({name}\)s::json\)\s+AS v\((.*?)\)\n", pg_queries["write_batch"], re.S
@@ -276,6 +276,57 @@ def test_a_batch_of_writes_maps_each_outcome_to_its_write(db) -> None:
             ("w2", "ERROR"),
         ]
     finally:
+        st.close()
+
+
+def test_sends_and_consumes_merge_into_one_batch_with_their_notifications(db) -> None:
+    """Sends (one to a missing workflow), recv consumes (one whose step another execution
+    recorded first) and finishes in one batch: each write gets its own outcome, a consume
+    deletes only the message its own step holds, and every NOTIFY is delivered."""
+    st = store.connect(db.url, db.schema)
+    listener = psycopg.connect(PG_URL, autocommit=True) if db.backend == "postgres" else None
+    try:
+        st.migrate()
+        for wid in ("r1", "r2"):
+            st.insert_workflow(
+                records.NewWorkflow(
+                    workflow_id=wid, name="n", inputs="{}", status="PENDING",
+                    application_version="v", application_id="a", executor_id="x", started_at=1,
+                )
+            )  # fmt: skip
+        st.record_step(records.NewStep("r2", 1, "waymark.recv", '"other"', None, 1), "x")
+
+        def send(dest: str, message_id: str) -> list[groupcommit.Statement]:
+            params = {
+                "destination_id": dest, "topic": None, "message": '"m"', "message_id": message_id,
+                "now": 1,
+            }  # fmt: skip
+            return [("send_message", params), *st._notify(f"msg:{dest}")]
+
+        for wid, mid in (("r1", "old1"), ("r2", "old2")):
+            st.send_message(wid, '"m"', None, mid)
+
+        def consume(wid: str, message_id: str) -> list[groupcommit.Statement]:
+            step = records.NewStep(wid, 1, "waymark.recv", '"m"', None, 1)
+            delete = {"message_id": message_id, "workflow_id": wid, "step_id": 1, "output": '"m"'}
+            return [base.step_statement(step), ("delete_message", delete)]
+
+        writes = [send("r1", "new1"), send("nobody", "new2"), consume("r1", "old1"),
+                  consume("r2", "old2")]  # fmt: skip
+        if listener is not None:  # listening before the batch commits
+            listener.execute(f'LISTEN "waymark_{db.schema}"'.encode())
+        results = st._execute_batch(writes)
+        assert [bool(r[0]) for r in results] == [True, False, True, False]
+        assert all(rider == [] for r in results for rider in r[1:])
+        left = db.raw("SELECT message_uuid FROM notifications ORDER BY message_uuid")
+        assert left == [("new1",), ("old2",)]  # r2's step held another message: old2 stays
+        if listener is not None:
+            heard = {n.payload for n in listener.notifies(timeout=10, stop_after=2)}
+            heard |= {n.payload for n in listener.notifies(timeout=0.2)}  # and no more
+            assert heard == {"msg:r1", "msg:nobody"}
+    finally:
+        if listener is not None:
+            listener.close()
         st.close()
 
 

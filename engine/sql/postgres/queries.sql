@@ -70,7 +70,7 @@ ORDER BY function_id;
 -- another one must not finish it).
 UPDATE workflow_status
 SET status = %(status)s, output = %(output)s, error = %(error)s, updated_at = %(now)s,
-    completed_at = %(now)s
+    completed_at = %(now)s, waiting = NULL
 WHERE workflow_uuid = %(workflow_id)s AND status = 'PENDING'
   AND executor_id = %(executor_id)s
 RETURNING workflow_uuid, recovery_attempts;
@@ -356,26 +356,60 @@ WITH new_workflows AS (
               child_workflow_id text, started bigint, completed bigint)
     ON CONFLICT (workflow_uuid, function_id) DO NOTHING
     RETURNING workflow_uuid, function_id
+), consumed AS (
+    -- A recv's message goes with its step, and only when this statement recorded that step
+    -- (a duplicate execution whose step lost the race deletes nothing).
+    DELETE FROM notifications AS n
+    USING new_steps AS s,
+          json_to_recordset(%(delete_message)s::json)
+              AS v(message_id text, workflow_id text, step_id int, output text)
+    WHERE n.message_uuid = v.message_id
+      AND s.workflow_uuid = v.workflow_id AND s.function_id = v.step_id
+    RETURNING n.message_uuid
 ), finished AS (
     UPDATE workflow_status AS w
     SET status = v.status, output = v.output, error = v.error, updated_at = v.now,
-        completed_at = v.now
+        completed_at = v.now, waiting = NULL
     FROM json_to_recordset(%(finish_workflow)s::json)
          AS v(workflow_id text, status text, output text, error text, now bigint,
               executor_id text)
     WHERE w.workflow_uuid = v.workflow_id AND w.status = 'PENDING'
       AND w.executor_id = v.executor_id
     RETURNING w.workflow_uuid, w.recovery_attempts
+), sent AS (
+    -- Like send_message: refused (no row) when the destination does not exist.
+    INSERT INTO notifications (destination_uuid, topic, message, created_at_epoch_ms,
+                               message_uuid)
+    SELECT v.destination_id, v.topic, v.message, v.now, v.message_id
+    FROM json_to_recordset(%(send_message)s::json)
+         AS v(destination_id text, topic text, message text, now bigint, message_id text)
+    WHERE EXISTS (SELECT 1 FROM workflow_status AS w WHERE w.workflow_uuid = v.destination_id)
+    ON CONFLICT (message_uuid) DO NOTHING
+    RETURNING message_uuid
+), notified AS (
+    -- Wake-ups for other processes, sent at commit (pg_notify is volatile: never inlined).
+    SELECT pg_notify(v.channel, v.payload) AS done
+    FROM json_to_recordset(%(notify)s::json) AS v(channel text, payload text)
+), notified_count AS (
+    SELECT count(*) AS n FROM notified
 )
 SELECT 'insert_workflow' AS kind, workflow_uuid AS workflow_id, name, NULL::int AS step_id,
-       NULL::text AS status, NULL::text AS owner, NULL::int AS recovery_attempts
+       NULL::text AS status, NULL::text AS owner, NULL::int AS recovery_attempts,
+       NULL::text AS message_id
 FROM new_workflows
 UNION ALL
-SELECT 'record_step', s.workflow_uuid, NULL, s.function_id, w.status, w.executor_id, NULL
+SELECT 'record_step', s.workflow_uuid, NULL, s.function_id, w.status, w.executor_id, NULL, NULL
 FROM new_steps AS s LEFT JOIN workflow_status AS w ON w.workflow_uuid = s.workflow_uuid
 UNION ALL
-SELECT 'finish_workflow', workflow_uuid, NULL, NULL, NULL, NULL, recovery_attempts
-FROM finished;
+SELECT 'finish_workflow', workflow_uuid, NULL, NULL, NULL, NULL, recovery_attempts, NULL
+FROM finished
+UNION ALL
+SELECT 'send_message', NULL, NULL, NULL, NULL, NULL, NULL, message_uuid
+FROM sent
+UNION ALL
+-- Never a row (a count is not negative), but the notifications are sent: it reads them all.
+SELECT 'notify', NULL, NULL, NULL, NULL, NULL, NULL, NULL
+FROM notified_count WHERE n < 0;
 -- notify --
 -- Postgres only: wake waiters in other processes (messages, events, cancels) at commit.
 SELECT pg_notify(%(channel)s, %(payload)s);

@@ -68,7 +68,7 @@ ORDER BY function_id;
 -- another one must not finish it).
 UPDATE workflow_status
 SET status = :status, output = :output, error = :error, updated_at = :now,
-    completed_at = :now
+    completed_at = :now, waiting = NULL
 WHERE workflow_uuid = :workflow_id AND status = 'PENDING'
   AND executor_id = :executor_id
 RETURNING workflow_uuid, recovery_attempts;
