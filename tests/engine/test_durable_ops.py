@@ -217,7 +217,11 @@ def test_durable_operations_from_a_go_thread_are_refused(engine: Engine) -> None
         return "allowed"
 
     engine.launch()
-    assert "own thread" in engine.start_workflow(misuse).get_result(timeout=10)
+    message = engine.start_workflow(misuse, workflow_id="misuse-1").get_result(timeout=10)
+    assert message == (
+        "workflow 'misuse-1': durable operations (steps, sleep, send, ...) must be called "
+        "from the workflow's own thread, not from inside ctx.go"
+    )
 
 
 def test_many_children_do_not_starve_the_pool(make_engine) -> None:
