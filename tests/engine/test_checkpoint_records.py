@@ -14,7 +14,7 @@ import pytest
 from engine import Engine, WorkflowFailedError
 
 
-class Declined(Exception):
+class DeclinedError(Exception):
     pass
 
 
@@ -27,13 +27,13 @@ def now_ms() -> dt.datetime:
 def test_a_failed_step_records_when_it_started_and_what_it_raised(engine: Engine) -> None:
     @engine.step(name="charge")
     def charge() -> None:
-        raise Declined("card declined")
+        raise DeclinedError("card declined")
 
     @engine.workflow(name="pay")
     def pay(ctx):
         try:
             charge()
-        except Declined as exc:
+        except DeclinedError as exc:
             return f"caught {exc}"
         return "charged"
 
@@ -44,7 +44,7 @@ def test_a_failed_step_records_when_it_started_and_what_it_raised(engine: Engine
     )
     (step,) = engine.list_steps("pay-1")
     assert step.name == "charge" and step.output is None
-    assert step.error is not None and step.error["name"] == "Declined"
+    assert step.error is not None and step.error["name"] == "DeclinedError"
     assert step.error["message"] == "card declined"
     assert step.started_at is not None and step.completed_at is not None
     assert before <= step.started_at <= step.completed_at <= now_ms()
@@ -53,7 +53,7 @@ def test_a_failed_step_records_when_it_started_and_what_it_raised(engine: Engine
 def test_a_failed_child_is_recorded_against_that_child(engine: Engine) -> None:
     @engine.workflow(name="refuses")
     def refuses(ctx):
-        raise Declined("no")
+        raise DeclinedError("no")
 
     @engine.workflow(name="asks")
     def asks(ctx):
@@ -64,7 +64,9 @@ def test_a_failed_child_is_recorded_against_that_child(engine: Engine) -> None:
         return "answered"
 
     engine.launch()
-    assert engine.start_workflow(asks, workflow_id="asks-1").get_result(timeout=10) == "Declined"
+    assert (
+        engine.start_workflow(asks, workflow_id="asks-1").get_result(timeout=10) == "DeclinedError"
+    )
     steps = engine.list_steps("asks-1")
     assert [(s.name, s.child_workflow_id, s.error is None) for s in steps] == [
         ("refuses", "asks-1-1", True),
@@ -100,14 +102,14 @@ def test_a_corrupt_record_names_its_step_and_workflow_on_replay(engine: Engine, 
     @engine.step(name="first")
     def first() -> int:
         if column == "error":
-            raise Declined("recorded as an error")
+            raise DeclinedError("recorded as an error")
         return 1
 
     @engine.workflow(name="two-steps")
     def two_steps(ctx):
         try:
             got = first()
-        except Declined:
+        except DeclinedError:
             got = 0
         return [got, ctx.run_step(lambda: 2)]
 
