@@ -167,6 +167,10 @@ def test_limits_set_are_listed_and_applied_by_every_worker(worked: Engine, db) -
         "other": (False, None, None, None, 3),
         "work": (False, 5, 2, (100, 1.0), None),
     }
+    with Client(db.url, schema=db.schema) as client:  # the worker's limits, via its heartbeat
+        assert listed(client) == listed(worked)
+    worked.set_queue_limits("work", rate_limit=(1, 0.5))  # the smallest rate that is one
+    assert listed(worked)["work"][3] == (1, 0.5)
     worked.set_queue_limits("work", concurrency=None, rate_limit=(7, 2))
     worked.set_queue_limits("work", worker_concurrency=4)  # a second change keeps the first
     worked.pause_queue("other")
@@ -184,7 +188,9 @@ def test_unreadable_stored_limits_leave_the_declared_ones(worked: Engine, db) ->
     worked.pause_queue("work")
     worked.resume_queue("work")
     # Postgres keeps the column as JSON, so only SQLite can hold text that is not JSON at all.
-    unreadable = ["[1, 2]", '"text"'] + (["{not json"] if db.backend == "sqlite" else [])
+    unreadable = ["[1, 2]", '"text"', '"concurrency rate_limit"'] + (
+        ["{not json"] if db.backend == "sqlite" else []
+    )
     for stored in unreadable:
         db.raw("UPDATE queue_settings SET limits = %s WHERE queue_name = 'work'", (stored,))
         work = next(q for q in worked.list_queues() if q.name == "work")
@@ -197,15 +203,12 @@ def test_queue_counts_show_waiting_delayed_and_the_oldest(worked: Engine) -> Non
     for n in range(2):
         worked.start_workflow("job", n, queue="work")
     worked.start_workflow("job", 9, queue="work", delay=3600)
+    worked.pause_queue("other")
+    worked.start_workflow("job", 3, queue="other", partition_key="tenant-1")
     work, other = (
         next(q for q in worked.list_queues() if q.name == name) for name in ("work", "other")
     )
     assert (work.enqueued, work.running, work.delayed) == (2, 0, 1)
     assert work.oldest_enqueued_at is not None
     assert before <= work.oldest_enqueued_at <= dt.datetime.now(dt.UTC)
-    assert (other.enqueued, other.running, other.delayed, other.oldest_enqueued_at) == (
-        0,
-        0,
-        0,
-        None,
-    )
+    assert (other.enqueued, other.running, other.delayed) == (1, 0, 0)
