@@ -23,6 +23,7 @@ class ServedQueue:
     concurrency: int | None = None
     worker_concurrency: int | None = None
     rate_limit: tuple[int, float] | None = None
+    partition_concurrency: int | None = None
 
     def limits(self) -> dict[str, Any]:
         """The limits that are set, by name."""
@@ -30,6 +31,7 @@ class ServedQueue:
             "concurrency": self.concurrency,
             "worker_concurrency": self.worker_concurrency,
             "rate_limit": self.rate_limit,
+            "partition_concurrency": self.partition_concurrency,
         }
         return {k: v for k, v in found.items() if v is not None}
 
@@ -42,6 +44,7 @@ def encode_queues(queues: Iterable[Queue]) -> str:
                 "concurrency": q.concurrency,
                 "worker_concurrency": q.worker_concurrency,
                 "rate_limit": list(q.rate_limit) if q.rate_limit is not None else None,
+                "partition_concurrency": q.partition_concurrency,
             }
             for q in queues
         ]
@@ -65,6 +68,7 @@ def decode_queues(text: str | None) -> list[ServedQueue]:
                 concurrency=spec.get("concurrency"),
                 worker_concurrency=spec.get("worker_concurrency"),
                 rate_limit=(int(rate[0]), float(rate[1])) if rate else None,
+                partition_concurrency=spec.get("partition_concurrency"),
             )
         )
     return served

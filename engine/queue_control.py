@@ -195,6 +195,7 @@ class QueueControl:
                         served.concurrency,
                         served.worker_concurrency,
                         served.rate_limit,
+                        served.partition_concurrency,
                     )
         declared.update(self._declared())
         return declared

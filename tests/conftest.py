@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import uuid
+import warnings
 from collections.abc import Callable, Iterator
 
 import psycopg
@@ -77,8 +78,41 @@ def db(
         pytest.skip(reason)
     schema = f"t_{uuid.uuid4().hex[:16]}"
     yield Database("postgres", PG_URL, schema)
+    drop_schema(schema)
+
+
+def drop_schema(schema: str) -> None:
+    """Drop a test's schema. A session of the test still holding a lock on its tables would
+    block the drop until pytest-timeout, with no word of why: wait 30 s, then end the
+    sessions that block it (the test is over: nothing of its own should still hold a lock)
+    and warn naming what they were doing, so the leak is seen, not hidden. A drop can also
+    wait on something that is not a lock (lock_timeout never fires; seen once under load):
+    statement_timeout bounds that wait the same way."""
+    drop = f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'.encode()
     with psycopg.connect(PG_URL, autocommit=True) as conn:
-        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'.encode())
+        conn.execute(b"SET lock_timeout = '30s'")
+        conn.execute(b"SET statement_timeout = '40s'")
+        try:
+            conn.execute(drop)
+            return
+        except (psycopg.errors.LockNotAvailable, psycopg.errors.QueryCanceled):
+            pass
+        blockers = conn.execute(
+            "SELECT DISTINCT a.pid, a.state, a.application_name, left(a.query, 200)"
+            " FROM pg_locks l JOIN pg_class c ON c.oid = l.relation"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " JOIN pg_stat_activity a ON a.pid = l.pid"
+            " WHERE n.nspname = %s AND l.pid <> pg_backend_pid()"
+            " UNION SELECT pid, state, application_name, left(query, 200) FROM pg_stat_activity"
+            " WHERE application_name = %s AND pid <> pg_backend_pid()",
+            (schema, f"waymark-{schema}"),
+        ).fetchall()
+        for pid, *_ in blockers:
+            conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        conn.execute(b"SET lock_timeout = 0")
+        conn.execute(b"SET statement_timeout = 0")
+        conn.execute(drop)
+    warnings.warn(f"dropping {schema} waited on sessions left open: {blockers}", stacklevel=1)
 
 
 @pytest.fixture

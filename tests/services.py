@@ -217,12 +217,23 @@ class PrivateRedis:
         return self.proc is not None and self.proc.poll() is None
 
     def _pong(self) -> bool:
+        """Ours answers: another redis-server that won the race for the port would answer
+        PING too, so the server must also name our process as its own."""
+        if self.proc is None:
+            return False
         try:
             with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
-                sock.sendall(b"PING\r\n")
-                return sock.recv(16).startswith(b"+PONG")
+                sock.sendall(b"INFO server\r\n")
+                sock.settimeout(2)
+                reply = b""
+                while b"process_id:" not in reply or not reply.endswith(b"\r\n"):
+                    chunk = sock.recv(4096)
+                    if not chunk:
+                        break
+                    reply += chunk
         except OSError:
             return False
+        return f"process_id:{self.proc.pid}\r\n".encode() in reply
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -242,6 +253,12 @@ class PrivateRedis:
             self.stop()
         finally:
             shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def redis_binary_missing() -> str | None:
+    if shutil.which("redis-server") is None:
+        return "needs redis-server on PATH for a private Redis (apt-get install redis-server)"
+    return None
 
 
 @contextlib.contextmanager

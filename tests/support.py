@@ -3,6 +3,7 @@ server on a free port and knowing when it is ready."""
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import time
@@ -29,13 +30,73 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _listening_sockets(port: int) -> set[str]:
+    """The ``socket:[inode]`` names of the loopback-or-any listeners on ``port`` (Linux)."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            local, state, inode = fields[1], fields[3], fields[9]
+            if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port:  # 0A: LISTEN
+                found.add(f"socket:[{inode}]")
+    return found
+
+
+def _process_tree(pid: int) -> set[int]:
+    """``pid`` and every process descended from it (gunicorn workers, runserver's child)."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue  # exited meanwhile
+        parents[int(stat.parent.name)] = int(text.rsplit(")", 1)[1].split()[1])
+    tree = {pid}
+    grew = True
+    while grew:
+        grew = False
+        for child, parent in parents.items():
+            if parent in tree and child not in tree:
+                tree.add(child)
+                grew = True
+    return tree
+
+
+def owns_port(pid: int, port: int) -> bool:
+    """True when ``pid`` or one of its descendants listens on ``port``.
+
+    Answering on the port is not enough: a port chosen free can be bound by another process
+    (another checkout's suite on this machine) before our server binds it, and then that
+    process answers while ours fails to start."""
+    sockets = _listening_sockets(port)
+    if not sockets:
+        return False
+    for member in _process_tree(pid):
+        try:
+            fds = list(Path(f"/proc/{member}/fd").iterdir())
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if os.readlink(fd) in sockets:
+                    return True
+            except OSError:
+                continue
+    return False
+
+
 def serve(
     command: Callable[[int], list[str]], log: Path, limit: float = 60.0, **popen: Any
 ) -> tuple[subprocess.Popen[bytes], int]:
     """Start ``command(port)`` on a free loopback port and wait until it accepts connections.
 
-    A port chosen free can be taken before the server binds it: when the server exits early,
-    another port is tried. A server that never gets ready fails the test with its log.
+    A port chosen free can be taken before the server binds it: ready means the server itself
+    listens (``owns_port``), not that something answers; when the server exits early, another
+    port is tried. A server that never gets ready fails the test with its log.
     """
     for _ in range(5):
         port = free_port()
@@ -43,11 +104,13 @@ def serve(
             proc = subprocess.Popen(command(port), stdout=out, stderr=subprocess.STDOUT, **popen)
         deadline = time.monotonic() + limit
         while proc.poll() is None and time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                return proc, port
-            except OSError:
-                time.sleep(0.1)
+            if owns_port(proc.pid, port):
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                    return proc, port
+                except OSError:
+                    pass  # bound, not accepting yet
+            time.sleep(0.1)
         if proc.poll() is None:
             proc.kill()
             proc.wait()

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from engine import Client
-from tests.support import free_port, wait_until
+from tests.support import free_port, owns_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -24,7 +24,6 @@ def client(db):
 
 
 def test_runworker_serves_its_metrics(db, client, tmp_path) -> None:
-    port = free_port()
     env = {
         **os.environ,
         "WAYMARK_DATABASE_URL": db.url,
@@ -36,11 +35,24 @@ def test_runworker_serves_its_metrics(db, client, tmp_path) -> None:
         "WAYMARK_TEST_SCHEDULE": "0 0 1 1 *",
     }
     workflow_id = client.start_workflow("slowsteps", 2).workflow_id
-    proc = subprocess.Popen(
-        [sys.executable, "manage.py", "runworker", "--executor-id", "m1", "--metrics-port",
-         str(port)],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
+    exits = []
+    for _attempt in range(5):  # the free port can be taken before the worker binds it
+        port = free_port()
+        proc = subprocess.Popen(
+            [sys.executable, "manage.py", "runworker", "--executor-id", "m1", "--metrics-port",
+             str(port)],
+            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+        wait_until(
+            lambda: proc.poll() is not None or owns_port(proc.pid, port),  # noqa: B023
+            limit=60,
+            what="the worker to listen on its metrics port, or exit",
+        )
+        if proc.poll() is None:
+            break
+        exits.append(proc.communicate()[0][-2000:])
+    else:
+        pytest.fail("the worker never served its metrics port:\n" + "\n".join(exits))
     try:
         assert client.retrieve_workflow(workflow_id).get_result(timeout=60) == 1
 

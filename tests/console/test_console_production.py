@@ -11,7 +11,6 @@ from __future__ import annotations
 import http.client
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -22,15 +21,11 @@ from urllib.parse import urlencode
 
 import pytest
 
+from tests.support import free_port, owns_port
+
 ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "gunicorn-test-passphrase-7"
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Site:
@@ -138,7 +133,7 @@ def wait_until_ready(server: subprocess.Popen[bytes], port: int, log: Path) -> b
             pytest.fail(f"gunicorn exited with {server.returncode}:\n{log.read_text()}")
         try:
             status, _, _ = Site(port).request("GET", "/accounts/login/")
-            if status == 200:
+            if status == 200 and owns_port(server.pid, port):  # ours answers, not a squatter
                 return True
         except OSError:
             pass  # not listening yet

@@ -99,8 +99,15 @@ def test_queue_wait_and_recoveries(make_engine, db, reg) -> None:
 
 
 def test_metrics_are_served_over_http_and_off_when_disabled(make_engine) -> None:
-    port = free_port()
-    metrics.serve(port)
+    for _attempt in range(5):  # the free port can be taken before serve() binds it
+        port = free_port()
+        try:
+            metrics.serve(port)
+            break
+        except OSError:
+            continue
+    else:
+        pytest.fail("metrics.serve found no free port in 5 attempts")
     engine: Engine = make_engine()
 
     @engine.workflow(name="served")
