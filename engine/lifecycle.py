@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -21,6 +22,11 @@ log = logging.getLogger("waymark.engine")
 
 EXPORT_FORMAT = "waymark.workflow/1"
 GC_BATCH = 500
+# After each batch, garbage collection pauses for this fraction of the batch's own time: a
+# collection of 1,000,000 workflows otherwise keeps one database backend deleting without a
+# break, and on a 2-core server W2 beside it ran 26% slower (bar: 20%). Pacing only; nothing
+# waits on it.
+GC_PAUSE_FRACTION = 1.0
 _FINAL = {status.value for status in FINAL_STATUSES}
 
 
@@ -135,6 +141,7 @@ class Lifecycle:
             b_at, b_id = boundary[0]["completed_at"], boundary[0]["workflow_uuid"]
         deleted = 0
         while limit is None or deleted < limit:
+            batch_started = time.monotonic()
             size = batch_size if limit is None else min(batch_size, limit - deleted)
             ids = [
                 r["workflow_uuid"]
@@ -153,6 +160,8 @@ class Lifecycle:
             deleted += len(gone)
             if not gone:
                 break  # all resumed meanwhile: the next pass looks again
+            if len(ids) == size:  # more may follow: leave the database a breather
+                time.sleep((time.monotonic() - batch_started) * GC_PAUSE_FRACTION)
         if deleted:
             log.info(
                 "garbage collection deleted %d workflows",
