@@ -52,12 +52,13 @@ def check_schema_name(schema: str) -> str:
 class PostgresStore(base.Store):
     dialect = "postgres"
     pushes_changes = True  # LISTEN/NOTIFY
-    # Measured (W2, interleaved with the floor, loaded 2-core machine): one leader 0.27-0.43x
-    # the concurrent floor, 4 leaders 0.49x, 8 leaders 0.56-0.63x, 16 leaders 0.55-0.69x
-    # (twice the writer connections); a 1 ms hedge matched 8 immediate leaders under load and
-    # keeps single-commit batching when commits are quick. See groupcommit.
+    # Measured (W2, interleaved with the floor, 2-core machine, see README): under heavy load
+    # (commits 5-6 ms) one leader did 0.31-0.48x the concurrent floor, 8 leaders with a 1 ms
+    # hedge 0.37-0.71x; on a quiet machine (commits ~1 ms) one leader 0.92-0.95x, a 1 ms hedge
+    # 0.74-0.86x (it fired on ordinary commits: more, smaller batches), a 3 ms hedge 0.92x.
+    # So 3 ms: several commits in flight only when the disk is slow. See groupcommit.
     commit_leaders = 8
-    commit_hedge_s = 0.001
+    commit_hedge_s = 0.003
 
     def __init__(self, url: str, schema: str = "waymark") -> None:
         super().__init__()
