@@ -341,9 +341,7 @@ def test_a_write_queued_behind_a_slow_commit_leads_its_own_batch_beside_it() -> 
             wait_until(lambda results=results: len(results) == 3, what="the hedged batch")
             assert sorted(batches[1]) == ["a", "b", "c"] and "held" not in results
         else:
-            wait_until(
-                lambda committer=committer: len(committer._queue) == 3, what="three waiters"
-            )
+            wait_until(lambda committer=committer: len(committer._queue) == 3, what="three waiters")
             assert batches == [["held"]] and not results
         gate.set()
         for t in [held, *others]:
