@@ -38,7 +38,7 @@ class Progress:
                 sys.stderr.flush()
 
 
-# Whether the benchmark engines report worker metrics (python -m bench --no-metrics: off).
+# Whether the benchmark engines report worker metrics (python -m bench --metrics on|off|both).
 METRICS = True
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -23,6 +24,12 @@ EXPORT_FORMAT = "waymark.workflow/1"
 # Columns of workflow_status added after the first exports were made: None when absent.
 _LATER_COLUMNS = {"traceback": None, "waiting": None, "attributes": None, "partition_key": None}
 GC_BATCH = 500
+# After each full batch, garbage collection pauses for this multiple of the batch's own time
+# (a quarter duty cycle): a collection of 1,000,000 workflows otherwise keeps one database
+# backend deleting without a break, and on a 2-core server W2 beside it ran 26% slower (bar:
+# 20%); pausing for as long as each batch took still gave 3.7% and 26.1% in two runs, three
+# times as long 6.1% (4,529 workflows/s). Pacing only; nothing waits on it.
+GC_PAUSE_FRACTION = 3.0
 _FINAL = {status.value for status in FINAL_STATUSES}
 
 
@@ -145,6 +152,7 @@ class Lifecycle:
             b_at, b_id = boundary[0]["completed_at"], boundary[0]["workflow_uuid"]
         deleted = 0
         while limit is None or deleted < limit:
+            batch_started = time.monotonic()
             size = batch_size if limit is None else min(batch_size, limit - deleted)
             ids = [
                 r["workflow_uuid"]
@@ -163,6 +171,8 @@ class Lifecycle:
             deleted += len(gone)
             if not gone:
                 break  # all resumed meanwhile: the next pass looks again
+            if len(ids) == size:  # more may follow: leave the database a breather
+                time.sleep((time.monotonic() - batch_started) * GC_PAUSE_FRACTION)
         if deleted:
             log.info(
                 "garbage collection deleted %d workflows",

@@ -19,12 +19,24 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 
 _propagator = TraceContextTextMapPropagator()
 tracer = trace.get_tracer("waymark")
+_NO_SDK = (trace.NoOpTracerProvider, trace.ProxyTracerProvider)
+# Asked once per step: the isinstance checks through ABCMeta cost about 5 us a call, a few
+# percent of a trivial step. OpenTelemetry sets the global provider at most once, so once an
+# SDK provider is there the answer stays yes; until then each call asks again (a new provider
+# is seen at the next step) but recognises the no-op providers by exact type, without ABCMeta.
+_sdk_seen = False
 
 
 def enabled() -> bool:
     """Whether an SDK tracer provider is set (else spans are no-ops: skip the extra read)."""
+    global _sdk_seen
+    if _sdk_seen:
+        return True
     provider = trace.get_tracer_provider()
-    return not isinstance(provider, (trace.NoOpTracerProvider, trace.ProxyTracerProvider))
+    if type(provider) in _NO_SDK:
+        return False
+    _sdk_seen = not isinstance(provider, _NO_SDK)
+    return _sdk_seen
 
 
 def current_traceparent() -> str | None:

@@ -114,6 +114,10 @@ class Store(abc.ABC):
     poll_interval = 1.0
     # Whether ``listen`` delivers other processes' wake-ups (else waiters only poll).
     pushes_changes = False
+    # Group-commit batches committed at once (see ``groupcommit``): one per writer connection;
+    # and how long a queued write waits for the commit in flight before it leads its own.
+    commit_leaders = 1
+    commit_hedge_s: float | None = None
     # Where the store reports commit batches and retried errors (the engine sets its own).
     metrics: metrics_mod.NullMetrics = metrics_mod.NullMetrics()
 
@@ -126,6 +130,8 @@ class Store(abc.ABC):
             lambda writes: self._retrying(lambda: self._execute_batch(writes)),
             splittable=lambda exc: not self.is_transient(exc),
             on_batch=lambda size: self.metrics.commit_batch(size),
+            leaders=self.commit_leaders,
+            hedge_s=self.commit_hedge_s,
         )
 
     # -- what a backend provides -------------------------------------------------------------

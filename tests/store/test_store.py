@@ -356,3 +356,51 @@ def test_both_dialects_build_the_same_columns_in_the_same_order(tmp_path) -> Non
     finally:
         with psycopg.connect(PG_URL, autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'.encode())
+
+
+def test_a_write_queued_behind_a_slow_commit_leads_its_own_batch_beside_it() -> None:
+    """With several leaders allowed, writes queued behind a commit that does not return (a
+    slow fsync) stop waiting for it after the hedge and commit in a batch of their own; with
+    one leader they wait. The held commit still completes afterwards."""
+    from tests.support import wait_until
+
+    for leaders in (2, 1):
+        batches: list[list[str]] = []
+        gate = threading.Event()
+
+        def execute(writes, batches=batches, gate=gate):
+            names = [name for ((name, _),) in writes]
+            batches.append(names)
+            if names == ["held"]:
+                gate.wait(30)  # the commit in flight that does not return
+            return [[[name]] for name in names]
+
+        committer = groupcommit.GroupCommitter(execute, leaders=leaders, hedge_s=0.01)
+        results: dict[str, object] = {}
+
+        def submit(name: str, committer=committer, results=results) -> None:
+            results[name] = committer.submit([(name, {})])[0]
+
+        held = threading.Thread(target=submit, args=("held",))
+        held.start()
+        wait_until(lambda batches=batches: batches == [["held"]], what="the held commit")
+        others = [threading.Thread(target=submit, args=(n,)) for n in ("a", "b", "c")]
+        for t in others:
+            t.start()
+        if leaders == 2:
+            # One of them hedged and took the others along: one batch beside the held one.
+            wait_until(lambda results=results: len(results) == 3, what="the hedged batch")
+            assert sorted(batches[1]) == ["a", "b", "c"] and "held" not in results
+        else:
+            wait_until(lambda committer=committer: len(committer._queue) == 3, what="three waiters")
+            assert batches == [["held"]] and not results
+        gate.set()
+        for t in [held, *others]:
+            t.join()
+        assert results == {"held": ["held"], "a": ["a"], "b": ["b"], "c": ["c"]}
+        assert sum(len(b) for b in batches) == 4  # every write committed exactly once
+
+
+def test_group_committer_refuses_zero_leaders() -> None:
+    with pytest.raises(ValueError, match="leaders must be >= 1"):
+        groupcommit.GroupCommitter(lambda writes: [], leaders=0)
