@@ -3,7 +3,9 @@
 Two dedicated autocommit connections carry the writes, used by one group-commit leader at a
 time: a lone write is one prepared statement, one round trip and one commit; a batch of many
 workflows' checkpoints is merged into one statement (``write_batch``): one round trip and one
-fsync for all of them. Reads use a pool. Statements are
+fsync for all of them (``one_writer=True``: a single writer connection, a batch runs as one
+pipelined transaction instead; for processes with few concurrent writes, such as Celery
+worker processes, where connections matter more). Reads use a pool. Statements are
 prepared by psycopg after a few executions (its prepare_threshold), which the hot queries reach
 at once. Tables live in a schema of their own (``search_path`` set per connection).
 """
@@ -52,8 +54,10 @@ class PostgresStore(base.Store):
     dialect = "postgres"
     pushes_changes = True  # LISTEN/NOTIFY
 
-    def __init__(self, url: str, schema: str = "waymark") -> None:
+    def __init__(self, url: str, schema: str = "waymark", *, one_writer: bool = False) -> None:
         super().__init__()
+        # The merged statement needs a connection of its own (planner settings, below).
+        self._merge_writes = not one_writer
         self.url = url
         self.schema = check_schema_name(schema)
         self.channel = f"waymark_{schema}"
@@ -89,7 +93,11 @@ class PostgresStore(base.Store):
         self, writes: Sequence[Sequence[groupcommit.Statement]]
     ) -> list[list[list[Any]]]:
         single = len(writes) == 1 and len(writes[0]) == 1
-        merged = not single and all(len(w) == 1 and w[0][0] in MERGEABLE for w in writes)
+        merged = (
+            self._merge_writes
+            and not single
+            and all(len(w) == 1 and w[0][0] in MERGEABLE for w in writes)
+        )
         wire = self._writer(merged)
         conn = wire.conn
         try:
