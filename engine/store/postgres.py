@@ -31,6 +31,7 @@ from engine.store import base, groupcommit, pgwire
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 CONNECT_TIMEOUT_S = 10
 POOL_MAX = 8
+POOL_MAX_ONE_WRITER = 2  # readers of a ``one_writer`` store: its budget is 3 connections at most
 # Writes that a batch merges into the one "write_batch" statement (each kind is a JSON array
 # parameter named after its query), and the columns by which each write finds its row in the
 # result.
@@ -70,7 +71,7 @@ class PostgresStore(base.Store):
         self._pool = psycopg_pool.ConnectionPool(
             url,
             min_size=1,
-            max_size=POOL_MAX,
+            max_size=POOL_MAX if self._merge_writes else POOL_MAX_ONE_WRITER,
             kwargs={"autocommit": True, "row_factory": dict_row},
             configure=self._configure,
             timeout=CONNECT_TIMEOUT_S,
