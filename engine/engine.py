@@ -69,7 +69,8 @@ class Engine:
         pause (default WAYMARK_DB_RETRY_SECONDS or 60); ``dispatcher``: hand the workflows
         claimed from queues to other processes instead of running them here
         (engine.dispatch); ``claim_queues=False``: heartbeat and recover dead executors, but
-        claim nothing from queues (a process that runs only what a dispatcher hands it);
+        claim nothing from queues (a process that runs only what a dispatcher hands it, on a
+        small connection budget: one writer, LISTEN only once a workflow waits);
         ``metrics``: where this engine reports (engine.metrics; True: the process-wide
         ``Metrics`` on ``engine.metrics.registry()``, False: nowhere)."""
         if not app_name or not isinstance(app_name, str):
