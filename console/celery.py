@@ -1,6 +1,7 @@
 """The Celery app (Django convention): ``celery -A console worker``.
 
-Broker from WAYMARK_CELERY_BROKER_URL (redis://127.0.0.1:6379/0 or amqp://...). Each worker
+Broker from WAYMARK_CELERY_BROKER_URL (redis://127.0.0.1:6379/0 or amqp://...), with the settings
+of console/celery_broker.py (for Redis, kombu's transport with its restart crash fixed). Each worker
 process builds the deployment's engine (console/worker.py) and runs the workflows handed to it.
 
 Before it consumes anything, the worker's main process checks its configuration
@@ -17,22 +18,16 @@ from typing import Any
 
 from celery import Celery, signals
 
+from console import celery_broker
 from engine import fleet
 from engine.contrib import celery as waymark_celery
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "console.settings")
 
 app = Celery("waymark")
-app.conf.broker_url = os.environ.get("WAYMARK_CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
-app.conf.task_acks_late = True  # a task lost with its worker is redelivered...
-app.conf.task_reject_on_worker_lost = True
-app.conf.worker_prefetch_multiplier = 1  # ...and a worker holds no more than it runs
-app.conf.broker_connection_retry_on_startup = True
-app.conf.broker_connection_retry = True
-app.conf.broker_connection_max_retries = None  # a broker restart never ends the worker
-# Explicit: a running workflow keeps running when the broker connection drops (its task is
-# redelivered after the reconnect; the duplicate finds the workflow taken and runs nothing).
-app.conf.worker_cancel_long_running_tasks_on_connection_loss = False
+app.conf.update(
+    celery_broker.settings(os.environ.get("WAYMARK_CELERY_BROKER_URL", "redis://127.0.0.1:6379/0"))
+)
 app.conf.task_default_queue = "waymark.unversioned"  # nothing is sent there; never "celery"
 
 

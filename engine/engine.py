@@ -80,7 +80,8 @@ class Engine:
         pause (default WAYMARK_DB_RETRY_SECONDS or 60); ``dispatcher``: hand the workflows
         claimed from queues to other processes instead of running them here
         (engine.dispatch); ``claim_queues=False``: heartbeat and recover dead executors, but
-        claim nothing from queues (a process that runs only what a dispatcher hands it);
+        claim nothing from queues (a process that runs only what a dispatcher hands it, on a
+        small connection budget: one writer, LISTEN only once a workflow waits);
         ``metrics``: where this engine reports (engine.metrics; True: the process-wide
         ``Metrics`` on ``engine.metrics.registry()``, False: nowhere)."""
         if not app_name or not isinstance(app_name, str):
@@ -95,7 +96,9 @@ class Engine:
         self._dispatcher = dispatcher
         self._claim_queues = claim_queues
         url = database_url or f"sqlite:///{app_name}.sqlite3"
-        self._store = store.connect(url, schema, db_retry_seconds)
+        # A process that runs only handed-over work (a Celery worker process, one of many per
+        # host) writes little at a time: one writer connection keeps its budget small.
+        self._store = store.connect(url, schema, db_retry_seconds, one_writer=not claim_queues)
         self.metrics: metrics_mod.NullMetrics
         if metrics is True:
             self.metrics = metrics_mod.default()
@@ -236,7 +239,10 @@ class Engine:
         self._store.ready()
         recovered = self.runtime.recover_all()
         self._launched = True
-        self._wakeups.listen()
+        if self._claim_queues:
+            # Others' enqueues and finishes wake the claiming loop. A process that only runs
+            # handed-over work LISTENs once a workflow here waits (lazily): a connection less.
+            self._wakeups.listen()
         served = [q for q in declared.values() if self._served is None or q.name in self._served]
         self._worker = Worker(
             self._store,

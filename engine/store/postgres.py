@@ -3,8 +3,10 @@
 Dedicated autocommit connections carry the writes, one per group-commit leader in flight (up
 to ``commit_leaders`` of each kind, opened on demand and reused): a lone write is one prepared
 statement, one round trip and one commit; a batch of many workflows' checkpoints is merged
-into one statement (``write_batch``): one round trip and one fsync for all of them. Reads use
-a pool. Statements are
+into one statement (``write_batch``): one round trip and one fsync for all of them
+(``one_writer=True``: a single writer connection and one leader, a batch runs as one
+pipelined transaction instead; for processes with few concurrent writes, such as Celery
+worker processes, where connections matter more). Reads use a pool. Statements are
 prepared by psycopg after a few executions (its prepare_threshold), which the hot queries reach
 at once. Tables live in a schema of their own (``search_path`` set per connection).
 """
@@ -30,6 +32,7 @@ from engine.store import base, groupcommit, pgwire
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 CONNECT_TIMEOUT_S = 10
 POOL_MAX = 8
+POOL_MAX_ONE_WRITER = 2  # readers of a ``one_writer`` store: its budget is 3 connections at most
 # Writes that a batch merges into the one "write_batch" statement (each kind is a JSON array
 # parameter named after its query), and the columns by which each write finds its row in the
 # result.
@@ -74,10 +77,15 @@ class PostgresStore(base.Store):
     # 0.74-0.86x (it fired on ordinary commits: more, smaller batches), a 3 ms hedge 0.92x.
     # So 3 ms: several commits in flight only when the disk is slow. See groupcommit.
     commit_leaders = 8
-    commit_hedge_s = 0.003
+    commit_hedge_s: float | None = 0.003
 
-    def __init__(self, url: str, schema: str = "waymark") -> None:
+    def __init__(self, url: str, schema: str = "waymark", *, one_writer: bool = False) -> None:
+        if one_writer:  # one writer connection: one commit in flight (before the committer)
+            self.commit_leaders = 1
+            self.commit_hedge_s = None
         super().__init__()
+        # The merged statement needs a connection of its own (planner settings, below).
+        self._merge_writes = not one_writer
         self.url = url
         self.schema = check_schema_name(schema)
         self.channel = f"waymark_{schema}"
@@ -90,7 +98,7 @@ class PostgresStore(base.Store):
         self._pool = psycopg_pool.ConnectionPool(
             url,
             min_size=1,
-            max_size=POOL_MAX,
+            max_size=POOL_MAX if self._merge_writes else POOL_MAX_ONE_WRITER,
             kwargs={"autocommit": True, "row_factory": dict_row},
             configure=self._configure,
             timeout=CONNECT_TIMEOUT_S,
@@ -113,7 +121,8 @@ class PostgresStore(base.Store):
         self, writes: Sequence[Sequence[groupcommit.Statement]]
     ) -> list[list[list[Any]]]:
         single = len(writes) == 1 and len(writes[0]) == 1
-        mergeables = [] if single else [i for i, w in enumerate(writes) if mergeable(w)]
+        may_merge = self._merge_writes and not single
+        mergeables = [i for i, w in enumerate(writes) if mergeable(w)] if may_merge else []
         merged = len(mergeables) > 1  # write_batch runs on the connections set up for it
         wire = self._writer(merged)
         conn = wire.conn
@@ -121,7 +130,7 @@ class PostgresStore(base.Store):
             if single:
                 name, params = writes[0][0]
                 return [[wire.run(name, params)]]  # autocommit: one round trip
-            if len(mergeables) == len(writes):
+            if merged and len(mergeables) == len(writes):
                 rows = wire.run("write_batch", merge_payload(writes))
                 return merge_results(writes, rows)
             # Other kinds in the mix: one transaction, pipelined (BEGIN..COMMIT in one sync),
