@@ -19,6 +19,15 @@ from django.db import DatabaseError, connections, transaction
 from console.sources import Source
 
 SQL = Path(__file__).resolve().parent / "sql"
+# After the new status row: what a fork copies of the original, in dbos-py's order.
+FORK_COPIES = (
+    "fork_input",
+    "fork_mark",
+    "fork_steps",
+    "fork_events_history",
+    "fork_events",
+    "fork_streams",
+)
 
 
 @cache
@@ -74,7 +83,8 @@ def act(
                 params = {**base, "new": new, "step": step or 1, "version": version or None}
                 if not _run(source, "fork_status", params):
                     return False, f"no workflow with ID {workflow_id!r}", None
-                for name in ("fork_input", "fork_steps", "fork_mark"):
+                # dbos-py's fork_workflow, statement for statement (dbos/_sys_db.py).
+                for name in FORK_COPIES:
                     _run(source, name, params)
                 return True, f"forked into {new}", new
     except DatabaseError as exc:

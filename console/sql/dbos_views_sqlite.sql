@@ -35,6 +35,8 @@ SELECT o.workflow_uuid, o.function_id,
          WHEN 'DBOS.setEvent' THEN 'waymark.set_event'
          WHEN 'DBOS.getEvent' THEN 'waymark.get_event'
          WHEN 'DBOS.getResult' THEN 'waymark.get_result'
+         WHEN 'DBOS.writeStream' THEN 'waymark.write_stream'
+         WHEN 'DBOS.closeStream' THEN 'waymark.close_stream'
          ELSE o.function_name END AS function_name,
        CASE WHEN o.function_name = 'DBOS.sleep' AND o.output GLOB '[0-9]*' AND o.output NOT GLOB '*[^0-9.]*'
             THEN CAST(CAST(CAST(o.output AS REAL) * 1000 AS INTEGER) AS TEXT)
@@ -59,12 +61,17 @@ SELECT CAST(NULL AS TEXT) AS executor_id, CAST(NULL AS TEXT) AS application_vers
        CAST(NULL AS INTEGER) AS started_at, CAST(NULL AS INTEGER) AS last_heartbeat,
        CAST(NULL AS TEXT) AS role, CAST(NULL AS TEXT) AS node_name
 WHERE 0;
--- Streams and failed attempts are Waymark's own tables: a DBOS source shows none (DBOS's
--- streams table has another shape).
+-- DBOS's streams in the engine's shape: its offset is the position; a stream ends with
+-- close_stream's marker, the string "__DBOS_STREAM_CLOSED__" always written as portable JSON
+-- (dbos._sys_db._dbos_stream_closed_sentinel), or when its workflow ends. Values keep their
+-- serialization, the stream page decodes them by it.
 CREATE TEMP VIEW streams AS
-SELECT CAST(NULL AS TEXT) AS workflow_uuid, CAST(NULL AS TEXT) AS key, CAST(NULL AS INTEGER) AS seq, CAST(NULL AS TEXT) AS value,
-       CAST(NULL AS INTEGER) AS closed, CAST(NULL AS INTEGER) AS function_id
-WHERE 0;
+SELECT workflow_uuid, key, "offset" AS seq, value,
+       CASE WHEN serialization = 'portable_json' AND value = '"__DBOS_STREAM_CLOSED__"'
+            THEN 1 ELSE 0 END AS closed,
+       function_id, COALESCE(serialization, 'py_pickle') AS serialization
+FROM {dbos}streams;
+-- Failed attempts are Waymark's own table: a DBOS source shows none.
 CREATE TEMP VIEW operation_attempts AS
 SELECT CAST(NULL AS TEXT) AS workflow_uuid, CAST(NULL AS INTEGER) AS function_id, CAST(NULL AS INTEGER) AS attempt, CAST(NULL AS TEXT) AS error,
        CAST(NULL AS TEXT) AS traceback, CAST(NULL AS INTEGER) AS started_at_epoch_ms, CAST(NULL AS INTEGER) AS completed_at_epoch_ms
