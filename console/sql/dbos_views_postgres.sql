@@ -13,8 +13,9 @@ SELECT s.workflow_uuid, s.status, s.name,
        COALESCE(s.serialization, 'py_pickle') AS serialization, s.delay_until_epoch_ms,
        s.was_forked_from,
        -- Columns of later Waymark migrations that DBOS does not have.
+       s.attributes,  -- DBOS's custom attributes (SetWorkflowAttributes), JSONB as the engine's
        NULL::text AS traceback, NULL::text AS waiting, NULL::text AS traceparent,
-       NULL::jsonb AS attributes, NULL::text AS partition_key
+       NULL::text AS partition_key
 FROM {dbos}workflow_status s
 LEFT JOIN {dbos}workflow_input i ON i.workflow_uuid = s.workflow_uuid
 LEFT JOIN {dbos}workflow_output o ON o.workflow_uuid = s.workflow_uuid;

@@ -13,8 +13,9 @@ SELECT s.workflow_uuid, s.status, s.name,
        COALESCE(s.serialization, 'py_pickle') AS serialization, s.delay_until_epoch_ms,
        s.was_forked_from,
        -- Columns of later Waymark migrations that DBOS does not have.
+       s.attributes,  -- DBOS's custom attributes (SetWorkflowAttributes), JSON text as the engine's
        CAST(NULL AS TEXT) AS traceback, CAST(NULL AS TEXT) AS waiting, CAST(NULL AS TEXT) AS traceparent,
-       CAST(NULL AS TEXT) AS attributes, CAST(NULL AS TEXT) AS partition_key
+       CAST(NULL AS TEXT) AS partition_key
 FROM {dbos}workflow_status s
 LEFT JOIN {dbos}workflow_input i ON i.workflow_uuid = s.workflow_uuid
 LEFT JOIN {dbos}workflow_output o ON o.workflow_uuid = s.workflow_uuid;
@@ -54,6 +55,18 @@ FROM {dbos}notifications WHERE NOT consumed;
 CREATE TEMP VIEW workflow_events AS
 SELECT workflow_uuid, key, value, COALESCE(serialization, 'py_pickle') AS serialization
 FROM {dbos}workflow_events;
+-- The engine's attribute index on SQLite (one row per key, its value in canonical JSON, as
+-- engine migration 0007's triggers write it), computed from DBOS's attributes column.
+CREATE TEMP VIEW workflow_attributes AS
+SELECT j.key AS key,
+       CASE j.type WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' WHEN 'null' THEN 'null'
+                   WHEN 'object' THEN j.value WHEN 'array' THEN j.value
+                   ELSE json_quote(j.value) END AS value,
+       s.workflow_uuid AS workflow_uuid
+FROM {dbos}workflow_status s,
+     json_each(CASE WHEN json_valid(s.attributes) AND json_type(s.attributes) = 'object'
+                    THEN s.attributes ELSE '{}' END) j
+WHERE s.attributes IS NOT NULL;
 -- DBOS keeps no executor heartbeats: no rows, and the console says liveness is unknown.
 CREATE TEMP VIEW executors AS
 SELECT CAST(NULL AS TEXT) AS executor_id, CAST(NULL AS TEXT) AS application_version, CAST(NULL AS TEXT) AS hostname,

@@ -18,7 +18,7 @@ import sys
 import threading
 from datetime import datetime
 
-from dbos import DBOS, DBOSClient, SetWorkflowID
+from dbos import DBOS, DBOSClient, SetWorkflowAttributes, SetWorkflowID
 from dbos._serialization import WorkflowSerializationFormat
 
 
@@ -141,7 +141,7 @@ def seed(url: str, schema: str) -> None:
     # a registered queue: DBOS records its limits in its queues table
     DBOS.register_queue("limited", global_concurrency=3, worker_concurrency=2)
     DBOS.create_schedule(schedule_name="nightly-report", workflow_fn=nightly, schedule="0 3 * * *")
-    with SetWorkflowID("ok-1"):
+    with SetWorkflowID("ok-1"), SetWorkflowAttributes({"customer": "acme", "tier": 2}):
         greet("ada")
     with SetWorkflowID("portable-1"):
         greet_portable("bob")

@@ -94,12 +94,40 @@ def test_every_page_reads_the_dbos_database_and_links_keep_the_source(dbos_sourc
         assert f"source={dbos_source}" in html
         assert 'href="/workflows/?' in html or path != "/workflows/"
     listing = page(web, "/workflows/", dbos_source)
-    for wid in ("ok-1", "portable-1", "fail-1", "parent-1", "parent-1-1", "inbox-1",
-                "chatty-1", "cancelled-1", "queued-1", "sleeping-1"):  # fmt: skip
+    for wid in SEEDED:
         assert f"/workflows/{wid}/?source={dbos_source}" in listing, wid
     errors = page(web, "/workflows/", dbos_source, status="ERROR")
     assert "fail-1" in errors and "ok-1/" not in errors
     assert 'name="source"' in listing  # GET forms carry it in a field
+
+
+SEEDED = ("ok-1", "portable-1", "fail-1", "parent-1", "parent-1-1", "inbox-1", "chatty-1",
+          "reporter-1", "cancelled-1", "queued-1", "sleeping-1", "ticking-1")  # fmt: skip
+
+
+def test_every_list_filter_reads_dbos_columns(dbos_db, dbos_source) -> None:
+    web = user("viewer")
+    executor = _query(dbos_db[0], "SELECT executor_id FROM workflow_status"
+                      " WHERE workflow_uuid = %s", "ok-1")[0][0]  # fmt: skip
+    cases: list[tuple[dict[str, str], set[str]]] = [
+        ({"status": "PENDING"}, {"sleeping-1", "ticking-1"}),
+        ({"name": "greet_portable"}, {"portable-1"}),
+        ({"queue": "parked"}, {"queued-1"}),
+        ({"id": "sleep"}, {"sleeping-1"}),
+        ({"parent": "parent-1"}, {"parent-1-1"}),
+        ({"attr.customer": "acme"}, {"ok-1"}),
+        ({"attr.tier": "2"}, {"ok-1"}),
+        ({"attr.customer": "other"}, set()),
+        ({"executor": str(executor), "id": "ok-"}, {"ok-1"}),
+        ({"since": "24h", "id": "ok-"}, {"ok-1"}),
+        ({"before": "2001-01-01T00:00"}, set()),
+        ({"after": "2001-01-01T00:00", "version": "v1", "id": "fail"}, {"fail-1"}),
+    ]
+    for query, expected in cases:
+        html = page(web, "/workflows/", dbos_source, **query)
+        shown = {w for w in SEEDED if f"/workflows/{w}/?source={dbos_source}" in html}
+        assert shown == expected, query
+    assert "customer=acme" in page(web, "/workflows/ok-1/", dbos_source)
 
 
 def test_detail_reads_inputs_and_outputs_where_dbos_keeps_them(dbos_source) -> None:
