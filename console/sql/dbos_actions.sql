@@ -9,6 +9,10 @@ SET status = 'CANCELLED', owner_xid = NULL, queue_name = NULL, deduplication_id 
     started_at_epoch_ms = NULL, updated_at = %(now)s, completed_at = %(now)s
 WHERE workflow_uuid = %(id)s AND status NOT IN ('SUCCESS', 'ERROR');
 
+-- children --
+-- A workflow's direct children (a cancel with its children walks them level by level).
+SELECT workflow_uuid FROM {dbos}workflow_status WHERE parent_workflow_id = %(id)s;
+
 -- resume --
 -- ENQUEUED on DBOS's internal queue (every DBOS process serves it), attempts reset.
 UPDATE {dbos}workflow_status

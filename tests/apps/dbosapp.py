@@ -97,6 +97,14 @@ def sleeper(seconds: float) -> str:
 
 
 @DBOS.workflow()
+def family() -> str:
+    """A sleeping child (family-1-1) under a sleeping parent: both stay PENDING."""
+    DBOS.start_workflow(sleeper, 3600)
+    DBOS.sleep(3600)
+    return "never"
+
+
+@DBOS.workflow()
 def nightly(when: datetime, context: object) -> None:
     """Scheduled at 03:00 every day: the seed only records the schedule."""
 
@@ -174,6 +182,10 @@ def seed(url: str, schema: str) -> None:
     with SetWorkflowID("ticking-1"):
         DBOS.start_workflow(ticker)
     _wait_step("ticking-1", 3)
+    with SetWorkflowID("family-1"):
+        DBOS.start_workflow(family)
+    _wait_step("family-1", 2)
+    _wait_step("family-1-1", 2)
     print("seeded", flush=True)
     os._exit(0)  # leave sleeping-1 PENDING, as a crashed or stopped process would
 

@@ -395,7 +395,7 @@ def test_a_dbos_process_honours_cancel_resume_and_fork_from_the_console(tmp_path
                       " WHERE workflow_uuid = %s", "gated-1")  # fmt: skip
             assert row == [("CANCELLED", None, None)]
             record = AuditRecord.objects.filter(action="cancel").order_by("-id").first()
-            assert record and record.ok and record.filter == f"source={name}"
+            assert record and record.ok and record.filter == f"source={name}&cancel_children=1"
             assert record.status_before == {"gated-1": "PENDING"}
             assert record.status_after == {"gated-1": "CANCELLED"}
 
@@ -459,6 +459,63 @@ def test_a_dbos_process_honours_cancel_resume_and_fork_from_the_console(tmp_path
         out.close()
         with psycopg.connect(PG_URL, autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def test_everything_but_cancel_resume_and_fork_is_refused_on_a_dbos_source(dbos_source) -> None:
+    """Queue control, delete and a fork with a new input have no DBOS protocol here: refused
+    clearly, audited, nothing written (and never applied to the engine's own database)."""
+    from console import actions
+    from console.models import AuditRecord
+
+    operator = user("operator")
+    queues = page(operator, "/queues/", dbos_source)
+    assert "<th>Control</th>" not in queues and "/queues/parked/pause/" not in queues
+    response = operator.post(f"/queues/parked/pause/?source={dbos_source}", {"reason": "no"})
+    assert response.status_code == 302
+    record = AuditRecord.objects.filter(action="queue_pause").order_by("-id").first()
+    assert record and record.ok is False and "not offered on a DBOS source" in record.outcome
+    assert record.status_after == {"queue:parked": "a DBOS queue (set in the application's code)"}
+    assert not any(q.name == "parked" and q.paused for q in actions.client().list_queues())
+
+    admin = user("admin")
+    finished = page(admin, "/workflows/ok-1/", dbos_source)
+    assert "/workflows/ok-1/delete/" not in finished
+    admin.post(f"/workflows/ok-1/delete/?source={dbos_source}", {"reason": "no"})
+    deleted = AuditRecord.objects.filter(action="delete").order_by("-id").first()
+    assert deleted and deleted.ok is False and "not offered on a DBOS source" in deleted.outcome
+    assert "ok-1" in page(admin, "/workflows/", dbos_source)
+
+    confirm = page(operator, "/workflows/portable-1/fork/", dbos_source)
+    assert 'name="input"' not in confirm and "dbos-py&#x27;s fork takes no new input" in confirm
+    before = AuditRecord.objects.count()
+    edited = {"positionalArgs": ["zed"], "namedArgs": {}}
+    refused = operator.post(
+        f"/workflows/portable-1/fork/?source={dbos_source}",
+        {"step": "1", "input": json.dumps(edited)},
+    )
+    assert refused.status_code == 400 and b"keeps the original input" in refused.content
+    assert AuditRecord.objects.count() == before  # refused before anything was recorded
+
+
+def test_a_cancel_with_its_children_walks_parent_workflow_id_as_dbos_does(
+    dbos_db, dbos_source
+) -> None:
+    from console.models import AuditRecord
+
+    status = "SELECT workflow_uuid, status, queue_name FROM workflow_status"
+    tree = status + " WHERE workflow_uuid IN ('family-1', 'family-1-1') ORDER BY 1"
+    assert [r[1] for r in _query(dbos_db[0], tree)] == ["PENDING", "PENDING"]
+    web = user("operator")
+    confirm = page(web, "/workflows/family-1/cancel/", dbos_source)
+    assert 'name="cancel_children"' in confirm
+    web.post(f"/workflows/family-1/cancel/?source={dbos_source}", {"cancel_children": "1"})
+    assert _query(dbos_db[0], tree) == [
+        ("family-1", "CANCELLED", None),
+        ("family-1-1", "CANCELLED", None),
+    ]
+    record = AuditRecord.objects.filter(action="cancel").order_by("-id").first()
+    assert record and record.ok and "with 1 unfinished descendant" in record.outcome
+    assert record.filter == f"source={dbos_source}&cancel_children=1"
 
 
 def test_bulk_actions_are_refused_and_audited_on_a_dbos_source(dbos_source) -> None:
