@@ -250,10 +250,12 @@ def bulk(
 
 def export(actor: Actor, workflow_id: str, *, children: bool = False) -> tuple[Outcome, Any]:
     """Export one workflow (engine.Client.export_workflow), audited: intent, then outcome."""
-    record = _intend(actor, "export", [workflow_id], "")
+    record = _intend(actor, "export", [workflow_id], "", _where())
     data: Any = None
     try:
-        data = client().export_workflow(workflow_id, children=children)
+        if sources.current().is_dbos:  # the engine's export reads Waymark's tables only
+            raise EngineError(dbos_actions.not_offered("export"))
+        data = current_client().export_workflow(workflow_id, children=children)
         outcome = Outcome(True, f"exported {len(data['workflows'])} workflow(s)")
     except EngineError as exc:
         outcome = Outcome(False, str(exc))

@@ -518,6 +518,27 @@ def test_a_cancel_with_its_children_walks_parent_workflow_id_as_dbos_does(
     assert record.filter == f"source={dbos_source}&cancel_children=1"
 
 
+def test_metrics_read_the_dbos_source_without_a_liveness_alarm(dbos_db, dbos_source) -> None:
+    admin = user("admin")
+    text = page(admin, "/metrics", dbos_source)
+    pending = _query(dbos_db[0], "SELECT count(*) FROM workflow_status WHERE status = 'PENDING'")
+    assert f'waymark_workflows{{status="PENDING"}} {float(pending[0][0])}' in text
+    assert 'waymark_queue_enqueued{queue="parked"} 1.0' in text
+    # no heartbeats to judge by: the stuck and stranded gauges have no sample at all
+    assert "\nwaymark_workflows_stuck " not in text and "\nwaymark_workflows_stranded " not in text
+
+
+def test_export_is_refused_on_a_dbos_source(dbos_source) -> None:
+    from console.models import AuditRecord
+
+    operator = user("operator")
+    assert "Export JSON" not in page(operator, "/workflows/ok-1/", dbos_source)
+    response = operator.get("/workflows/ok-1/export.json", {"source": dbos_source})
+    assert response.status_code == 404 and b"not offered on a DBOS source" in response.content
+    record = AuditRecord.objects.filter(action="export").order_by("-id").first()
+    assert record and record.ok is False and record.filter == f"source={dbos_source}"
+
+
 def test_bulk_actions_are_refused_and_audited_on_a_dbos_source(dbos_source) -> None:
     from console import actions
     from console.models import AuditRecord
