@@ -65,3 +65,13 @@ def test_queue_control_on_another_source_acts_on_that_database(two_databases) ->
     assert info.concurrency == 4
     [mine] = [q for q in own.list_queues() if q.name == "billing"]
     assert mine.concurrency is None and not mine.paused
+
+
+def test_export_on_another_source_exports_from_that_database(two_databases) -> None:
+    own, other = two_databases
+    own.start_workflow("bill", {"db": "own"}, queue="billing", workflow_id="bill-1")
+    other.start_workflow("bill", {"db": "other"}, queue="billing", workflow_id="bill-1")
+    response = operator().get("/workflows/bill-1/export.json", {"source": "other"})
+    assert response.status_code == 200
+    assert json.loads(response.content) == other.export_workflow("bill-1")
+    assert json.loads(response.content) != own.export_workflow("bill-1")
