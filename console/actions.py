@@ -145,9 +145,8 @@ def one(
             source, action, workflow_id, step, version, new_workflow_id, cancel_children
         )
         return Outcome(ok, message, new_id)
-    c = client()
     try:
-        c = client() if not source.name else source_client(source.url, source.schema)
+        c = current_client()
         if action == "cancel":
             c.cancel_workflow(workflow_id, cancel_children=cancel_children)
             done = "cancelled, with its unfinished descendants" if cancel_children else "cancelled"

@@ -467,8 +467,12 @@ def test_everything_but_cancel_resume_and_fork_is_refused_on_a_dbos_source(dbos_
     from console import actions
     from console.models import AuditRecord
 
+    own = actions.client()  # the engine's own database: none of its queues is the source's
+    own.start_workflow("own.job", queue="own-only", workflow_id=f"own-{uuid.uuid4().hex}")
+    own.pause_queue("own-only")
     operator = user("operator")
     queues = page(operator, "/queues/", dbos_source)
+    assert "own-only" not in queues
     assert "<th>Control</th>" not in queues and "/queues/parked/pause/" not in queues
     response = operator.post(f"/queues/parked/pause/?source={dbos_source}", {"reason": "no"})
     assert response.status_code == 302
