@@ -190,6 +190,23 @@ def test_unknown_source_and_unreadable_schema_are_refused_clearly(dbos_source) -
         connections[sources.named("empty").alias].close()
 
 
+@pytest.mark.parametrize("version", [999, 100])
+def test_a_dbos_schema_version_this_console_does_not_read_is_refused(tmp_path, version) -> None:
+    path = tmp_path / "future.sqlite"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE dbos_migrations (version BIGINT PRIMARY KEY)")
+        conn.execute("INSERT INTO dbos_migrations VALUES (?)", (version,))
+    name = f"future-{version}-{uuid.uuid4().hex[:8]}"  # a source's alias is made once per name
+    listed = [{"name": name, "kind": "dbos", "url": f"sqlite:///{path}", "schema": "dbos"}]
+    with override_settings(WAYMARK_SOURCES=sources.parse(json.dumps(listed))):
+        html = page(user("viewer"), "/workflows/", name, code=409)
+        assert f"DBOS schema version {version} is not one this console reads (109-125)" in html
+        connections[f"source_{name}"].close()
+    with sqlite3.connect(path) as conn:  # nothing was created or written there
+        tables = conn.execute("SELECT name FROM sqlite_master").fetchall()
+        assert [t for (t,) in tables if not t.startswith("sqlite_")] == ["dbos_migrations"]
+
+
 def test_sources_setting_is_validated() -> None:
     assert sources.parse("") == []
     for bad in ("{", "{}", '[{"name": "x"}]', '[{"name": "a b", "kind": "dbos", "url": "u"}]',
