@@ -61,6 +61,14 @@ def source_client(url: str, schema: str) -> Client:
     return Client(url, schema=schema)
 
 
+def current_client() -> Client:
+    """The engine client of the Waymark source this request reads (never a DBOS one)."""
+    source = sources.current()
+    if source.is_dbos:
+        raise RuntimeError(f"source {source.name!r} is a DBOS database: no engine client opens it")
+    return client() if not source.name else source_client(source.url, source.schema)
+
+
 def _where() -> str:
     """A non-default source is written on the audit record, as a filter (source=NAME)."""
     name = sources.current().name
@@ -68,6 +76,8 @@ def _where() -> str:
 
 
 def allowed(action: str, status: str) -> bool:
+    if sources.current().is_dbos and action not in dbos_actions.ACTIONS:
+        return False
     return {
         "cancel": status in CANCELLABLE,
         "resume": status in RESUMABLE,
@@ -127,13 +137,16 @@ def one(
     original's)."""
     source = sources.current()
     if source.is_dbos:
+        if action not in dbos_actions.ACTIONS:
+            return Outcome(False, dbos_actions.not_offered(action))
+        if input is not UNCHANGED:  # refused, never silently dropped
+            return Outcome(False, dbos_actions.NO_NEW_INPUT)
         ok, message, new_id = dbos_actions.act(
-            source, action, workflow_id, step, version, new_workflow_id
+            source, action, workflow_id, step, version, new_workflow_id, cancel_children
         )
         return Outcome(ok, message, new_id)
-    c = client()
     try:
-        c = client() if not source.name else source_client(source.url, source.schema)
+        c = current_client()
         if action == "cancel":
             c.cancel_workflow(workflow_id, cancel_children=cancel_children)
             done = "cancelled, with its unfinished descendants" if cancel_children else "cancelled"
@@ -176,14 +189,14 @@ def act(
     how it went. A fork's record also targets the new workflow, so it shows on both pages
     (and, with a new input, keeps that input, bounded). A cancel with ``cancel_children``
     says so in its intent (the filter column), as does the source when not the default."""
-    # DBOS's cancel protocol has no cascade: a DBOS source cancels the one workflow.
-    cancel_children = cancel_children and not sources.current().is_dbos
     cascade = "cancel_children=1" if action == "cancel" and cancel_children else ""
     query = "&".join(part for part in (_where(), cascade) if part)
     record = _intend(actor, action, [workflow_id], reason, query)
     status = record.status_before[workflow_id]
     if status == "NOT FOUND":
         outcome = Outcome(False, f"no workflow with ID {workflow_id!r}")
+    elif sources.current().is_dbos and action not in dbos_actions.ACTIONS:
+        outcome = Outcome(False, dbos_actions.not_offered(action))
     elif not allowed(action, status):
         outcome = Outcome(False, f"cannot {action} a workflow that is {status}")
     else:
@@ -236,10 +249,12 @@ def bulk(
 
 def export(actor: Actor, workflow_id: str, *, children: bool = False) -> tuple[Outcome, Any]:
     """Export one workflow (engine.Client.export_workflow), audited: intent, then outcome."""
-    record = _intend(actor, "export", [workflow_id], "")
+    record = _intend(actor, "export", [workflow_id], "", _where())
     data: Any = None
     try:
-        data = client().export_workflow(workflow_id, children=children)
+        if sources.current().is_dbos:  # the engine's export reads Waymark's tables only
+            raise EngineError(dbos_actions.not_offered("export"))
+        data = current_client().export_workflow(workflow_id, children=children)
         outcome = Outcome(True, f"exported {len(data['workflows'])} workflow(s)")
     except EngineError as exc:
         outcome = Outcome(False, str(exc))

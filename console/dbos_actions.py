@@ -19,6 +19,20 @@ from django.db import DatabaseError, connections, transaction
 from console.sources import Source
 
 SQL = Path(__file__).resolve().parent / "sql"
+ACTIONS = ("cancel", "resume", "fork")  # everything else is read-only on a DBOS source
+NO_NEW_INPUT = (
+    "a fork on a DBOS source keeps the original input (dbos-py's fork_workflow takes no new "
+    "one); fork without editing the input"
+)
+# After the new status row: what a fork copies of the original, in dbos-py's order.
+FORK_COPIES = (
+    "fork_input",
+    "fork_mark",
+    "fork_steps",
+    "fork_events_history",
+    "fork_events",
+    "fork_streams",
+)
 
 
 @cache
@@ -30,6 +44,13 @@ def queries() -> dict[str, str]:
         lines = [line for line in body.splitlines() if not line.startswith("--")]
         found[name] = "\n".join(lines).strip().rstrip(";")
     return found
+
+
+def not_offered(action: str) -> str:
+    return (
+        f"{action} is not offered on a DBOS source: the console acts there only by DBOS's own "
+        f"protocol ({', '.join(ACTIONS)}); use the DBOS application or its CLI"
+    )
 
 
 def _run(source: Source, name: str, params: dict[str, object]) -> int:
@@ -52,6 +73,25 @@ def read(source: Source, name: str, params: dict[str, object] | None = None) -> 
         return []
 
 
+def _descendants_cancelled(source: Source, root: str, now: int) -> int:
+    """dbos-py's ``cancel_children``: down ``parent_workflow_id`` level by level, each child
+    cancelled by the same statement (a finished one is left as it is); how many were."""
+    connection = connections[source.alias]
+    prefix = "main." if connection.vendor == "sqlite" else f'"{source.schema}".'
+    seen, frontier, cancelled = {root}, [root], 0
+    while frontier:
+        level: list[str] = []
+        for parent in frontier:
+            with connection.cursor() as cur:
+                cur.execute(queries()["children"].replace("{dbos}", prefix), {"id": parent})
+                level += [child for (child,) in cur.fetchall() if child not in seen]
+            seen.update(level)
+        for child in level:
+            cancelled += _run(source, "cancel", {"id": child, "now": now})
+        frontier = level
+    return cancelled
+
+
 def act(
     source: Source,
     action: str,
@@ -59,6 +99,7 @@ def act(
     step: int | None = None,
     version: str | None = None,
     new_workflow_id: str | None = None,
+    cancel_children: bool = False,
 ) -> tuple[bool, str, str | None]:
     """(ok, message, new workflow ID) of one action on a DBOS source."""
     now = int(time.time() * 1000)
@@ -68,13 +109,19 @@ def act(
             if action in ("cancel", "resume"):
                 if not _run(source, action, base):
                     return False, f"{workflow_id!r} is finished or gone: nothing to {action}", None
-                return True, "cancelled" if action == "cancel" else "resumed", None
+                if action == "resume":
+                    return True, "resumed", None
+                if not cancel_children:
+                    return True, "cancelled", None
+                count = _descendants_cancelled(source, workflow_id, now)
+                return True, f"cancelled, with {count} unfinished descendant(s)", None
             if action == "fork":
                 new = new_workflow_id or str(uuid.uuid4())
                 params = {**base, "new": new, "step": step or 1, "version": version or None}
                 if not _run(source, "fork_status", params):
                     return False, f"no workflow with ID {workflow_id!r}", None
-                for name in ("fork_input", "fork_steps", "fork_mark"):
+                # dbos-py's fork_workflow, statement for statement (dbos/_sys_db.py).
+                for name in FORK_COPIES:
                     _run(source, name, params)
                 return True, f"forked into {new}", new
     except DatabaseError as exc:

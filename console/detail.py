@@ -18,7 +18,7 @@ from django.conf import settings
 from django.db import connections
 from django.db.models import Count, Max
 
-from console import attempts, audit_trail, now, sources, stats, timeline
+from console import attempts, audit_trail, event_history, now, sources, stats, timeline
 from console.models import AuditRecord, Event, Notification, Step, StreamItem, Workflow
 from console.payloads import FULL_CHARS, PREVIEW_CHARS, Payload, with_heads
 from engine import operations as names
@@ -245,6 +245,7 @@ def context(w: Workflow, user: Any, now_ms: int, print_: str) -> dict[str, Any]:
         "trace_url": trace_url(w),
         "events": events,
         "events_next": events_next,
+        "event_history": event_history.of(w.workflow_uuid),
         "waiting_messages": waiting,
         "streams": streams_of(w.workflow_uuid),
         "messages_next": messages_next,

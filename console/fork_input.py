@@ -13,6 +13,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from console import sources
 from console.models import Workflow
 from console.payloads import FULL_CHARS, with_heads
 from engine import errors, serialization
@@ -35,6 +36,8 @@ def pretty(value: Any) -> str:
 
 def original(workflow_id: str) -> Original:
     """The workflow's input, read with bounded cost (never a multi-megabyte text whole)."""
+    if sources.current().is_dbos:
+        return Original(None, "", False, "dbos-py's fork takes no new input")
     row = (
         with_heads(Workflow.objects.filter(workflow_uuid=workflow_id), ("inputs",), INPUT_LIMIT)
         .only("workflow_uuid")

@@ -31,7 +31,7 @@ from django.db import connections
 from django.db.models import Case, QuerySet, TextField, When
 from django.db.models.functions import Cast
 
-from console import stats
+from console import sources, stats
 from console.models import Event, Executor, Notification, Schedule, Step, Workflow
 from engine.records import FINAL_STATUSES, Status
 
@@ -95,7 +95,7 @@ Part = tuple[str, list[object]]  # a SQL fragment and its parameters
 
 
 def _compiled(qs: QuerySet[Workflow]) -> Part:
-    sql, params = qs.query.get_compiler(using="waymark").as_sql()
+    sql, params = qs.query.get_compiler(using=sources.alias()).as_sql()
     return sql, list(params)
 
 
@@ -113,7 +113,7 @@ def _scalars(parts: list[Part]) -> list[object]:
     if not parts:
         return []
     sql = "SELECT " + ", ".join(f"({fragment})" for fragment, _ in parts)
-    with connections["waymark"].cursor() as cursor:
+    with connections[sources.alias()].cursor() as cursor:
         cursor.execute(sql, [p for _, params in parts for p in params])
         return list(cursor.fetchone())
 
@@ -134,8 +134,9 @@ class Readings:
     unfinished: dict[str, int] = field(default_factory=dict)
     recent: dict[tuple[str, str], int] = field(default_factory=dict)  # (status, window) -> n
     queues: dict[str, QueueReading] = field(default_factory=dict)
-    stuck: int = 0
-    stranded: int = 0
+    # None where liveness is unknown (a DBOS source keeps no heartbeats): no sample, no alarm.
+    stuck: int | None = 0
+    stranded: int | None = 0
     oldest_pending_ms: int | None = None
     schedule_lag: dict[str, float] = field(default_factory=dict)
     table_rows: dict[str, float] = field(default_factory=dict)
@@ -172,6 +173,8 @@ def read(now_ms: int) -> Readings:
     r.schedule_lag.update(_managed_lags(managed, now_ms))
     _backlogs(r)
     r.table_rows = table_rows()
+    if not sources.current().liveness_known:
+        r.stuck = r.stranded = None
     return r
 
 
@@ -221,7 +224,7 @@ def _unfinished(r: Readings) -> dict[str, int | None]:
         )
     inner, params = _compiled(_managed())  # type: ignore[arg-type]
     parts.append((f"SELECT 2, s2.*, 0 FROM ({inner}) AS s2", params))
-    with connections["waymark"].cursor() as cursor:
+    with connections[sources.alias()].cursor() as cursor:
         cursor.execute(" UNION ALL ".join(p for p, _ in parts), [x for _, ps in parts for x in ps])
         grouped = cursor.fetchall()
     r.unfinished = {Status.PENDING.value: 0, Status.DELAYED.value: 0}
@@ -238,7 +241,7 @@ def _unfinished(r: Readings) -> dict[str, int | None]:
                 queue.running += int(n)
             else:
                 queue.delayed += int(n)
-        if pending and executor_id not in alive:
+        if pending and executor_id not in alive and r.stuck is not None:
             r.stuck += int(n)
     return managed
 
@@ -268,7 +271,7 @@ def _oldest_pending() -> QuerySet[Workflow]:
 def status_counts(qs: QuerySet[Workflow]) -> dict[str, int]:
     """Workflows by status among the first CAP rows of ``qs`` (in its order)."""
     sql, params = _compiled(qs.values_list("status")[:CAP])
-    with connections["waymark"].cursor() as cursor:
+    with connections[sources.alias()].cursor() as cursor:
         cursor.execute(f"SELECT status, count(*) FROM ({sql}) AS capped GROUP BY status", params)
         return {status: int(n) for status, n in cursor.fetchall()}
 
@@ -277,7 +280,7 @@ def queue_names(declared: list[Executor]) -> list[str]:
     """Queues the live executors declare, plus every queue holding ENQUEUED work (a queue nobody
     serves any more is exactly the one whose backlog matters)."""
     names = {spec["name"] for executor in declared for spec in json.loads(executor.queues or "[]")}
-    with connections["waymark"].cursor() as cursor:
+    with connections[sources.alias()].cursor() as cursor:
         cursor.execute(_ENQUEUED_QUEUES, [MAX_QUEUES])
         names.update(row[0] for row in cursor.fetchall())
     return sorted(names)[:MAX_QUEUES]
@@ -295,7 +298,7 @@ def queue_backlogs(names: list[str]) -> dict[str, tuple[int, int | None]]:
         selects.append(_BACKLOG_SELECT.format(i=i))
         params += [name, CAP]
     sql = "WITH RECURSIVE " + ",".join(ctes) + "\nUNION ALL".join(selects)
-    with connections["waymark"].cursor() as cursor:
+    with connections[sources.alias()].cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
     return {
@@ -381,8 +384,11 @@ def _lags(
 def table_rows() -> dict[str, float]:
     """Rows per system table, estimated without counting: Postgres' planner statistics
     (pg_class.reltuples, refreshed by autovacuum/ANALYZE; -1, never analyzed, reads as 0);
-    on SQLite the largest rowid (exact until rows are deleted, then an upper bound)."""
-    connection = connections["waymark"]
+    on SQLite the largest rowid (exact until rows are deleted, then an upper bound). Nothing for
+    a DBOS source: its tables are not the engine's."""
+    if sources.current().is_dbos:
+        return {}
+    connection = connections[sources.alias()]
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             cursor.execute(_PG_ESTIMATES, [list(TABLES)])

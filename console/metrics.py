@@ -123,8 +123,9 @@ class ConsoleCollector(Collector):
             f["waymark_queue_delayed"].add_metric([name], queue.delayed)
             age = _age(now, queue.oldest_enqueued_ms)
             f["waymark_queue_oldest_enqueued_age_seconds"].add_metric([name], age)
-        f["waymark_workflows_stuck"].add_metric([], r.stuck)
-        f["waymark_workflows_stranded"].add_metric([], r.stranded)
+        if r.stuck is not None and r.stranded is not None:  # else liveness is unknown
+            f["waymark_workflows_stuck"].add_metric([], r.stuck)
+            f["waymark_workflows_stranded"].add_metric([], r.stranded)
         f["waymark_workflows_pending_oldest_age_seconds"].add_metric(
             [], _age(now, r.oldest_pending_ms)
         )

@@ -19,7 +19,17 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HTMX_STOP_POLLING
 
-from console import actions, audit_trail, bulk, filters, fork_input, params, stats
+from console import (
+    actions,
+    audit_trail,
+    bulk,
+    dbos_actions,
+    filters,
+    fork_input,
+    params,
+    sources,
+    stats,
+)
 from console.http import HtmxHttpRequest, client_address
 from console.models import AuditRecord, Step, Workflow
 from console.views import bad_request, now_ms
@@ -71,6 +81,8 @@ def workflow_action(request: HtmxHttpRequest, workflow_id: str, action: str) -> 
     except params.BadParameterError as exc:
         return bad_request(request, str(exc))
     new_input: Any = UNCHANGED
+    if action == "fork" and "input" in request.POST and sources.current().is_dbos:
+        return bad_request(request, dbos_actions.NO_NEW_INPUT)  # nothing written
     if action == "fork" and "input" in request.POST:
         text = request.POST["input"]
         try:

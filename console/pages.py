@@ -70,8 +70,13 @@ def queues(request: HtmxHttpRequest) -> HttpResponse:
         return bad_request(request, f"internal={internal[:40]!r} must be 1 or absent")
     now = _now_ms()
     shown = stats.queues(stats.live_executors(now), now, internal=internal == "1")
-    # Pauses and changed limits live in the engine's queue_settings: read through its client.
-    controlled = {q.name: q for q in actions.client().list_queues()}
+    # Pauses and changed limits live in the engine's queue_settings: read through the source's
+    # client. A DBOS source has neither (its limits come from its own queues table, in stats).
+    controlled = (
+        {}
+        if sources.current().is_dbos
+        else {q.name: q for q in actions.current_client().list_queues()}
+    )
     listed = {q.name for q in shown}
     shown += [
         stats.QueueInfo(name)

@@ -1,10 +1,12 @@
 """Operators control queues from the queues page: pause, resume, change limits.
 
-Each action goes through the engine's ``Client`` (the settings live in the engine's
-``queue_settings``, so every worker applies them) and is audited like the workflow actions:
-the intent is recorded before the action runs, its outcome after. The record's ``filter``
-names the queue (``queue=<name>``) and the limits asked for; ``status_before`` and
-``status_after`` hold the queue's state (``queue:<name>`` → ``ACTIVE``/``PAUSED`` and limits).
+Each action goes through the engine's ``Client`` of the source the page reads (the settings
+live in the engine's ``queue_settings``, so every worker applies them; a DBOS application's
+queues are set in its code, so on a DBOS source the console refuses, audited) and is audited
+like the workflow actions: the intent is recorded before the action runs, its outcome after.
+The record's ``filter`` names the queue (``queue=<name>``) and the limits asked for;
+``status_before`` and ``status_after`` hold the queue's state (``queue:<name>`` →
+``ACTIVE``/``PAUSED`` and limits).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from django.http import Http404, HttpResponse, QueryDict
 from django.shortcuts import redirect
 from django.views.decorators.http import require_POST
 
-from console import actions, params
+from console import actions, dbos_actions, params, sources
 from console.http import HtmxHttpRequest
 from console.models import AuditRecord
 from console.now import limits_text
@@ -32,8 +34,10 @@ UNCHANGED: Any = object()
 
 def state(name: str) -> dict[str, str]:
     """The queue's state for the audit record, as the engine reports it now."""
+    if sources.current().is_dbos:
+        return {f"queue:{name}": "a DBOS queue (set in the application's code)"}
     found: QueueInfo | None = next(
-        (q for q in actions.client().list_queues() if q.name == name), None
+        (q for q in actions.current_client().list_queues() if q.name == name), None
     )
     if found is None:
         return {f"queue:{name}": "NOT FOUND"}
@@ -109,8 +113,10 @@ def act(
         client_address=actor.address,
         user_agent=actor.user_agent[:1000],
     )
-    client = actions.client()
     try:
+        if sources.current().is_dbos:
+            raise ValueError(dbos_actions.not_offered(f"queue {action}"))
+        client = actions.current_client()  # the source's own queues, never the default's
         if action == "pause":
             client.pause_queue(name)
             outcome = actions.Outcome(True, f"queue {name} paused: it starts nothing new")

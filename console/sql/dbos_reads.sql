@@ -13,3 +13,14 @@ SELECT workflow_name, schedule FROM {dbos}workflow_schedules WHERE status = 'ACT
 -- A workflow's streams: each key with its number of values (capped by the caller's limit).
 SELECT key, count(*) FROM {dbos}streams WHERE workflow_uuid = %(id)s GROUP BY key ORDER BY key
 LIMIT 50;
+
+-- event_history --
+-- Every value set_event gave each key, with the step that set it (dbos-py's immutable
+-- workflow_events_history), oldest first: the start of each value and its length.
+SELECT function_id, key, substr(value, 1, %(chars)s), length(value),
+       COALESCE(serialization, 'py_pickle')
+FROM {dbos}workflow_events_history WHERE workflow_uuid = %(id)s
+ORDER BY function_id, key LIMIT %(limit)s;
+
+-- event_history_count --
+SELECT count(*) FROM {dbos}workflow_events_history WHERE workflow_uuid = %(id)s;

@@ -13,8 +13,9 @@ SELECT s.workflow_uuid, s.status, s.name,
        COALESCE(s.serialization, 'py_pickle') AS serialization, s.delay_until_epoch_ms,
        s.was_forked_from,
        -- Columns of later Waymark migrations that DBOS does not have.
+       s.attributes,  -- DBOS's custom attributes (SetWorkflowAttributes), JSONB as the engine's
        NULL::text AS traceback, NULL::text AS waiting, NULL::text AS traceparent,
-       NULL::jsonb AS attributes, NULL::text AS partition_key, NULL::text AS debounce_key
+       NULL::text AS partition_key, NULL::text AS debounce_key
 FROM {dbos}workflow_status s
 LEFT JOIN {dbos}workflow_input i ON i.workflow_uuid = s.workflow_uuid
 LEFT JOIN {dbos}workflow_output o ON o.workflow_uuid = s.workflow_uuid;
@@ -35,6 +36,8 @@ SELECT o.workflow_uuid, o.function_id,
          WHEN 'DBOS.setEvent' THEN 'waymark.set_event'
          WHEN 'DBOS.getEvent' THEN 'waymark.get_event'
          WHEN 'DBOS.getResult' THEN 'waymark.get_result'
+         WHEN 'DBOS.writeStream' THEN 'waymark.write_stream'
+         WHEN 'DBOS.closeStream' THEN 'waymark.close_stream'
          ELSE o.function_name END AS function_name,
        CASE WHEN o.function_name = 'DBOS.sleep' AND o.output ~ '^[0-9]+(\.[0-9]+)?$'
             THEN (floor(o.output::numeric * 1000))::bigint::text
@@ -59,12 +62,17 @@ SELECT NULL::text AS executor_id, NULL::text AS application_version, NULL::text 
        NULL::bigint AS started_at, NULL::bigint AS last_heartbeat,
        NULL::text AS role, NULL::text AS node_name
 WHERE false;
--- Streams and failed attempts are Waymark's own tables: a DBOS source shows none (DBOS's
--- streams table has another shape).
+-- DBOS's streams in the engine's shape: its offset is the position; a stream ends with
+-- close_stream's marker, the string "__DBOS_STREAM_CLOSED__" always written as portable JSON
+-- (dbos._sys_db._dbos_stream_closed_sentinel), or when its workflow ends. Values keep their
+-- serialization, the stream page decodes them by it.
 CREATE TEMP VIEW streams AS
-SELECT NULL::text AS workflow_uuid, NULL::text AS key, NULL::int AS seq, NULL::text AS value,
-       NULL::int AS closed, NULL::int AS function_id
-WHERE false;
+SELECT workflow_uuid, key, "offset" AS seq, value,
+       CASE WHEN serialization = 'portable_json' AND value = '"__DBOS_STREAM_CLOSED__"'
+            THEN 1 ELSE 0 END AS closed,
+       function_id, COALESCE(serialization, 'py_pickle') AS serialization
+FROM {dbos}streams;
+-- Failed attempts are Waymark's own table: a DBOS source shows none.
 CREATE TEMP VIEW operation_attempts AS
 SELECT NULL::text AS workflow_uuid, NULL::int AS function_id, NULL::int AS attempt, NULL::text AS error,
        NULL::text AS traceback, NULL::bigint AS started_at_epoch_ms, NULL::bigint AS completed_at_epoch_ms

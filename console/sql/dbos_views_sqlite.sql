@@ -13,9 +13,9 @@ SELECT s.workflow_uuid, s.status, s.name,
        COALESCE(s.serialization, 'py_pickle') AS serialization, s.delay_until_epoch_ms,
        s.was_forked_from,
        -- Columns of later Waymark migrations that DBOS does not have.
+       s.attributes,  -- DBOS's custom attributes (SetWorkflowAttributes), JSON text as the engine's
        CAST(NULL AS TEXT) AS traceback, CAST(NULL AS TEXT) AS waiting, CAST(NULL AS TEXT) AS traceparent,
-       CAST(NULL AS TEXT) AS attributes, CAST(NULL AS TEXT) AS partition_key,
-       CAST(NULL AS TEXT) AS debounce_key
+       CAST(NULL AS TEXT) AS partition_key, CAST(NULL AS TEXT) AS debounce_key
 FROM {dbos}workflow_status s
 LEFT JOIN {dbos}workflow_input i ON i.workflow_uuid = s.workflow_uuid
 LEFT JOIN {dbos}workflow_output o ON o.workflow_uuid = s.workflow_uuid;
@@ -36,6 +36,8 @@ SELECT o.workflow_uuid, o.function_id,
          WHEN 'DBOS.setEvent' THEN 'waymark.set_event'
          WHEN 'DBOS.getEvent' THEN 'waymark.get_event'
          WHEN 'DBOS.getResult' THEN 'waymark.get_result'
+         WHEN 'DBOS.writeStream' THEN 'waymark.write_stream'
+         WHEN 'DBOS.closeStream' THEN 'waymark.close_stream'
          ELSE o.function_name END AS function_name,
        CASE WHEN o.function_name = 'DBOS.sleep' AND o.output GLOB '[0-9]*' AND o.output NOT GLOB '*[^0-9.]*'
             THEN CAST(CAST(CAST(o.output AS REAL) * 1000 AS INTEGER) AS TEXT)
@@ -53,6 +55,18 @@ FROM {dbos}notifications WHERE NOT consumed;
 CREATE TEMP VIEW workflow_events AS
 SELECT workflow_uuid, key, value, COALESCE(serialization, 'py_pickle') AS serialization
 FROM {dbos}workflow_events;
+-- The engine's attribute index on SQLite (one row per key, its value in canonical JSON, as
+-- engine migration 0007's triggers write it), computed from DBOS's attributes column.
+CREATE TEMP VIEW workflow_attributes AS
+SELECT j.key AS key,
+       CASE j.type WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' WHEN 'null' THEN 'null'
+                   WHEN 'object' THEN j.value WHEN 'array' THEN j.value
+                   ELSE json_quote(j.value) END AS value,
+       s.workflow_uuid AS workflow_uuid
+FROM {dbos}workflow_status s,
+     json_each(CASE WHEN json_valid(s.attributes) AND json_type(s.attributes) = 'object'
+                    THEN s.attributes ELSE '{}' END) j
+WHERE s.attributes IS NOT NULL;
 -- DBOS keeps no executor heartbeats: no rows, and the console says liveness is unknown.
 CREATE TEMP VIEW executors AS
 SELECT CAST(NULL AS TEXT) AS executor_id, CAST(NULL AS TEXT) AS application_version, CAST(NULL AS TEXT) AS hostname,
@@ -60,12 +74,17 @@ SELECT CAST(NULL AS TEXT) AS executor_id, CAST(NULL AS TEXT) AS application_vers
        CAST(NULL AS INTEGER) AS started_at, CAST(NULL AS INTEGER) AS last_heartbeat,
        CAST(NULL AS TEXT) AS role, CAST(NULL AS TEXT) AS node_name
 WHERE 0;
--- Streams and failed attempts are Waymark's own tables: a DBOS source shows none (DBOS's
--- streams table has another shape).
+-- DBOS's streams in the engine's shape: its offset is the position; a stream ends with
+-- close_stream's marker, the string "__DBOS_STREAM_CLOSED__" always written as portable JSON
+-- (dbos._sys_db._dbos_stream_closed_sentinel), or when its workflow ends. Values keep their
+-- serialization, the stream page decodes them by it.
 CREATE TEMP VIEW streams AS
-SELECT CAST(NULL AS TEXT) AS workflow_uuid, CAST(NULL AS TEXT) AS key, CAST(NULL AS INTEGER) AS seq, CAST(NULL AS TEXT) AS value,
-       CAST(NULL AS INTEGER) AS closed, CAST(NULL AS INTEGER) AS function_id
-WHERE 0;
+SELECT workflow_uuid, key, "offset" AS seq, value,
+       CASE WHEN serialization = 'portable_json' AND value = '"__DBOS_STREAM_CLOSED__"'
+            THEN 1 ELSE 0 END AS closed,
+       function_id, COALESCE(serialization, 'py_pickle') AS serialization
+FROM {dbos}streams;
+-- Failed attempts are Waymark's own table: a DBOS source shows none.
 CREATE TEMP VIEW operation_attempts AS
 SELECT CAST(NULL AS TEXT) AS workflow_uuid, CAST(NULL AS INTEGER) AS function_id, CAST(NULL AS INTEGER) AS attempt, CAST(NULL AS TEXT) AS error,
        CAST(NULL AS TEXT) AS traceback, CAST(NULL AS INTEGER) AS started_at_epoch_ms, CAST(NULL AS INTEGER) AS completed_at_epoch_ms

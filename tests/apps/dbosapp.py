@@ -1,8 +1,9 @@
 """A small application on the real dbos-py package, writing a DBOS system database for the
 console's DBOS-source tests.
 
-    python -m tests.apps.dbosapp seed  URL SCHEMA   every kind of row, then exit (a sleeper stays
-                                                    PENDING, a parked workflow ENQUEUED)
+    python -m tests.apps.dbosapp seed  URL SCHEMA   every kind of row, then exit (sleepers
+                                                    stay PENDING, one with an open stream;
+                                                    a parked workflow ENQUEUED)
     python -m tests.apps.dbosapp serve URL SCHEMA   run until killed: serves the gated workflow
                                                     (and whatever the console resumes or forks)
 
@@ -17,7 +18,7 @@ import sys
 import threading
 from datetime import datetime
 
-from dbos import DBOS, DBOSClient, SetWorkflowID
+from dbos import DBOS, DBOSClient, SetWorkflowAttributes, SetWorkflowID
 from dbos._serialization import WorkflowSerializationFormat
 
 
@@ -63,6 +64,26 @@ def chatty() -> str:
     return "sent"
 
 
+@DBOS.workflow(serialization_type=WorkflowSerializationFormat.PORTABLE)
+def reporter(rows: int) -> str:
+    """Portable: an event set again on every row, a stream of rows, then closed."""
+    for row in range(rows):
+        DBOS.set_event("phase", {"row": row})
+        DBOS.write_stream("rows", {"row": row, "note": "<b>bold</b>"})
+    DBOS.set_event("done", True)
+    DBOS.close_stream("rows")
+    return "reported"
+
+
+@DBOS.workflow()
+def ticker() -> str:
+    """Pickled: a stream left open while the workflow sleeps (it stays PENDING)."""
+    DBOS.write_stream("ticks", "tick 0")
+    DBOS.write_stream("ticks", {"tick": 1})
+    DBOS.sleep(3600)
+    return "ticked"
+
+
 @DBOS.workflow()
 def inbox() -> object:
     return DBOS.recv("approve", timeout_seconds=60)
@@ -73,6 +94,14 @@ def sleeper(seconds: float) -> str:
     shout("before")
     DBOS.sleep(seconds)
     return "woke"
+
+
+@DBOS.workflow()
+def family() -> str:
+    """A sleeping child (family-1-1) under a sleeping parent: both stay PENDING."""
+    DBOS.start_workflow(sleeper, 3600)
+    DBOS.sleep(3600)
+    return "never"
 
 
 @DBOS.workflow()
@@ -87,10 +116,18 @@ def mark(label: str) -> str:
 
 @DBOS.workflow()
 def gated(tag: str) -> str:
-    """Step, wait for "go", step: the end-to-end test cancels it while it waits."""
+    """Steps 1-3: a step, an event, a stream value; 4-5: wait for "go" (its timeout's sleep);
+    6-9: the event again, another value, a step, the stream closed. The end-to-end test
+    cancels it while it waits, resumes it, and forks it from step 6."""
     first = mark(f"{tag}-a")
+    DBOS.set_event("stage", "a")
+    DBOS.write_stream("out", f"{tag}-a")
     go = DBOS.recv("go", timeout_seconds=600)
-    return f"{first}; {mark(f'{tag}-b')}; go={go}"
+    DBOS.set_event("stage", "b")
+    DBOS.write_stream("out", f"{tag}-b")
+    second = mark(f"{tag}-b")
+    DBOS.close_stream("out")
+    return f"{first}; {second}; go={go}"
 
 
 def _config(url: str, schema: str) -> dict[str, object]:
@@ -112,7 +149,7 @@ def seed(url: str, schema: str) -> None:
     # a registered queue: DBOS records its limits in its queues table
     DBOS.register_queue("limited", global_concurrency=3, worker_concurrency=2)
     DBOS.create_schedule(schedule_name="nightly-report", workflow_fn=nightly, schedule="0 3 * * *")
-    with SetWorkflowID("ok-1"):
+    with SetWorkflowID("ok-1"), SetWorkflowAttributes({"customer": "acme", "tier": 2}):
         greet("ada")
     with SetWorkflowID("portable-1"):
         greet_portable("bob")
@@ -137,9 +174,18 @@ def seed(url: str, schema: str) -> None:
         {"queue_name": "parked", "workflow_name": "greet", "workflow_id": "queued-1"}, "q"
     )
     client.destroy()
+    with SetWorkflowID("reporter-1"):
+        reporter(3)
     with SetWorkflowID("sleeping-1"):
         DBOS.start_workflow(sleeper, 3600)
     _wait_step("sleeping-1", 2)
+    with SetWorkflowID("ticking-1"):
+        DBOS.start_workflow(ticker)
+    _wait_step("ticking-1", 3)
+    with SetWorkflowID("family-1"):
+        DBOS.start_workflow(family)
+    _wait_step("family-1", 2)
+    _wait_step("family-1-1", 2)
     print("seeded", flush=True)
     os._exit(0)  # leave sleeping-1 PENDING, as a crashed or stopped process would
 

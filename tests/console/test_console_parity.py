@@ -289,6 +289,7 @@ def test_the_header_lists_streams_and_a_stream_page_follows_an_open_one(streamin
     assert "<dt>Streams</dt>" in header
     assert 'href="/workflows/st1/stream/?key=log">log (1, closed)</a>' in header
     assert 'href="/workflows/st1/stream/?key=progress">progress (2, open)</a>' in header
+    assert "Event history" not in header  # the engine keeps each key's latest value only
 
     page = web.get("/workflows/st1/stream/?key=progress").content.decode()
     assert "Open: new values appear as the workflow writes them." in page
