@@ -20,6 +20,7 @@ import psycopg
 import pytest
 
 from engine import Client
+from engine.store import postgres
 from tests.acceptance.test_celery import spawn, stop
 from tests.services import private_redis
 from tests.support import wait_until
@@ -27,7 +28,9 @@ from tests.support import wait_until
 ROOT = Path(__file__).resolve().parents[2]
 CONCURRENCY = int(os.environ.get("WAYMARK_TEST_CELERY_CONCURRENCY", "4"))  # README: also 12
 CONNECTIONS_PER_CHILD = 3  # one writer, up to two pooled readers (README's formula)
-DISPATCHER_CONNECTIONS = 4  # two writers (single, merged), pooled reader, LISTEN
+# The dispatcher is a full engine: its reader pool, LISTEN, and a writer per group-commit leader
+# in flight of each kind (single, merged): usually 4, more only while commits are slow.
+DISPATCHER_CONNECTIONS = postgres.POOL_MAX + 1 + 2 * postgres.PostgresStore.commit_leaders
 WORKFLOWS = 80
 
 pytestmark = pytest.mark.slow
