@@ -257,7 +257,7 @@ class Admission:
         # another process opened it in between (then it is there to join), or when that
         # burst started before it could be joined (then a new one opens).
         for _ in range(10):
-            joined, started = store.push_burst(name, key, inputs, period_ms, max_wait_ms)
+            joined, started = store.bursts.push_burst(name, key, inputs, period_ms, max_wait_ms)
             if started:
                 self._wakeups.fire(signals.ENQUEUED)
             if joined is not None:
@@ -274,7 +274,7 @@ class Admission:
                 delay_until=clock.now_ms() + period_ms,
                 debounce_key=key,
             )
-            if store.open_burst(new):
+            if store.bursts.open_burst(new):
                 return new.workflow_id
         raise errors.EngineError(
             f"the burst of debounce key {key!r} of workflow {name!r} kept starting while "

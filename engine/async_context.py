@@ -392,7 +392,7 @@ class AsyncWorkflowContext:
             f"the message to workflow {destination_id!r}",
             self._services.max_payload_bytes,
         )
-        sent = self._store.send_message(
+        sent = self._store.messages.send_message(
             destination_id, text, topic, f"{self.workflow_id}-{step_id}"
         )
         if not sent and self._store.get_workflow_outcome(destination_id) is None:
@@ -422,13 +422,13 @@ class AsyncWorkflowContext:
         started = clock.now_ms()
 
         def consume() -> tuple[Any] | None:
-            message = self._store.oldest_message(self.workflow_id, topic)
+            message = self._store.messages.oldest_message(self.workflow_id, topic)
             if message is None:
                 return None
             step = records.NewStep(
                 self.workflow_id, step_id, operations.RECV, message.message, None, started
             )
-            outcome = self._store.consume_message(
+            outcome = self._store.messages.consume_message(
                 step, message.message_id, self._services.executor_id
             )
             adopted, recorded = self._steps.after_record(step_id, outcome)
@@ -462,7 +462,9 @@ class AsyncWorkflowContext:
         step = records.NewStep(
             self.workflow_id, step_id, operations.SET_EVENT, "null", None, started
         )
-        outcome = await self._io(self._store.set_event, step, key, text, self._services.executor_id)
+        outcome = await self._io(
+            self._store.messages.set_event, step, key, text, self._services.executor_id
+        )
         self._services.wakeups.fire(keys.event_key(self.workflow_id))
         self._steps.after_record(step_id, outcome)
 
@@ -486,7 +488,7 @@ class AsyncWorkflowContext:
         started = clock.now_ms()
 
         def check() -> tuple[Any] | None:
-            found = self._store.get_event(workflow_id, key)
+            found = self._store.messages.get_event(workflow_id, key)
             return None if found is None else (serialization.loads(found, f"event {key!r}"),)
 
         got = await self._waiter.wait(until, (keys.event_key(workflow_id),), check)

@@ -47,7 +47,7 @@ class Recorder:
 
     def for_step(self, step_id: int) -> OnFailure:
         def failed(exc: BaseException, started: int) -> None:
-            self._store.record_attempt(
+            self._store.attempts.record_attempt(
                 records.NewAttempt(
                     workflow_id=self._workflow_id,
                     step_id=step_id,
@@ -73,14 +73,16 @@ def attempt_info(workflow_id: str, row: records.AttemptRow) -> AttemptInfo:
 
 
 def list_attempts(store: Store, workflow_id: str, step_id: int) -> list[AttemptInfo]:
-    return [attempt_info(workflow_id, row) for row in store.list_attempts(workflow_id, step_id)]
+    return [
+        attempt_info(workflow_id, row) for row in store.attempts.list_attempts(workflow_id, step_id)
+    ]
 
 
 def with_attempts(store: Store, workflow_id: str, steps: list[records.StepRow]) -> list[StepInfo]:
     """The steps as ``StepInfo``s with their attempt counts and tracebacks (one extra read for
     all of them, on inspection only)."""
     failed: dict[int, list[records.AttemptRow]] = {}
-    for row in store.list_attempts(workflow_id, None) if steps else ():
+    for row in store.attempts.list_attempts(workflow_id, None) if steps else ():
         failed.setdefault(row.step_id, []).append(row)
     found = []
     for step in steps:
@@ -100,7 +102,7 @@ def with_tracebacks(store: Store, statuses: list[WorkflowStatus]) -> list[Workfl
     failed = [s.workflow_id for s in statuses if s.error is not None]
     if not failed:
         return statuses
-    found = store.workflow_tracebacks(failed)
+    found = store.attempts.workflow_tracebacks(failed)
     return [
         dataclasses.replace(s, traceback=found[s.workflow_id]) if s.workflow_id in found else s
         for s in statuses

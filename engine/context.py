@@ -331,7 +331,7 @@ class WorkflowContext:
 
     def _record_wait(self, waiting: waits.Wait | None) -> None:
         text = waiting.encode() if waiting is not None else None
-        self._store.set_waiting(self.workflow_id, self._services.executor_id, text)
+        self._store.attempts.set_waiting(self.workflow_id, self._services.executor_id, text)
 
     # -- child workflows -------------------------------------------------------------------------
 
@@ -431,7 +431,7 @@ class WorkflowContext:
         )
         # The message ID is derived from this step, so a send repeated after a crash (before
         # its step was recorded) stores nothing twice.
-        sent = self._store.send_message(
+        sent = self._store.messages.send_message(
             destination_id, text, topic, f"{self.workflow_id}-{step_id}"
         )
         if not sent and self._store.get_workflow_outcome(destination_id) is None:
@@ -452,14 +452,14 @@ class WorkflowContext:
         started = clock.now_ms()
 
         def consume() -> tuple[Any] | None:
-            message = self._store.oldest_message(self.workflow_id, topic)
+            message = self._store.messages.oldest_message(self.workflow_id, topic)
             if message is None:
                 return None
             step = records.NewStep(
                 self.workflow_id, step_id, operations.RECV, message.message, None, started
             )
             executor_id = self._services.executor_id
-            outcome = self._store.consume_message(step, message.message_id, executor_id)
+            outcome = self._store.messages.consume_message(step, message.message_id, executor_id)
             adopted, recorded = self._steps.after_record(step_id, outcome)
             if adopted:
                 return (recorded,)
@@ -468,7 +468,7 @@ class WorkflowContext:
         waiting = waits.new(waits.MESSAGE, step_id, until_ms=until, topic=topic)
 
         def arrived() -> bool:
-            return self._store.oldest_message(self.workflow_id, topic) is not None
+            return self._store.messages.oldest_message(self.workflow_id, topic) is not None
 
         got = self._wait_or_park(
             until,
@@ -505,7 +505,7 @@ class WorkflowContext:
         step = records.NewStep(
             self.workflow_id, step_id, operations.SET_EVENT, "null", None, started
         )
-        outcome = self._store.set_event(step, key, text, self._services.executor_id)
+        outcome = self._store.messages.set_event(step, key, text, self._services.executor_id)
         self._services.wakeups.fire(keys.event_key(self.workflow_id))
         self._steps.after_record(step_id, outcome)
 
@@ -560,7 +560,7 @@ class WorkflowContext:
         started = clock.now_ms()
 
         def check() -> tuple[Any] | None:
-            found = self._store.get_event(workflow_id, key)
+            found = self._store.messages.get_event(workflow_id, key)
             if found is None:
                 return None
             return (serialization.loads(found, f"event {key!r}"),)
@@ -568,7 +568,7 @@ class WorkflowContext:
         waiting = waits.new(waits.EVENT, step_id, until_ms=until, key=key, workflow_id=workflow_id)
 
         def published() -> bool:
-            return self._store.get_event(workflow_id, key) is not None
+            return self._store.messages.get_event(workflow_id, key) is not None
 
         got = self._wait_or_park(
             until,

@@ -205,7 +205,7 @@ class Control:
         """A workflow's streams: (key, values, closed)."""
         return [
             (row["key"], int(row["items"] or 0), bool(row["closed"]))
-            for row in self._store.ready().list_streams(workflow_id)
+            for row in self._store.ready().streams.list_streams(workflow_id)
         ]
 
     # -- messages and events -------------------------------------------------------------------
@@ -216,7 +216,9 @@ class Control:
         text = serialization.dumps(
             message, f"the message to workflow {destination_id!r}", self._max_payload_bytes
         )
-        if not self._store.ready().send_message(destination_id, text, topic, str(uuid.uuid4())):
+        if not self._store.ready().messages.send_message(
+            destination_id, text, topic, str(uuid.uuid4())
+        ):
             raise errors.WorkflowNotFoundError(destination_id)
         self._wakeups.fire(keys.message_key(destination_id))
 
@@ -226,7 +228,7 @@ class Control:
         store = self._store.ready()
 
         def check() -> tuple[Any] | None:
-            value = store.get_event(workflow_id, key)
+            value = store.messages.get_event(workflow_id, key)
             if value is None:
                 return None
             return (serialization.loads(value, f"event {key!r} of {workflow_id!r}"),)

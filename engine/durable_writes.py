@@ -46,7 +46,7 @@ def write_stream(
     """Append ``text`` to stream ``key`` (or close it), with its step; a write after the close
     records the error as the step's and raises it."""
     name = operations.CLOSE_STREAM if closed else operations.WRITE_STREAM
-    if store.stream_closed(workflow_id, key):
+    if store.streams.stream_closed(workflow_id, key):
         exc = errors.EngineError(
             f"stream {key!r} of workflow {workflow_id!r} is closed; write to another "
             "key, or close it only after its last value"
@@ -54,6 +54,6 @@ def write_stream(
         steps.record_error(step_id, name, exc, clock.now_ms())
         raise exc
     step = records.NewStep(workflow_id, step_id, name, "null", None, clock.now_ms())
-    outcome = store.write_stream(step, key, text, closed, executor_id)
+    outcome = store.streams.write_stream(step, key, text, closed, executor_id)
     wakeups.fire(keys.stream_key(workflow_id, key))
     steps.after_record(step_id, outcome)

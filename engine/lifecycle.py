@@ -46,19 +46,23 @@ class Lifecycle:
 
     def _tree(self, workflow_id: str, children: bool) -> list[dict[str, Any]]:
         """The workflow's row, then (when asked) its descendants' rows, parents first."""
-        row = self._store.lifecycle_rows("export_workflow_row", workflow_id=workflow_id)
+        row = self._store.lifecycle.lifecycle_rows("export_workflow_row", workflow_id=workflow_id)
         if not row:
             raise errors.WorkflowNotFoundError(workflow_id)
         found, todo = [row[0]], [workflow_id] if children else []
         seen = {workflow_id}
         while todo:
             parent = todo.pop()
-            for child in self._store.lifecycle_rows("lifecycle_children", workflow_id=parent):
+            for child in self._store.lifecycle.lifecycle_rows(
+                "lifecycle_children", workflow_id=parent
+            ):
                 child_id = child["workflow_uuid"]
                 if child_id in seen:
                     continue
                 seen.add(child_id)
-                rows = self._store.lifecycle_rows("export_workflow_row", workflow_id=child_id)
+                rows = self._store.lifecycle.lifecycle_rows(
+                    "export_workflow_row", workflow_id=child_id
+                )
                 found.extend(rows)
                 todo.append(child_id)
         return found
@@ -74,7 +78,7 @@ class Lifecycle:
                 "is not final (cancel it, or wait until it ends)"
             )
         ids = [r["workflow_uuid"] for r in rows]
-        deleted = set(self._store.delete_final(ids))
+        deleted = set(self._store.lifecycle.delete_final(ids))
         if workflow_id not in deleted:
             raise errors.EngineError(
                 f"cannot delete workflow {workflow_id!r}: it is no longer final (resumed?)"
@@ -88,11 +92,19 @@ class Lifecycle:
             workflows.append(
                 {
                     "workflow": row,
-                    "steps": self._store.lifecycle_rows("export_steps", workflow_id=wid),
-                    "events": self._store.lifecycle_rows("export_events", workflow_id=wid),
-                    "messages": self._store.lifecycle_rows("export_messages", workflow_id=wid),
-                    "attempts": self._store.lifecycle_rows("export_attempts", workflow_id=wid),
-                    "streams": self._store.lifecycle_rows("export_streams", workflow_id=wid),
+                    "steps": self._store.lifecycle.lifecycle_rows("export_steps", workflow_id=wid),
+                    "events": self._store.lifecycle.lifecycle_rows(
+                        "export_events", workflow_id=wid
+                    ),
+                    "messages": self._store.lifecycle.lifecycle_rows(
+                        "export_messages", workflow_id=wid
+                    ),
+                    "attempts": self._store.lifecycle.lifecycle_rows(
+                        "export_attempts", workflow_id=wid
+                    ),
+                    "streams": self._store.lifecycle.lifecycle_rows(
+                        "export_streams", workflow_id=wid
+                    ),
                 }
             )
         return {"format": EXPORT_FORMAT, "workflow_id": workflow_id, "workflows": workflows}
@@ -115,10 +127,10 @@ class Lifecycle:
                 "import_attempt": [{**a, "workflow_uuid": wid} for a in item.get("attempts", [])],
                 "import_stream": [{**t, "workflow_uuid": wid} for t in item.get("streams", [])],
             }
-            if not self._store.import_rows(row, held):
+            if not self._store.lifecycle.import_rows(row, held):
                 if imported:  # all or nothing: take back what this call made
-                    self._store.delete_final(imported)
-                there = self._store.lifecycle_rows("export_workflow_row", workflow_id=wid)
+                    self._store.lifecycle.delete_final(imported)
+                there = self._store.lifecycle.lifecycle_rows("export_workflow_row", workflow_id=wid)
                 existing = there[0]["name"] if there else row["name"]
                 raise errors.ConflictingWorkflowError(wid, existing, row["name"])
             imported.append(wid)
@@ -144,7 +156,7 @@ class Lifecycle:
             raise ValueError(f"keep_last must be >= 0, got {keep_last!r}")
         b_at, b_id = cutoff, "\U0010ffff"  # no keep_last: the cutoff alone decides
         if keep_last is not None:
-            boundary = self._store.lifecycle_rows(
+            boundary = self._store.lifecycle.lifecycle_rows(
                 "lifecycle_gc_boundary", keep_last=keep_last, **names
             )
             if not boundary:
@@ -156,7 +168,7 @@ class Lifecycle:
             size = batch_size if limit is None else min(batch_size, limit - deleted)
             ids = [
                 r["workflow_uuid"]
-                for r in self._store.lifecycle_rows(
+                for r in self._store.lifecycle.lifecycle_rows(
                     "lifecycle_gc_candidates",
                     cutoff=cutoff,
                     b_at=b_at,
@@ -167,7 +179,7 @@ class Lifecycle:
             ]
             if not ids:
                 break
-            gone = self._store.delete_final(ids)
+            gone = self._store.lifecycle.delete_final(ids)
             deleted += len(gone)
             if not gone:
                 break  # all resumed meanwhile: the next pass looks again

@@ -122,7 +122,7 @@ class QueueControl:
             if fresh or time.monotonic() - self._read_at >= REFRESH_S:
                 self._settings = {
                     row["queue_name"]: Settings(bool(row["paused"]), _decode(row["limits"]))
-                    for row in self._store.ready().queue_settings()
+                    for row in self._store.ready().queues.queue_settings()
                 }
                 self._read_at = time.monotonic()
             return self._settings
@@ -134,7 +134,7 @@ class QueueControl:
             raise ValueError(f"a queue name must be a non-empty string, got {name!r}")
         if name == INTERNAL_QUEUE:
             raise errors.EngineError(f"queue {name!r} is the engine's own; it cannot be controlled")
-        if name in self._declared() or self._store.ready().queue_seen(name):
+        if name in self._declared() or self._store.ready().queues.queue_seen(name):
             return name
         declared = self._declared_anywhere()
         if name in declared:
@@ -146,11 +146,11 @@ class QueueControl:
         )
 
     def pause(self, name: str) -> None:
-        self._store.ready().set_queue_paused(self._known(name), True)
+        self._store.ready().queues.set_queue_paused(self._known(name), True)
         self.settings(fresh=True)
 
     def resume(self, name: str) -> None:
-        self._store.ready().set_queue_paused(self._known(name), False)
+        self._store.ready().queues.set_queue_paused(self._known(name), False)
         self.settings(fresh=True)
         self._wakeups.fire(keys.ENQUEUED)  # its waiting work may start now
 
@@ -178,7 +178,7 @@ class QueueControl:
                 "set_queue_limits needs at least one of concurrency=, worker_concurrency=, "
                 "rate_limit="
             )
-        self._store.ready().set_queue_limits(known, json.dumps(changes))
+        self._store.ready().queues.set_queue_limits(known, json.dumps(changes))
         self.settings(fresh=True)
         self._wakeups.fire(keys.ENQUEUED)  # a raised limit may let waiting work start
 
@@ -187,7 +187,7 @@ class QueueControl:
     def _declared_anywhere(self) -> dict[str, Queue]:
         """The queues declared here and by every worker with a heartbeat (with their limits)."""
         declared: dict[str, Queue] = {}
-        for executor in self._store.ready().list_executors():
+        for executor in self._store.ready().executors.list_executors():
             for served in heartbeat.decode_queues(executor.queues):
                 if served.name != INTERNAL_QUEUE and served.name not in declared:
                     declared[served.name] = Queue(
@@ -206,7 +206,7 @@ class QueueControl:
         store = self._store.ready()
         declared = self._declared_anywhere()
         settings = self.settings(fresh=True)
-        counts = {row["queue_name"]: row for row in store.queue_counts()}
+        counts = {row["queue_name"]: row for row in store.queues.queue_counts()}
         names = sorted(({*declared, *settings, *counts}) - {INTERNAL_QUEUE})
         found = []
         for name in names:

@@ -153,7 +153,7 @@ class Scheduler:
         """Fire every due tick; seconds until the next one (at most REFRESH_S)."""
         now_ms = clock.now_ms()
         wait = REFRESH_S
-        for row in self._store.ready().list_schedules():
+        for row in self._store.ready().schedules.list_schedules():
             if self._stopping.is_set():
                 break
             if row["paused"] or row["next_fire_at"] is None or not self._runs(row["workflow_name"]):
@@ -208,7 +208,7 @@ class Scheduler:
                 extra={"action": "schedule.skipped", "schedule": name},
             )
         next_ms = int(following.timestamp() * 1000)
-        self._store.advance_schedule(name, due_ms, fired_ms, next_ms)
+        self._store.schedules.advance_schedule(name, due_ms, fired_ms, next_ms)
         return True
 
     def join(self, timeout: float) -> None:

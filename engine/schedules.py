@@ -105,9 +105,9 @@ class Schedules:
     def _row(self, name: Any) -> Any:
         if not isinstance(name, str):
             raise ValueError(f"a schedule name must be a string, got {name!r}")
-        row = self._store.ready().get_schedule(name)
+        row = self._store.ready().schedules.get_schedule(name)
         if row is None:
-            known = [r["name"] for r in self._store.list_schedules()]
+            known = [r["name"] for r in self._store.schedules.list_schedules()]
             raise errors.EngineError(
                 f"unknown schedule {name!r}; create it with create_schedule() (known "
                 f"schedules: {', '.join(known[:20]) or 'none'})"
@@ -128,7 +128,7 @@ class Schedules:
             if not isinstance(queue, str) or not queue:
                 raise ValueError(f"queue must be a queue's name or None, got {queue!r}")
             self._knows.queue(queue)
-        self._store.ready().upsert_schedule(
+        self._store.ready().schedules.upsert_schedule(
             name, workflow_name, cron, timezone, queue, first_tick_ms(cron, tz)
         )
         self._wakeups.fire(keys.SCHEDULES)
@@ -136,20 +136,20 @@ class Schedules:
     def pause(self, name: str) -> None:
         """The schedule fires no tick on any worker until resumed (runs in flight continue)."""
         self._row(name)
-        self._store.pause_schedule(name)
+        self._store.schedules.pause_schedule(name)
         self._wakeups.fire(keys.SCHEDULES)
 
     def resume(self, name: str) -> None:
         """It fires again from its next tick; ticks passed while paused are not fired."""
         row = self._row(name)
         next_ms = first_tick_ms(row["cron"], scheduler.zone(row["timezone"], name))
-        self._store.resume_schedule(name, next_ms)
+        self._store.schedules.resume_schedule(name, next_ms)
         self._wakeups.fire(keys.SCHEDULES)
 
     def delete(self, name: str) -> None:
         """No more ticks; the runs it started are kept."""
         self._row(name)
-        self._store.delete_schedule(name)
+        self._store.schedules.delete_schedule(name)
         self._wakeups.fire(keys.SCHEDULES)
 
     def trigger(self, name: str) -> WorkflowHandle:
@@ -160,7 +160,7 @@ class Schedules:
         # part keeps two triggers apart (a trigger is not idempotent; a tick is).
         workflow_id = f"{name}@trigger-{uuid.uuid4().hex[:8]}@{now.isoformat()}"
         handle: WorkflowHandle = self._start(row["workflow_name"], now, workflow_id, row["queue"])
-        self._store.schedule_fired(name, int(now.timestamp() * 1000))
+        self._store.schedules.schedule_fired(name, int(now.timestamp() * 1000))
         return handle
 
     def backfill(self, name: str, start: dt.datetime, end: dt.datetime) -> list[WorkflowHandle]:
@@ -198,7 +198,7 @@ class Schedules:
     # -- inspection ----------------------------------------------------------------------------
 
     def list(self) -> list[ScheduleInfo]:
-        return [_info(row) for row in self._store.ready().list_schedules()]
+        return [_info(row) for row in self._store.ready().schedules.list_schedules()]
 
     def sync(self, declared: dict[str, str]) -> None:
         """Create or update the schedules given at registration (``{workflow name: cron}``),
@@ -206,4 +206,6 @@ class Schedules:
         store = self._store.ready()
         for workflow_name, cron in declared.items():
             next_ms = first_tick_ms(cron, dt.UTC)
-            store.upsert_schedule(workflow_name, workflow_name, cron, "UTC", None, next_ms)
+            store.schedules.upsert_schedule(
+                workflow_name, workflow_name, cron, "UTC", None, next_ms
+            )

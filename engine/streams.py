@@ -55,7 +55,7 @@ def read(
     what = f"stream {key!r} of workflow {workflow_id!r}"
     while True:
         ended = False
-        for row in store.read_stream(workflow_id, key, position):
+        for row in store.streams.read_stream(workflow_id, key, position):
             if row["closed"]:
                 return
             position = row["seq"] + 1
@@ -68,7 +68,7 @@ def read(
         deadline = None if timeout is None else time.monotonic() + timeout
 
         def news(at: int = position) -> bool | None:
-            if store.read_stream(workflow_id, key, at):
+            if store.streams.read_stream(workflow_id, key, at):
                 return True
             outcome = store.get_workflow_outcome(workflow_id)
             if outcome is not None and outcome.status in FINAL_STATUSES:

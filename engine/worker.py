@@ -138,12 +138,12 @@ class Worker:
             return 0
         if now >= self._next_promotion:  # delays are coarse: no write on every pass
             self._next_promotion = now + self.poll_interval
-            self._store.promote_delayed()
+            self._store.queues.promote_delayed()
         return sum(self._claim(queue) for queue in self._queues)
 
     def beat(self) -> None:
         # What it serves, with limits and schedules, so the console can show them.
-        self._store.heartbeat(
+        self._store.executors.heartbeat(
             self._executor_id,
             self._version,
             socket.gethostname(),
@@ -151,12 +151,12 @@ class Worker:
             heartbeat.encode_queues(self._queues),
             heartbeat.encode_schedules(self._schedules),
         )
-        self._store.describe_executor(self._executor_id, self.role, fleet.node_name())
+        self._store.executors.describe_executor(self._executor_id, self.role, fleet.node_name())
         self._next_heartbeat = time.monotonic() + self.heartbeat_timeout / 6
 
     def sweep(self) -> None:
         """Hand the unfinished work of executors whose heartbeat expired to the live ones."""
-        requeued = self._store.requeue_dead_executors(
+        requeued = self._store.executors.requeue_dead_executors(
             self._executor_id, int(self.heartbeat_timeout * 1000), INTERNAL_QUEUE
         )
         for dead, workflow_ids in requeued.items():
@@ -185,7 +185,7 @@ class Worker:
         if queue.worker_concurrency is not None:
             budget = min(budget, queue.worker_concurrency - capacity.running_on(queue.name))
         if queue.partition_concurrency is not None:
-            rows = self._store.dequeue_partitioned(
+            rows = self._store.queues.dequeue_partitioned(
                 queue.name,
                 self._version,
                 self._executor_id,
@@ -195,7 +195,7 @@ class Worker:
                 rate_limit=queue.rate_limit,
             )
         else:
-            rows = self._store.dequeue(
+            rows = self._store.queues.dequeue(
                 queue.name,
                 self._version,
                 self._executor_id,

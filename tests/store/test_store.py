@@ -304,7 +304,7 @@ def test_sends_and_consumes_merge_into_one_batch_with_their_notifications(db) ->
             return [("send_message", params), *st._notify(f"msg:{dest}")]
 
         for wid, mid in (("r1", "old1"), ("r2", "old2")):
-            st.send_message(wid, '"m"', None, mid)
+            st.messages.send_message(wid, '"m"', None, mid)
 
         def consume(wid: str, message_id: str) -> list[groupcommit.Statement]:
             step = records.NewStep(wid, 1, "waymark.recv", '"m"', None, 1)
