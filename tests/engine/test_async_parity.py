@@ -251,6 +251,7 @@ def test_start_workflow_async_options_take_effect(engine: Engine, db) -> None:
         return x
 
     engine.launch()
+    engine.pause_queue("tenants")  # t1 holds "d" until both starts are made
 
     async def main() -> None:
         first = await engine.start_workflow_async(
@@ -262,6 +263,7 @@ def test_start_workflow_async_options_take_effect(engine: Engine, db) -> None:
             deduplication_policy="return-existing",
         )  # fmt: skip
         assert same.workflow_id == "t1"
+        engine.resume_queue("tenants")
         assert await first.get_result_async(timeout=30) == 1
         status = await first.get_status_async()
         assert (status.partition_key, status.attributes) == ("acme", {"customer": "acme"})
