@@ -133,11 +133,12 @@ def test_garbage_collect_age_keep_last_and_unfinished_parents(engine: Engine, db
     engine.launch()
     gate.set()
     ids = finish_many(engine, db, 6, kid, "k")
-    # Completion times 1..6 s ago, oldest first: k0 is the oldest.
+    # Completion times 100, 90, ... 50 s ago, k0 the oldest: 10 s apart, so a slow machine's
+    # seconds between this update and the collections cannot move one across a boundary.
     for i, wid in enumerate(ids):
         db.raw(
             "UPDATE workflow_status SET completed_at = completed_at - %s WHERE workflow_uuid = %s",
-            ((10 - i) * 1000, wid),
+            ((10 - i) * 10_000, wid),
         )
     gate.clear()
     running = engine.start_workflow(parent, 1, workflow_id="run")  # its child waits on gate
@@ -151,7 +152,7 @@ def test_garbage_collect_age_keep_last_and_unfinished_parents(engine: Engine, db
     assert engine.garbage_collect(older_than=0, keep_last=4) == 2  # k0, k1 go
     left = {r[0] for r in db.raw("SELECT workflow_uuid FROM workflow_status")}
     assert {"k0", "k1"}.isdisjoint(left) and {"k2", "k3", "k4", "k5", "run", "run-2"} <= left
-    assert engine.garbage_collect(older_than=5.5) == 3  # k2, k3, k4 completed 6..8 s ago
+    assert engine.garbage_collect(older_than=55) == 3  # k2, k3, k4 completed 80..60 s ago
     assert engine.lifecycle.garbage_collect(older_than=0, batch_size=1) == 1  # k5; run-2 stays
     left = {r[0] for r in db.raw("SELECT workflow_uuid FROM workflow_status")}
     assert left == {"run", "run-2"}
