@@ -265,10 +265,11 @@ def test_short_sleep_and_parked_sleepers_hold_no_threads(make_engine) -> None:
 
     engine.launch()
     assert engine.start_workflow(nap, 0.05).get_result(timeout=10) == "rested"
-    handles = [engine.start_workflow(nap, 2.5) for _ in range(100)]
+    # Long enough that the first sleepers are still parked when the last park, on a slow machine.
+    handles = [engine.start_workflow(nap, 6) for _ in range(100)]
     wait_until(lambda: engine.runtime.parked() == 100, what="all parked")
     assert engine.runtime.threads() <= 4  # 100 sleeping workflows, at most 4 workflow threads
     assert len(engine.list_workflows(status="PENDING", name="nap")) == 100
-    assert [h.get_result(timeout=20) for h in handles] == ["rested"] * 100
+    assert [h.get_result(timeout=60) for h in handles] == ["rested"] * 100
     steps = engine.list_steps(handles[0].workflow_id)
     assert steps[0].name == "waymark.sleep"
