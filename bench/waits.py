@@ -10,7 +10,7 @@ import threading
 import time
 from typing import Any
 
-from bench import setup, workloads
+from bench import report, setup
 from engine import Engine
 
 
@@ -34,7 +34,7 @@ def w8_async(target: setup.Target, quick: bool) -> dict[str, Any]:
         return await nap(await nap(await nap(x)))
 
     engine.launch()
-    progress = workloads.Progress("W8", n)
+    progress = report.Progress("W8", n)
     peak_threads = 0
 
     async def one(i: int) -> None:
@@ -57,7 +57,7 @@ def w8_async(target: setup.Target, quick: bool) -> dict[str, Any]:
         elapsed = asyncio.run(main())
     finally:
         engine.shutdown()
-    return workloads.figures("W8", n, elapsed, threads=peak_threads, peak_rss_mb=_peak_rss_mb())
+    return report.figures("W8", n, elapsed, threads=peak_threads, peak_rss_mb=_peak_rss_mb())
 
 
 def w6b_waiting(target: setup.Target, quick: bool) -> dict[str, Any]:
@@ -72,7 +72,7 @@ def w6b_waiting(target: setup.Target, quick: bool) -> dict[str, Any]:
         return [i, ctx.recv("go", timeout=600)]
 
     engine.launch()
-    progress = workloads.Progress("W6b", n)
+    progress = report.Progress("W6b", n)
     try:
         handles = [engine.start_workflow(receiver, i) for i in range(n)]
         while engine.runtime.parked() < n:
@@ -98,7 +98,7 @@ def w6b_waiting(target: setup.Target, quick: bool) -> dict[str, Any]:
         elapsed = time.perf_counter() - started
     finally:
         engine.shutdown(timeout=1)
-    return workloads.figures(
+    return report.figures(
         "W6b",
         n,
         elapsed,

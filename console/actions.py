@@ -11,7 +11,6 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 
-from console import bulk as bulk_workflow
 from console import dbos_actions, fork_input, sources
 from console.models import AuditRecord, AuditTarget, Workflow
 from engine import Client, EngineError
@@ -93,7 +92,7 @@ def _statuses(ids: list[str]) -> dict[str, str]:
     return {i: found.get(i, "NOT FOUND") for i in ids}
 
 
-def _intend(actor: Actor, action: str, ids: list[str], reason: str, query: str = "") -> AuditRecord:
+def intend(actor: Actor, action: str, ids: list[str], reason: str, query: str = "") -> AuditRecord:
     """Record what an action sets out to do, before it does anything (its outcome comes later:
     an action cut short by a crash still leaves who meant to do what, to which workflows)."""
     with transaction.atomic():
@@ -191,7 +190,7 @@ def act(
     says so in its intent (the filter column), as does the source when not the default."""
     cascade = "cancel_children=1" if action == "cancel" and cancel_children else ""
     query = "&".join(part for part in (_where(), cascade) if part)
-    record = _intend(actor, action, [workflow_id], reason, query)
+    record = intend(actor, action, [workflow_id], reason, query)
     status = record.status_before[workflow_id]
     if status == "NOT FOUND":
         outcome = Outcome(False, f"no workflow with ID {workflow_id!r}")
@@ -209,47 +208,9 @@ def act(
     return outcome
 
 
-def bulk(
-    actor: Actor,
-    action: str,
-    ids: list[str],
-    reason: str,
-    query: str = "",
-    *,
-    version: str | None = None,
-    chunk: int = bulk_workflow.CHUNK,
-) -> AuditRecord:
-    """Cancel, resume or fork many workflows, durably: the intent is recorded here, then the
-    console's bulk workflow (console/bulk.py) does the work on a worker and writes the
-    outcome. Each workflow is acted on only if the action is valid for it; its progress
-    page reads how far it got from the database."""
-    if action not in bulk_workflow.ACTIONS:
-        raise ValueError(f"bulk action must be one of {bulk_workflow.ACTIONS}, not {action!r}")
-    record = _intend(actor, f"bulk_{action}", ids, reason, query)
-    if sources.current().name:
-        # The bulk workflow runs on a Waymark worker, against the engine's own database.
-        complete(
-            record,
-            Outcome(
-                False,
-                "bulk actions run on Waymark's own database only; "
-                "act on this source's workflows one by one",
-            ),
-        )
-        return record
-    payload = bulk_workflow.spec(
-        action, record.pk, record.status_before, version=version, chunk=chunk
-    )
-    try:
-        bulk_workflow.start(client(), record.pk, payload)
-    except (EngineError, ValueError, TypeError) as exc:
-        complete(record, Outcome(False, f"the bulk action could not start: {exc}"))
-    return record
-
-
 def export(actor: Actor, workflow_id: str, *, children: bool = False) -> tuple[Outcome, Any]:
     """Export one workflow (engine.Client.export_workflow), audited: intent, then outcome."""
-    record = _intend(actor, "export", [workflow_id], "", _where())
+    record = intend(actor, "export", [workflow_id], "", _where())
     data: Any = None
     try:
         if sources.current().is_dbos:  # the engine's export reads Waymark's tables only
@@ -265,7 +226,7 @@ def export(actor: Actor, workflow_id: str, *, children: bool = False) -> tuple[O
 def import_workflow(actor: Actor, data: Any, reason: str = "") -> Outcome:
     """Import an exported workflow, audited; the outcome names the imported ID."""
     workflow_id = str(data.get("workflow_id", "")) if isinstance(data, dict) else ""
-    record = _intend(actor, "import", [workflow_id] if workflow_id else [], reason)
+    record = intend(actor, "import", [workflow_id] if workflow_id else [], reason)
     try:
         new_id = client().import_workflow(data)
         outcome = Outcome(True, f"imported {new_id}", new_id)
@@ -279,7 +240,7 @@ def garbage_collect(
     actor: Actor, older_than: float, keep_last: int | None, reason: str = ""
 ) -> Outcome:
     """Garbage-collect finished workflows (engine.Client.garbage_collect), audited."""
-    record = _intend(actor, "gc", [], reason or f"older_than={older_than}s keep_last={keep_last}")
+    record = intend(actor, "gc", [], reason or f"older_than={older_than}s keep_last={keep_last}")
     try:
         deleted = client().garbage_collect(older_than=older_than, keep_last=keep_last)
         outcome = Outcome(True, f"deleted {deleted} finished workflow(s)")
@@ -291,7 +252,7 @@ def garbage_collect(
 
 def delete_tree(actor: Actor, workflow_id: str, reason: str = "") -> Outcome:
     """Delete a finished workflow with its descendants (all must be finished), audited."""
-    record = _intend(actor, "delete", [workflow_id], reason)
+    record = intend(actor, "delete", [workflow_id], reason)
     try:
         client().delete_workflow(workflow_id, delete_children=True)
         outcome = Outcome(True, "deleted with its descendants")

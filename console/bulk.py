@@ -71,7 +71,8 @@ def outcome_kind(outcome: str) -> str:
 
 
 def _act_once(action: str, workflow_id: str, before: str, record: int, version: str | None) -> str:
-    # Imported here: console.actions imports this module's names for its views.
+    # Imported when a chunk runs: the logging settings load console/worker.py, which imports
+    # this module, before Django's apps are ready.
     from console import actions
     from console.models import Step, Workflow
 

@@ -23,6 +23,7 @@ from console import (
     actions,
     audit_trail,
     bulk,
+    bulk_request,
     dbos_actions,
     filters,
     fork_input,
@@ -227,7 +228,7 @@ def bulk_action(request: HtmxHttpRequest) -> HttpResponse:
                 "version": version,
             },
         )
-    record = actions.bulk(actor_of(request), action, ids, reason, query, version=version)
+    record = bulk_request.request(actor_of(request), action, ids, reason, query, version=version)
     return redirect("bulk_progress", record_id=record.pk)
 
 

@@ -24,9 +24,9 @@ from __future__ import annotations
 import os
 from datetime import timedelta
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from console import sources as _sources
+from console.dburl import database_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -111,29 +111,16 @@ TEMPLATES = [
 ]
 
 
-def _database(url: str) -> dict[str, object]:
-    parts = urlsplit(url)
-    if parts.scheme == "sqlite":
-        return {"ENGINE": "django.db.backends.sqlite3", "NAME": url.removeprefix("sqlite:///")}
-    if parts.scheme in ("postgresql", "postgres"):
-        return {
-            "ENGINE": "django.db.backends.postgresql",
-            "NAME": parts.path.lstrip("/"),
-            "USER": parts.username or "",
-            "PASSWORD": parts.password or "",
-            "HOST": parts.hostname or "",
-            "PORT": str(parts.port or ""),
-        }
-    raise RuntimeError(f"DATABASE_URL {url!r}: use sqlite:///path or postgresql://...")
-
-
 # The engine: same database by default (its tables live in their own schema on Postgres).
 WAYMARK_DATABASE_URL = os.environ.get("WAYMARK_DATABASE_URL", DATABASE_URL)
 WAYMARK_SCHEMA = os.environ.get("WAYMARK_SCHEMA", "waymark")
 
 # "default" holds the console's own tables (users, audit trail); "waymark" is the engine's
 # system database, read through unmanaged models (console/routers.py sends them there).
-DATABASES = {"default": _database(DATABASE_URL), "waymark": _database(WAYMARK_DATABASE_URL)}
+DATABASES = {
+    "default": database_config(DATABASE_URL),
+    "waymark": database_config(WAYMARK_DATABASE_URL),
+}
 if DATABASES["waymark"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["waymark"]["OPTIONS"] = {"options": f"-c search_path={WAYMARK_SCHEMA}"}
 DATABASE_ROUTERS = ["console.routers.SystemTablesRouter"]

@@ -26,6 +26,8 @@ from typing import Any
 from django.conf import settings
 from django.db import connections
 
+from console.dburl import database_config
+
 KINDS = ("waymark", "dbos")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")
 # dbos_migrations versions whose tables this console reads: 109 moved inputs and outputs to
@@ -138,9 +140,7 @@ def _configure(source: Source) -> None:
     """Give the source a database alias the first time it is used."""
     if source.alias in connections.settings:
         return
-    from console.settings import _database  # the same URL rules as DATABASE_URL
-
-    config = _database(source.url)
+    config = database_config(source.url)  # the same URL rules as DATABASE_URL
     if config["ENGINE"] == "django.db.backends.postgresql":
         config["OPTIONS"] = {"options": f"-c search_path={source.schema}"}
     connections.settings[source.alias] = {

@@ -25,9 +25,9 @@ call_command("migrate", interactive=False, verbosity=0)
 
 def point_engine_database(db) -> None:  # type: ignore[no-untyped-def]
     """Aim the console's "waymark" alias at this test's engine database."""
-    from console.settings import _database
+    from console.dburl import database_config
 
-    config = _database(db.url)
+    config = database_config(db.url)
     if db.backend == "postgres":
         config["OPTIONS"] = {"options": f"-c search_path={db.schema}"}
     connections["waymark"].close()

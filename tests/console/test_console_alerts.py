@@ -354,7 +354,7 @@ def console_db(request, clean_alerts) -> Iterator[str]:
         return
     import psycopg
 
-    from console.settings import _database
+    from console.dburl import database_config
     from tests.conftest import IN_CI, PG_URL, postgres_unavailable
 
     reason = postgres_unavailable()
@@ -365,7 +365,7 @@ def console_db(request, clean_alerts) -> Iterator[str]:
     schema = f"c_{uuid.uuid4().hex[:16]}"
     with psycopg.connect(PG_URL, autocommit=True) as conn:
         conn.execute(f'CREATE SCHEMA "{schema}"'.encode())
-    config = {**_database(PG_URL), "OPTIONS": {"options": f"-c search_path={schema}"}}
+    config = {**database_config(PG_URL), "OPTIONS": {"options": f"-c search_path={schema}"}}
     connections.settings["console_pg"] = {
         **connections.settings["default"],
         **config,

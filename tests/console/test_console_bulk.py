@@ -13,7 +13,7 @@ from django.db import connections
 from django.urls import reverse
 
 import tests.console.console_site as site
-from console import actions, bulk
+from console import actions, bulk, bulk_request
 from console.models import AuditRecord, Workflow
 from engine import Client
 from tests.console.test_console_content import text_of
@@ -70,7 +70,9 @@ def test_a_bulk_action_survives_its_worker_stopping_mid_way(
     monkeypatch.setattr(bulk, "_act_once", stuck_in_chunk_3)
     first = _build(make_engine, "bulk-worker")
     first.launch()
-    record = actions.bulk(actions.Actor("op"), "cancel", ids, "incident 9", "id=target/", chunk=5)
+    record = bulk_request.request(
+        actions.Actor("op"), "cancel", ids, "incident 9", "id=target/", chunk=5
+    )
     wait_until(entered.is_set, what="the bulk action to reach its third chunk")
     web = user("operator")
     midway = text_of(web.get(f"/bulk/{record.pk}/"))

@@ -11,7 +11,7 @@ import pytest
 from django.test import Client as WebClient
 
 import tests.console.console_site as site
-from console import actions
+from console import actions, bulk_request
 from console.models import AuditRecord, AuditTarget, ReadOnlyError
 from engine import WorkflowFailedError
 from tests.console.test_console_operate import app, start_blocked, user, wait_for  # noqa: F401
@@ -130,7 +130,7 @@ def test_keyset_pagination_breaks_ties_on_equal_created_at(shop, db) -> None:
 def test_bulk_progress_needs_the_operate_permission(app) -> None:
     engine, gate = app
     start_blocked(engine, gate, "perm-1")
-    job = actions.bulk(actions.Actor("op"), "cancel", ["perm-1"], "r")
+    job = bulk_request.request(actions.Actor("op"), "cancel", ["perm-1"], "r")
     assert user("viewer").get(f"/bulk/{job.pk}/").status_code == 403
     assert WebClient().get(f"/bulk/{job.pk}/").status_code == 302  # to the login page
     operator = user("operator")
@@ -143,7 +143,7 @@ def test_bulk_progress_needs_the_operate_permission(app) -> None:
 
 
 def test_the_audit_trail_cannot_be_deleted_in_bulk(app) -> None:
-    record = actions._intend(actions.Actor("op"), "cancel", ["x"], "r")
+    record = actions.intend(actions.Actor("op"), "cancel", ["x"], "r")
     for manager in (AuditRecord.objects, AuditTarget.objects):
         with pytest.raises(ReadOnlyError):
             manager.all().delete()

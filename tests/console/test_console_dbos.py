@@ -21,7 +21,7 @@ from django.test import Client as WebClient
 from django.test import override_settings
 
 import tests.console.console_site  # noqa: F401  (Django set up)
-from console import sources
+from console import bulk_request, sources
 from tests.conftest import PG_URL
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -566,7 +566,7 @@ def test_bulk_actions_are_refused_and_audited_on_a_dbos_source(dbos_source) -> N
 
     token = sources.activate(sources.named(dbos_source))
     try:
-        record = actions.bulk(actions.Actor("bulk-tester"), "cancel", ["sleeping-1"], "no")
+        record = bulk_request.request(actions.Actor("bulk-tester"), "cancel", ["sleeping-1"], "no")
     finally:
         sources.deactivate(token)
     record = AuditRecord.objects.get(pk=record.pk)

@@ -138,7 +138,7 @@ def test_a_ten_thousand_workflow_audit_record_renders_compactly(app) -> None:
     engine, _ = app
     engine.start_workflow("held", 1, workflow_id="audited").get_result(timeout=20)
     ids = ["audited"] + [f"gone-{n:05d}" for n in range(9_999)]
-    record = actions._intend(actions.Actor("bulk-bot"), "bulk_cancel", ids, "cleanup", "id=gone-")
+    record = actions.intend(actions.Actor("bulk-bot"), "bulk_cancel", ids, "cleanup", "id=gone-")
     actions.complete(record, actions.Outcome(True, "10000 cancelled"))
     admin = user("admin")
     for path in ("/audit/", "/workflows/audited/"):
