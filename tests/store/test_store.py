@@ -404,3 +404,33 @@ def test_a_write_queued_behind_a_slow_commit_leads_its_own_batch_beside_it() -> 
 def test_group_committer_refuses_zero_leaders() -> None:
     with pytest.raises(ValueError, match="leaders must be >= 1"):
         groupcommit.GroupCommitter(lambda writes: [], leaders=0)
+
+
+def test_a_claim_starts_nothing_from_a_queue_paused_since_its_settings_were_read(db) -> None:
+    """Workers read queue settings about once a second; the claim itself re-checks the pause,
+    so a pause made by any process holds from the moment it is committed."""
+    st = store.connect(db.url, db.schema)
+    try:
+        st.migrate()
+        for wid in ("q1", "q2"):
+            st.insert_workflow(
+                records.NewWorkflow(
+                    workflow_id=wid,
+                    name="job",
+                    inputs="{}",
+                    status="ENQUEUED",
+                    application_version="v",
+                    application_id="a",
+                    executor_id="x",
+                    started_at=1,
+                    queue_name="q",
+                )
+            )
+        st.queues.set_queue_paused("q", True)
+        assert st.queues.dequeue("q", "v", "x", 10) == []
+        assert st.queues.dequeue("q", "v", "x", 10, concurrency=5) == []
+        assert st.queues.dequeue_partitioned("q", "v", "x", 10, 1) == []
+        st.queues.set_queue_paused("q", False)
+        assert sorted(r.workflow_id for r in st.queues.dequeue("q", "v", "x", 10)) == ["q1", "q2"]
+    finally:
+        st.close()

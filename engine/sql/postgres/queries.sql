@@ -277,6 +277,9 @@ WITH picked AS MATERIALIZED (
     SELECT workflow_uuid FROM workflow_status
     WHERE status = 'ENQUEUED' AND queue_name = %(queue_name)s
       AND (application_version = %(application_version)s OR application_version IS NULL)
+      -- Paused (by any process) since this worker read the queue's settings: start nothing.
+      AND NOT EXISTS (SELECT 1 FROM queue_settings AS qs
+                      WHERE qs.queue_name = %(queue_name)s AND qs.paused)
     ORDER BY priority, created_at
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
@@ -720,6 +723,9 @@ WITH picked AS MATERIALIZED (
     WHERE status = 'ENQUEUED' AND queue_name = %(queue_name)s
       AND partition_key = %(partition_key)s
       AND (application_version = %(application_version)s OR application_version IS NULL)
+      -- Paused (by any process) since this worker read the queue's settings: start nothing.
+      AND NOT EXISTS (SELECT 1 FROM queue_settings AS qs
+                      WHERE qs.queue_name = %(queue_name)s AND qs.paused)
     ORDER BY priority, created_at
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED

@@ -285,6 +285,8 @@ WHERE workflow_uuid IN (
     ORDER BY priority, created_at
     LIMIT :limit
 ) AND +status = 'ENQUEUED'
+  -- Paused (by any process) since this worker read the queue's settings: start nothing.
+  AND NOT EXISTS (SELECT 1 FROM queue_settings WHERE queue_name = :queue_name AND paused)
 RETURNING workflow_uuid, status, name, inputs, output, error, executor_id, application_version,
           created_at, updated_at, recovery_attempts, queue_name, workflow_timeout_ms,
           workflow_deadline_epoch_ms, started_at_epoch_ms, completed_at, parent_workflow_id,
@@ -637,6 +639,8 @@ WHERE workflow_uuid IN (
     ORDER BY priority, created_at
     LIMIT :limit
 ) AND +status = 'ENQUEUED'
+  -- Paused (by any process) since this worker read the queue's settings: start nothing.
+  AND NOT EXISTS (SELECT 1 FROM queue_settings WHERE queue_name = :queue_name AND paused)
 RETURNING workflow_uuid, status, name, inputs, output, error, executor_id, application_version,
           created_at, updated_at, recovery_attempts, queue_name, workflow_timeout_ms,
           workflow_deadline_epoch_ms, started_at_epoch_ms, completed_at, parent_workflow_id,
