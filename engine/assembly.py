@@ -15,8 +15,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from engine import errors, queue_control, registry, scheduler, schedules, store
 from engine import metrics as metrics_mod
-from engine import queue_control, registry, scheduler, schedules, store
 from engine.admission import Admission
 from engine.control import Control
 from engine.dispatch import Dispatcher, Handoff
@@ -131,6 +131,15 @@ class LoopOptions:
     heartbeat_timeout: float
     claim_queues: bool
     dispatcher: Dispatcher | None
+
+
+def check_served(parts: Parts, options: LoopOptions) -> None:
+    """Refuse to launch serving a queue never declared (a typo would serve nothing, silently)."""
+    unknown = set(options.served or ()) - set(parts.registry.queues)
+    if unknown:
+        raise errors.EngineError(
+            f"queues {sorted(unknown)} were never declared with engine.queue()"
+        )
 
 
 def worker(parts: Parts, options: LoopOptions, executor_id: str) -> Worker:

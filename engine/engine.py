@@ -180,12 +180,7 @@ class Engine:
         start the worker loop (heartbeat, dead executors, queues) and the scheduler."""
         if self._launched:
             return
-        declared = self._parts.registry.queues
-        unknown = set(self._loop_options.served or ()) - set(declared)
-        if unknown:
-            raise errors.EngineError(
-                f"queues {sorted(unknown)} were never declared with engine.queue()"
-            )
+        assembly.check_served(self._parts, self._loop_options)
         self._parts.registry.freeze("the engine has launched")
         self._parts.store.ready()
         recovered = self.runtime.recover_all()
