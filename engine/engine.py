@@ -1,17 +1,14 @@
 """Engine: registers workflows, steps and queues; starts, awaits and schedules workflows.
 
-The engine is a facade over parts it owns and wires together at construction, each given
-what it needs: the store; ``Wakeups`` (signals, LISTEN); the ``Registry`` (workflows, queues,
-version); ``Admission`` (every new workflow row); the ``Runtime`` (runs workflows here: pool,
-timers, stop flag, runs); ``Control`` (inspection and control, shared with ``Client``); and,
-once launched, the ``Worker`` loop (heartbeat, dead executors, queues) and the ``Scheduler``.
+The engine is a facade over parts it owns: ``engine.assembly`` builds and wires them at
+construction (the store, wake-ups, registry, admission, runtime, control, queue control,
+schedules, routing) and, at launch, the ``Worker`` loop and the ``Scheduler``. Each public
+method here is the contract (API.md); its logic lives in the part it delegates to.
 """
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
-import functools
 import logging
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
@@ -19,33 +16,23 @@ from typing import Any, TypeVar
 
 from engine import (
     admission,
+    assembly,
     errors,
     queue_control,
     registry,
     scheduler,
-    schedules,
     serialization,
     steps,
-    store,
     streams,
 )
 from engine import debounce as debouncing
 from engine import metrics as metrics_mod
 from engine import signals as keys
-from engine.admission import Admission
-from engine.async_context import current_async
-from engine.context import current_context
-from engine.control import Control
-from engine.dispatch import Dispatcher, Handoff
+from engine.dispatch import Dispatcher
 from engine.handle import WorkflowHandle
-from engine.lifecycle import Lifecycle
 from engine.queues import Queue
 from engine.records import AttemptInfo, QueueInfo, ScheduleInfo, StepInfo, WorkflowStatus
-from engine.results import Results
-from engine.runs import Runs
-from engine.runtime import Runtime
-from engine.store import records
-from engine.wakeups import Wakeups
+from engine.routing import StartOptions
 from engine.worker import Worker
 
 log = logging.getLogger("waymark.engine")
@@ -91,64 +78,28 @@ class Engine:
         self.app_name = app_name
         self.max_payload_bytes = max_payload_bytes
         self._executor_id = executor_id or "local"
-        self._served = list(queues) if queues is not None else None
-        self._heartbeat_timeout = heartbeat_timeout
-        self._dispatcher = dispatcher
-        self._claim_queues = claim_queues
-        url = database_url or f"sqlite:///{app_name}.sqlite3"
-        # A process that runs only handed-over work (a Celery worker process, one of many per
-        # host) writes little at a time: one writer connection keeps its budget small.
-        self._store = store.connect(url, schema, db_retry_seconds, one_writer=not claim_queues)
-        self.metrics: metrics_mod.NullMetrics
-        if metrics is True:
-            self.metrics = metrics_mod.default()
-        elif metrics is False:
-            self.metrics = metrics_mod.NullMetrics()
-        else:
-            self.metrics = metrics
-        self._store.metrics = self.metrics
-        self._wakeups = Wakeups(self._store)
-        self.lifecycle = Lifecycle(self._store)
-        self._registry = registry.Registry(application_version)
-        runs = Runs()
-        self._results = Results(self._store, runs, self._wakeups)
-        self._admission = Admission(
-            self._store,
-            self._wakeups,
-            max_payload_bytes,
-            registry=self._registry,
+        self._loop_options = assembly.LoopOptions(
+            served=list(queues) if queues is not None else None,
+            heartbeat_timeout=heartbeat_timeout,
+            claim_queues=claim_queues,
+            dispatcher=dispatcher,
+        )
+        self._parts = assembly.assemble(
+            app_name,
+            database_url or f"sqlite:///{app_name}.sqlite3",
+            schema=schema,
+            application_version=application_version,
             executor_id=self._executor_id,
-            app_name=app_name,
-        )
-        self.runtime = Runtime(
-            self._store,
-            self._wakeups,
-            self._registry,
-            self._admission,
-            self._results,
-            runs,
-            executor_id=self._executor_id,
-            name=app_name,
-            max_threads=max_workflow_threads,
+            max_workflow_threads=max_workflow_threads,
             max_payload_bytes=max_payload_bytes,
+            db_retry_seconds=db_retry_seconds,
+            one_writer=not claim_queues,
+            metrics=metrics,
+            start_scheduled=self._start_scheduled,
         )
-        self._control = Control(
-            self._store,
-            self._wakeups,
-            self._admission,
-            self._results,
-            max_payload_bytes=max_payload_bytes,
-            local=self.runtime,
-        )
-        self._queue_control = queue_control.QueueControl(
-            self._store, self._wakeups, lambda: self._registry.queues
-        )
-        self._schedules = schedules.Schedules(
-            self._store,
-            self._wakeups,
-            self._start_scheduled,
-            schedules.registered(self._registry),
-        )
+        self.metrics: metrics_mod.NullMetrics = self._parts.metrics
+        self.lifecycle = self._parts.lifecycle
+        self.runtime = self._parts.runtime
         self._launched = False
         self._worker: Worker | None = None
         self._scheduler: scheduler.Scheduler | None = None
@@ -180,7 +131,7 @@ class Engine:
     ) -> None:
         if schedule is not None:
             scheduler.validate(schedule, name or registry.default_name(fn))
-        self._registry.add(fn, name, schedule, max_recovery_attempts)
+        self._parts.registry.add(fn, name, schedule, max_recovery_attempts)
 
     def step(
         self,
@@ -194,7 +145,7 @@ class Engine:
         """``timeout``: seconds one attempt may run before it fails with ``StepTimeoutError``."""
         options = {"interval_seconds": interval_seconds, "backoff_rate": backoff_rate}
         return steps.decorator(
-            self._results, name, max_attempts=max_attempts, timeout=timeout, **options
+            self._parts.results, name, max_attempts=max_attempts, timeout=timeout, **options
         )
 
     def queue(
@@ -211,12 +162,12 @@ class Engine:
             raise errors.EngineError(f"declare queue {name!r} before launch()")
         limit = (int(rate_limit[0]), float(rate_limit[1])) if rate_limit is not None else None
         declared = Queue(name, concurrency, worker_concurrency, limit, partition_concurrency)
-        self._registry.declare_queue(declared)
+        self._parts.registry.declare_queue(declared)
         return declared
 
     @property
     def application_version(self) -> str:
-        return self._registry.application_version
+        return self._parts.registry.application_version
 
     @property
     def executor_id(self) -> str:
@@ -229,46 +180,18 @@ class Engine:
         start the worker loop (heartbeat, dead executors, queues) and the scheduler."""
         if self._launched:
             return
-        declared = self._registry.queues
-        unknown = set(self._served or ()) - set(declared)
-        if unknown:
-            raise errors.EngineError(
-                f"queues {sorted(unknown)} were never declared with engine.queue()"
-            )
-        self._registry.freeze("the engine has launched")
-        self._store.ready()
+        assembly.check_served(self._parts, self._loop_options)
+        self._parts.registry.freeze("the engine has launched")
+        self._parts.store.ready()
         recovered = self.runtime.recover_all()
         self._launched = True
-        if self._claim_queues:
+        if self._loop_options.claim_queues:
             # Others' enqueues and finishes wake the claiming loop. A process that only runs
             # handed-over work LISTENs once a workflow here waits (lazily): a connection less.
-            self._wakeups.listen()
-        served = [q for q in declared.values() if self._served is None or q.name in self._served]
-        self._worker = Worker(
-            self._store,
-            self._wakeups,
-            self.runtime.stopping,
-            executor_id=self.executor_id,
-            application_version=self.application_version,
-            capacity=self.runtime,
-            dispatch=self._dispatch_function(),
-            queues=served,
-            schedules=self._registry.schedules(),
-            heartbeat_timeout=self._heartbeat_timeout,
-            claim_queues=self._claim_queues,
-            settings=self._queue_control.effective,
-            dispatching=self._dispatcher is not None,
+            self._parts.wakeups.listen()
+        self._worker, self._scheduler = assembly.start_loops(
+            self._parts, self._loop_options, self.executor_id, self._start_scheduled
         )
-        self._worker.start()
-        self._schedules.sync(self._registry.schedules())  # schedule= given at registration
-        self._scheduler = scheduler.Scheduler(
-            self._store,
-            self._wakeups,
-            self._start_scheduled,
-            lambda workflow_name: workflow_name in self._registry.workflows,
-            self.runtime.stopping,
-        )
-        self._scheduler.launch()
         log.info(
             "engine launched",
             extra={
@@ -279,24 +202,6 @@ class Engine:
                 "version": self.application_version,
             },
         )
-
-    def _dispatch_function(self) -> Callable[[records.WorkflowRow], object]:
-        """What the worker loop does with a claimed workflow: run it here, or hand it over."""
-        dispatcher = self._dispatcher
-        if dispatcher is None:
-            return self.runtime.run_claimed
-        executor_id, st = self.executor_id, self._store
-        dispatcher.start(
-            Handoff(
-                executor_id=executor_id,
-                stopping=self.runtime.stopping,
-                unclaimed=lambda older_than_s: st.handed_over_unclaimed(
-                    executor_id, int(older_than_s * 1000)
-                ),
-                application_version=self.application_version,
-            )
-        )
-        return lambda row: dispatcher.dispatch(row.workflow_id)
 
     def run_forever(self, stop: threading.Event | None = None, grace: float = 10.0) -> None:
         """Launch, serve until ``stop`` is set, then drain: take no new work, let running
@@ -310,14 +215,14 @@ class Engine:
     def shutdown(self, timeout: float = 10.0) -> None:
         """Stop at the next step boundary; what has not finished stays PENDING for recovery."""
         self.runtime.stopping.set()
-        self._wakeups.fire(keys.ENQUEUED)  # the worker loop: stop waiting now
-        self._wakeups.fire(keys.SCHEDULES)  # the scheduler too
+        self._parts.wakeups.fire(keys.ENQUEUED)  # the worker loop: stop waiting now
+        self._parts.wakeups.fire(keys.SCHEDULES)  # the scheduler too
         for part in (self._worker, self._scheduler):
             if part is not None:
                 part.join(timeout)
         self.runtime.stop(timeout)
-        self._wakeups.close()
-        self._store.close()
+        self._parts.wakeups.close()
+        self._parts.store.close()
 
     def take_over(self, workflow_id: str, dispatcher_id: str) -> None:
         """Run a workflow that the dispatcher ``dispatcher_id`` claimed and handed to this
@@ -326,7 +231,7 @@ class Engine:
         try:
             self.runtime.take_over(workflow_id, dispatcher_id)
         finally:  # a queue slot may be free: the dispatcher (another process) refills it now
-            self._store.announce_freed()
+            self._parts.store.announce_freed()
 
     # -- starting --------------------------------------------------------------------------
 
@@ -348,27 +253,7 @@ class Engine:
         """Start a workflow; returns once it is durably recorded. With ``queue`` it waits on
         that queue (``priority``: lower first; ``deduplication_id``: refused while another
         workflow holding it waits or runs; ``delay``: not before that many seconds)."""
-        actx = current_async()
-        if actx is not None and queue is None and actx.records_for(self._results):
-            actx.start_workflow()  # raises: names start_workflow_async
-        ctx = current_context()
-        if ctx is not None and queue is None and ctx.records_for(self._results):
-            if priority or deduplication_id is not None or delay is not None or partition_key:
-                raise ValueError(
-                    "priority, deduplication_id, delay and partition_key need a queue="
-                )
-            # Started from inside a workflow: a checkpointed child.
-            return ctx.start_workflow(
-                fn_or_name, input, workflow_id=workflow_id, timeout=timeout, attributes=attributes
-            )
-        definition = self._registry.resolve(fn_or_name)
-        if self.runtime.stopping.is_set():
-            raise errors.EngineError(
-                "the engine is shut down; create a new Engine to start workflows"
-            )
-        admitted = self._admission.start(
-            definition.name,
-            input,
+        options = StartOptions(
             workflow_id=workflow_id,
             timeout=timeout,
             queue=queue,
@@ -379,10 +264,7 @@ class Engine:
             attributes=attributes,
             partition_key=partition_key,
         )
-        if admitted.run_here is not None:
-            # Runs the body on the JSON form of the input, exactly what a recovery would see.
-            self.runtime.run_claimed(admitted.run_here)
-        return self._control.handle(admitted.workflow_id)
+        return self._parts.routing.start(fn_or_name, input, options)
 
     async def start_workflow_async(
         self,
@@ -402,24 +284,7 @@ class Engine:
         """``start_workflow`` from async code (the same options), without blocking the loop.
         An async workflow started here runs on the running loop; inside an async workflow
         it is a child."""
-        actx = current_async()
-        if actx is not None and queue is None and actx.records_for(self._results):
-            if priority or deduplication_id is not None or delay is not None or partition_key:
-                raise ValueError(
-                    "priority, deduplication_id, delay and partition_key need a queue="
-                )
-            return await actx.start_workflow_async(
-                fn_or_name, input, workflow_id=workflow_id, timeout=timeout, attributes=attributes
-            )
-        definition = self._registry.resolve(fn_or_name)
-        if self.runtime.stopping.is_set():
-            raise errors.EngineError(
-                "the engine is shut down; create a new Engine to start workflows"
-            )
-        start = functools.partial(
-            self._admission.start,
-            definition.name,
-            input,
+        options = StartOptions(
             workflow_id=workflow_id,
             timeout=timeout,
             queue=queue,
@@ -430,10 +295,7 @@ class Engine:
             attributes=attributes,
             partition_key=partition_key,
         )
-        admitted = await self.runtime.offload.call(start)
-        if admitted.run_here is not None:
-            self.runtime.run_claimed(admitted.run_here)  # on this loop
-        return self._control.handle(admitted.workflow_id)
+        return await self._parts.routing.start_async(fn_or_name, input, options)
 
     def debouncer(
         self,
@@ -446,32 +308,27 @@ class Engine:
         """A ``Debouncer`` of a registered workflow (engine/debounce.py): ``debounce(key,
         input)`` starts one workflow per burst, with the latest input."""
         return debouncing.Debouncer(
-            self._registry.resolve(fn_or_name).name,
+            self._parts.registry.resolve(fn_or_name).name,
             period=period,
             max_wait=max_wait,
             queue=queue,
-            admission=self._admission,
-            handle=self._control.handle,
-            refuse_here=debouncing.engine_guard(self._results, self.runtime.stopping),
+            admission=self._parts.admission,
+            handle=self._parts.control.handle,
+            refuse_here=debouncing.engine_guard(self._parts.results, self.runtime.stopping),
         )
 
     def backfill(self, name: str, start: dt.datetime, end: dt.datetime) -> list[WorkflowHandle]:
         """Start the scheduled workflow ``name`` for every tick in [start, end); ticks that
         already ran are not run again (each tick has one workflow ID)."""
-        definition = self._registry.resolve(name)
+        definition = self._parts.registry.resolve(name)
         if definition.schedule is None:
             raise errors.EngineError(f"workflow {definition.name!r} has no schedule to backfill")
-        if start.tzinfo is None or end.tzinfo is None:
-            raise ValueError("start and end must be timezone-aware datetimes")
-        handles = []
-        for tick in scheduler.ticks(definition.schedule, start - dt.timedelta(microseconds=1)):
-            if tick >= end:
-                break
-            handles.append(self._start_tick(definition.name, tick))
-        return handles
-
-    def _start_tick(self, name: str, tick: dt.datetime) -> WorkflowHandle:
-        return self.start_workflow(name, tick, workflow_id=scheduler.tick_workflow_id(name, tick))
+        return [
+            self._start_scheduled(
+                definition.name, tick, scheduler.tick_workflow_id(definition.name, tick), None
+            )
+            for tick in scheduler.ticks_between(definition.schedule, start, end)
+        ]
 
     def _start_scheduled(
         self, workflow_name: str, input: Any, workflow_id: str, queue: str | None
@@ -492,35 +349,35 @@ class Engine:
         """Create the schedule ``name`` (or update it; a pause holds): ``workflow`` runs at
         every tick of ``cron`` read in ``timezone``, with the tick time as its input."""
         queue_name = queue.name if isinstance(queue, Queue) else queue
-        self._schedules.create(name, workflow, cron, timezone, queue_name)
+        self._parts.schedules.create(name, workflow, cron, timezone, queue_name)
 
     def pause_schedule(self, name: str) -> None:
-        self._schedules.pause(name)
+        self._parts.schedules.pause(name)
 
     def resume_schedule(self, name: str) -> None:
-        self._schedules.resume(name)
+        self._parts.schedules.resume(name)
 
     def delete_schedule(self, name: str) -> None:
-        self._schedules.delete(name)
+        self._parts.schedules.delete(name)
 
     def trigger_schedule(self, name: str) -> WorkflowHandle:
-        return self._schedules.trigger(name)
+        return self._parts.schedules.trigger(name)
 
     def backfill_schedule(
         self, name: str, start: dt.datetime, end: dt.datetime
     ) -> list[WorkflowHandle]:
-        return self._schedules.backfill(name, start, end)
+        return self._parts.schedules.backfill(name, start, end)
 
     def list_schedules(self) -> list[ScheduleInfo]:
-        return self._schedules.list()
+        return self._parts.schedules.list()
 
     # -- inspection and control (Control, shared with Client) ------------------------------
 
     def retrieve_workflow(self, workflow_id: str) -> WorkflowHandle:
-        return self._control.retrieve_workflow(workflow_id)
+        return self._parts.control.retrieve_workflow(workflow_id)
 
     def get_workflow_status(self, workflow_id: str) -> WorkflowStatus | None:
-        return self._control.get_workflow_status(workflow_id)
+        return self._parts.control.get_workflow_status(workflow_id)
 
     def list_workflows(
         self,
@@ -537,7 +394,7 @@ class Engine:
         newest_first: bool = True,
         attributes: dict[str, Any] | None = None,
     ) -> list[WorkflowStatus]:
-        return self._control.list_workflows(
+        return self._parts.control.list_workflows(
             status=status,
             name=name,
             workflow_id_prefix=workflow_id_prefix,
@@ -552,22 +409,22 @@ class Engine:
         )
 
     def list_steps(self, workflow_id: str) -> list[StepInfo]:
-        return self._control.list_steps(workflow_id)
+        return self._parts.control.list_steps(workflow_id)
 
     def list_attempts(self, workflow_id: str, step_id: int) -> list[AttemptInfo]:
-        return self._control.list_attempts(workflow_id, step_id)
+        return self._parts.control.list_attempts(workflow_id, step_id)
 
     def cancel_workflow(self, workflow_id: str, *, cancel_children: bool = False) -> None:
-        self._control.cancel_workflow(workflow_id, cancel_children=cancel_children)
+        self._parts.control.cancel_workflow(workflow_id, cancel_children=cancel_children)
 
     # -- queue control (durable, seen by every worker) --------------------------------------
 
     def pause_queue(self, name: str) -> None:
         """A paused queue starts nothing (on any worker); what runs continues."""
-        self._queue_control.pause(name)
+        self._parts.queue_control.pause(name)
 
     def resume_queue(self, name: str) -> None:
-        self._queue_control.resume(name)
+        self._parts.queue_control.resume(name)
 
     def set_queue_limits(
         self,
@@ -578,7 +435,7 @@ class Engine:
         rate_limit: tuple[int, float] | None = queue_control.UNSET,
     ) -> None:
         """Change only the limits given (None: no limit); every worker applies them."""
-        self._queue_control.set_limits(
+        self._parts.queue_control.set_limits(
             name,
             concurrency=concurrency,
             worker_concurrency=worker_concurrency,
@@ -586,7 +443,7 @@ class Engine:
         )
 
     def list_queues(self) -> list[QueueInfo]:
-        return self._queue_control.list_queues()
+        return self._parts.queue_control.list_queues()
 
     def read_stream(
         self, workflow_id: str, key: str, *, offset: int = 0, timeout: float | None = 60.0
@@ -594,7 +451,7 @@ class Engine:
         """Yield the values of a workflow's stream ``key`` from ``offset``, waiting for new
         ones; ends when the stream is closed or the workflow is final; ``TimeoutError`` when
         ``timeout`` seconds pass with nothing new."""
-        return self._control.read_stream(workflow_id, key, offset=offset, timeout=timeout)
+        return self._parts.control.read_stream(workflow_id, key, offset=offset, timeout=timeout)
 
     def read_stream_async(
         self, workflow_id: str, key: str, *, offset: int = 0, timeout: float | None = 60.0
@@ -605,12 +462,12 @@ class Engine:
         )
 
     def list_streams(self, workflow_id: str) -> list[tuple[str, int, bool]]:
-        return self._control.list_streams(workflow_id)
+        return self._parts.control.list_streams(workflow_id)
 
     def resume_workflow(
         self, workflow_id: str, *, queue: Queue | str | None = None
     ) -> WorkflowHandle:
-        return self._control.resume_workflow(workflow_id, queue=queue)
+        return self._parts.control.resume_workflow(workflow_id, queue=queue)
 
     def fork_workflow(
         self,
@@ -622,7 +479,7 @@ class Engine:
         queue: Queue | str | None = None,
         input: Any = admission.UNCHANGED,
     ) -> WorkflowHandle:
-        return self._control.fork_workflow(
+        return self._parts.control.fork_workflow(
             workflow_id,
             start_step,
             new_workflow_id=new_workflow_id,
@@ -632,36 +489,16 @@ class Engine:
         )
 
     def send(self, destination_id: str, message: Any, topic: str | None = None) -> None:
-        actx = current_async()
-        if actx is not None and actx.records_for(self._results):
-            actx.send()  # raises: names send_async
-        ctx = current_context()
-        if ctx is not None and ctx.records_for(self._results):
-            ctx.send(destination_id, message, topic)  # from a workflow: exactly once, a step
-        else:
-            self._control.send(destination_id, message, topic)
+        self._parts.routing.send(destination_id, message, topic)
 
     def get_event(self, workflow_id: str, key: str, timeout: float = 60.0) -> Any:
-        actx = current_async()
-        if actx is not None and actx.records_for(self._results):
-            actx.get_event()  # raises: names get_event_async
-        ctx = current_context()
-        if ctx is not None and ctx.records_for(self._results):
-            return ctx.get_event(workflow_id, key, timeout)  # from a workflow: recorded
-        return self._control.get_event(workflow_id, key, timeout)
+        return self._parts.routing.get_event(workflow_id, key, timeout)
 
     async def send_async(self, destination_id: str, message: Any, topic: str | None = None) -> None:
-        actx = current_async()
-        if actx is not None and actx.records_for(self._results):
-            await actx.send_async(destination_id, message, topic)  # exactly once, a step
-            return
-        await asyncio.to_thread(self._control.send, destination_id, message, topic)
+        await self._parts.routing.send_async(destination_id, message, topic)
 
     async def get_event_async(self, workflow_id: str, key: str, timeout: float = 60.0) -> Any:
-        actx = current_async()
-        if actx is not None and actx.records_for(self._results):
-            return await actx.get_event_async(workflow_id, key, timeout)  # recorded
-        return await asyncio.to_thread(self._control.get_event, workflow_id, key, timeout)
+        return await self._parts.routing.get_event_async(workflow_id, key, timeout)
 
     # -- data lifecycle (engine.lifecycle) ---------------------------------------------------------
 

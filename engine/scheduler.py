@@ -93,6 +93,18 @@ def ticks(expr: str, after: dt.datetime, tz: dt.tzinfo = dt.UTC) -> Iterator[dt.
             yield tick
 
 
+def ticks_between(expr: str, start: dt.datetime, end: dt.datetime) -> list[dt.datetime]:
+    """The schedule's UTC tick times in [start, end) (a ``schedule=`` workflow's backfill)."""
+    if start.tzinfo is None or end.tzinfo is None:
+        raise ValueError("start and end must be timezone-aware datetimes")
+    found = []
+    for tick in ticks(expr, start - dt.timedelta(microseconds=1)):
+        if tick >= end:
+            break
+        found.append(tick)
+    return found
+
+
 def tick_workflow_id(name: str, tick: dt.datetime) -> str:
     """The workflow ID of a schedule's run for one tick: ``name@<ISO tick, UTC>``."""
     return f"{tick_id_prefix(name)}{tick.astimezone(dt.UTC).isoformat()}"

@@ -212,3 +212,15 @@ def test_queue_counts_show_waiting_delayed_and_the_oldest(worked: Engine) -> Non
     assert work.oldest_enqueued_at is not None
     assert before <= work.oldest_enqueued_at <= dt.datetime.now(dt.UTC)
     assert (other.enqueued, other.running, other.delayed) == (1, 0, 0)
+
+
+def test_serving_an_undeclared_queue_is_refused_before_anything_starts(make_engine) -> None:
+    engine = make_engine(queues=["emails", "typo"])
+    engine.queue("emails")
+    with pytest.raises(EngineError) as info:
+        engine.launch()
+    assert str(info.value) == "queues ['typo'] were never declared with engine.queue()"
+    # Nothing was frozen or started: declaring the missing queue makes the launch go through.
+    engine.queue("typo")
+    engine.launch()
+    assert {q.name for q in engine.list_queues()} >= {"emails", "typo"}
