@@ -14,6 +14,7 @@ caller runs it now (engine.Runtime). Every other one waits on a queue for any wo
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import uuid
 from dataclasses import dataclass
@@ -54,6 +55,31 @@ class Parent:
     step_id: int
     deadline_ms: int | None
     executor_id: str
+
+
+@dataclass(frozen=True)
+class StartOptions:
+    """The options of ``Engine.start_workflow`` (and its async form), as given."""
+
+    workflow_id: str | None = None
+    timeout: float | dt.timedelta | None = None
+    queue: Queue | str | None = None
+    priority: int = 0
+    deduplication_id: str | None = None
+    deduplication_policy: str = "reject"
+    delay: float | dt.timedelta | None = None
+    attributes: dict[str, Any] | None = None
+    partition_key: str | None = None
+
+    def refuse_queue_options(self) -> None:
+        """A child (no queue) takes none of the options that only mean something on a queue."""
+        if (
+            self.priority
+            or self.deduplication_id is not None
+            or self.delay is not None
+            or self.partition_key
+        ):
+            raise ValueError("priority, deduplication_id, delay and partition_key need a queue=")
 
 
 def seconds(value: float | dt.timedelta, what: str) -> float:
@@ -162,23 +188,86 @@ class Admission:
         """Record a new workflow: PENDING here without ``queue`` (an engine only), else waiting
         on ``queue`` (``priority``: lower first; ``deduplication_id``: refused while another
         workflow holding it waits or runs, or with ``deduplication_policy="return-existing"``
-        that workflow is the one admitted; ``delay``: DELAYED that many seconds first)."""
-        if deduplication_policy not in DEDUPLICATION_POLICIES:
+        that workflow is the one admitted; ``delay``: DELAYED that many seconds first).
+        ``application_version``: a client's choice of version (an engine uses its own)."""
+        options = StartOptions(
+            workflow_id=workflow_id,
+            timeout=timeout,
+            queue=queue,
+            priority=priority,
+            deduplication_id=deduplication_id,
+            deduplication_policy=deduplication_policy,
+            delay=delay,
+            attributes=attributes,
+            partition_key=partition_key,
+        )
+        return self.start_with(name, input, options, application_version)
+
+    def start_with(
+        self, name: str, input: Any, options: StartOptions, application_version: str | None = None
+    ) -> Admitted:
+        """``start``, its options given together."""
+        new = self._new_row(name, input, options, application_version)
+        if options.deduplication_policy == "return-existing" and new.deduplication_id is not None:
+            holder = self._insert_or_holder(new)
+            if holder is not None:
+                return Admitted(holder)
+            created = True
+        else:
+            created = self._store.ready().insert_workflow(new)
+        self._created_or_same(created, new.workflow_id, name)
+        return self._admitted(new, created)
+
+    async def start_async(self, name: str, input: Any, options: StartOptions) -> Admitted:
+        """``start`` from a coroutine: the insert is awaited in the group commit, holding no
+        thread, so thousands of concurrent starts share commits. The rare paths that read the
+        database again (a "return-existing" deduplication, an ID that existed) use a thread."""
+        if options.deduplication_policy == "return-existing":
+            return await asyncio.to_thread(self.start_with, name, input, options)
+        new = self._new_row(name, input, options, None)
+        created = await self._store.ready().insert_workflow_async(new)
+        if not created:
+            await asyncio.to_thread(self._created_or_same, created, new.workflow_id, name)
+        return self._admitted(new, created)
+
+    def _admitted(self, new: records.NewWorkflow, created: bool) -> Admitted:
+        if new.queue_name is not None:
+            self._wakeups.fire(signals.ENQUEUED)
+            return Admitted(new.workflow_id)
+        if not created:
+            return Admitted(new.workflow_id)
+        assert new.started_at is not None  # PENDING here: started now
+        return Admitted(new.workflow_id, _running(new, new.started_at, fresh=True))
+
+    def _new_row(
+        self,
+        name: str,
+        input: Any,
+        options: StartOptions,
+        application_version: str | None,
+    ) -> records.NewWorkflow:
+        """The row ``start`` inserts, every check made (nothing is written here)."""
+        if options.deduplication_policy not in DEDUPLICATION_POLICIES:
             raise ValueError(
-                f"unknown deduplication_policy {deduplication_policy!r}; use one of "
+                f"unknown deduplication_policy {options.deduplication_policy!r}; use one of "
                 f"{', '.join(map(repr, DEDUPLICATION_POLICIES))}"
             )
-        if queue is None and (priority or deduplication_id is not None or delay is not None):
+        priority = options.priority
+        deduplication_id = options.deduplication_id
+        if options.queue is None and (
+            priority or deduplication_id is not None or options.delay is not None
+        ):
             raise ValueError("priority, deduplication_id and delay need a queue=")
         if isinstance(priority, bool) or not isinstance(priority, int):
             raise TypeError(f"priority must be an int, got {priority!r}")
-        workflow_id = check_workflow_id(workflow_id)
-        limit_ms = timeout_ms(timeout)
-        on_queue = self.queue_of(queue)
+        workflow_id = check_workflow_id(options.workflow_id)
+        limit_ms = timeout_ms(options.timeout)
+        on_queue = self.queue_of(options.queue)
+        partition_key = options.partition_key
         partitions.check_key(partition_key, on_queue, self._partitioned(on_queue))
-        delay_ms = queues.delay_ms(delay)
+        delay_ms = queues.delay_ms(options.delay)
         inputs = self._encode(input, name)
-        stored_attributes = attrs.encode(attributes)
+        stored_attributes = attrs.encode(options.attributes)
         registry = self._registry
         if registry is not None:
             registry.freeze("a workflow was already started")
@@ -218,18 +307,7 @@ class Admission:
                 attributes=stored_attributes,
                 partition_key=partition_key,
             )
-        if deduplication_policy == "return-existing" and deduplication_id is not None:
-            holder = self._insert_or_holder(new)
-            if holder is not None:
-                return Admitted(holder)
-            created = True
-        else:
-            created = self._store.ready().insert_workflow(new)
-        self._created_or_same(created, workflow_id, name)
-        if on_queue is not None:
-            self._wakeups.fire(signals.ENQUEUED)
-            return Admitted(workflow_id)
-        return Admitted(workflow_id, _running(new, now, fresh=True) if created else None)
+        return new
 
     def debounce(
         self,

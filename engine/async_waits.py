@@ -12,23 +12,9 @@ from typing import Any
 from engine import clock
 from engine import signals as keys
 from engine.checkpoints import Fenced, Interrupted
-from engine.loop import Offload
+from engine.loop import LoopEvent, Offload
 from engine.records import Status
 from engine.services import STATUS_RECHECK_S, Services
-
-
-class _Wake:
-    """An asyncio event that other threads may set (a signal fired anywhere)."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
-        self.event = asyncio.Event()
-
-    def set(self) -> None:
-        try:
-            self._loop.call_soon_threadsafe(self.event.set)
-        except RuntimeError:  # the loop closed meanwhile: nobody waits any more
-            pass
 
 
 class Waiter:
@@ -54,7 +40,7 @@ class Waiter:
         services = self._services
         wakeups = services.wakeups
         wakeups.listen()
-        wake = _Wake(asyncio.get_running_loop())
+        wake = LoopEvent(asyncio.get_running_loop())
         next_status_check = time.monotonic() + STATUS_RECHECK_S
         with wakeups.watch_with(wake, keys.stop_key(self._workflow_id), *watched):
             while True:

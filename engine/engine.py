@@ -28,11 +28,11 @@ from engine import (
 from engine import debounce as debouncing
 from engine import metrics as metrics_mod
 from engine import signals as keys
+from engine.admission import StartOptions
 from engine.dispatch import Dispatcher
 from engine.handle import WorkflowHandle
 from engine.queues import Queue
 from engine.records import AttemptInfo, QueueInfo, ScheduleInfo, StepInfo, WorkflowStatus
-from engine.routing import StartOptions
 from engine.worker import Worker
 
 log = logging.getLogger("waymark.engine")

@@ -95,6 +95,24 @@ class Offload:
         self._pool.stop()
 
 
+class LoopEvent:
+    """An asyncio event that any thread may set (a signal fired anywhere): registered with
+    ``Signals.watch_with``, it wakes a coroutine waiting on ``event``."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self.event = asyncio.Event()
+
+    def set(self) -> None:
+        if running_loop() is self._loop:  # fired on the loop itself: no self-pipe write
+            self.event.set()
+            return
+        try:
+            self._loop.call_soon_threadsafe(self.event.set)
+        except RuntimeError:  # the loop closed meanwhile: nobody waits any more
+            pass
+
+
 def running_loop() -> asyncio.AbstractEventLoop | None:
     """The event loop running on this thread, if any."""
     try:

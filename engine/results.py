@@ -10,6 +10,7 @@ from typing import Any
 
 from engine import attempts, errors, rows, serialization
 from engine import signals as keys
+from engine.loop import LoopEvent
 from engine.records import FINAL_STATUSES, Status, WorkflowStatus
 from engine.runs import Runs
 from engine.store import Store, records
@@ -102,17 +103,8 @@ class Results:
         deadline = None if timeout is None else time.monotonic() + timeout
         run = self._runs.get(workflow_id) if self._runs is not None else None
         if run is not None and self._wakeups is not None:
-            loop = asyncio.get_running_loop()
-            ended = asyncio.Event()
-
-            class Wake:
-                def set(self) -> None:
-                    try:
-                        loop.call_soon_threadsafe(ended.set)
-                    except RuntimeError:  # the loop closed: nobody waits any more
-                        pass
-
-            with self._wakeups.watch_with(Wake(), keys.done_key(workflow_id)):
+            ended = LoopEvent(asyncio.get_running_loop())
+            with self._wakeups.watch_with(ended, keys.done_key(workflow_id)):
                 while not run.done.wait(0):  # watched before checked: no end is missed
                     left = None if deadline is None else deadline - time.monotonic()
                     if left is not None and left <= 0:
@@ -120,10 +112,10 @@ class Results:
                             f"workflow {workflow_id!r} did not finish within {timeout} s"
                         )
                     try:
-                        await asyncio.wait_for(ended.wait(), left)
+                        await asyncio.wait_for(ended.event.wait(), left)
                     except TimeoutError:
                         pass
-                    ended.clear()
+                    ended.event.clear()
             if run.outcome is not None:
                 return run.outcome
         delay = POLL_START_S

@@ -10,47 +10,18 @@ the sync form raises there, naming the async one (it would block the loop).
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
-import functools
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from engine import errors
-from engine.admission import Admission, Admitted
+from engine.admission import Admission, StartOptions
 from engine.async_context import current_async
 from engine.context import current_context
 from engine.control import Control
 from engine.handle import WorkflowHandle
-from engine.queues import Queue
 from engine.registry import Registry
 from engine.results import Results
 from engine.runtime import Runtime
-
-
-@dataclass(frozen=True)
-class StartOptions:
-    """The options of ``Engine.start_workflow`` (and its async form), as given."""
-
-    workflow_id: str | None = None
-    timeout: float | dt.timedelta | None = None
-    queue: Queue | str | None = None
-    priority: int = 0
-    deduplication_id: str | None = None
-    deduplication_policy: str = "reject"
-    delay: float | dt.timedelta | None = None
-    attributes: dict[str, Any] | None = None
-    partition_key: str | None = None
-
-    def refuse_queue_options(self) -> None:
-        """A child (no queue) takes none of the options that only mean something on a queue."""
-        if (
-            self.priority
-            or self.deduplication_id is not None
-            or self.delay is not None
-            or self.partition_key
-        ):
-            raise ValueError("priority, deduplication_id, delay and partition_key need a queue=")
 
 
 class Routing:
@@ -87,7 +58,7 @@ class Routing:
                 timeout=options.timeout,
                 attributes=options.attributes,
             )
-        admitted = self._admit(fn_or_name, input, options)()
+        admitted = self._admission.start_with(self._admitted_name(fn_or_name), input, options)
         if admitted.run_here is not None:
             # Runs the body on the JSON form of the input, exactly what a recovery would see.
             self._runtime.run_claimed(admitted.run_here)
@@ -106,34 +77,20 @@ class Routing:
                 timeout=options.timeout,
                 attributes=options.attributes,
             )
-        admitted = await self._runtime.offload.call(self._admit(fn_or_name, input, options))
+        name = self._admitted_name(fn_or_name)
+        admitted = await self._admission.start_async(name, input, options)
         if admitted.run_here is not None:
             self._runtime.run_claimed(admitted.run_here)  # on this loop
         return self._control.handle(admitted.workflow_id)
 
-    def _admit(
-        self, fn_or_name: Callable[..., Any] | str, input: Any, options: StartOptions
-    ) -> Callable[[], Admitted]:
-        """The admission of a new workflow, checked here and ready to run (on any thread)."""
+    def _admitted_name(self, fn_or_name: Callable[..., Any] | str) -> str:
+        """The registered name of the workflow to start; refused once the engine is shut down."""
         definition = self._registry.resolve(fn_or_name)
         if self._runtime.stopping.is_set():
             raise errors.EngineError(
                 "the engine is shut down; create a new Engine to start workflows"
             )
-        return functools.partial(
-            self._admission.start,
-            definition.name,
-            input,
-            workflow_id=options.workflow_id,
-            timeout=options.timeout,
-            queue=options.queue,
-            priority=options.priority,
-            deduplication_id=options.deduplication_id,
-            deduplication_policy=options.deduplication_policy,
-            delay=options.delay,
-            attributes=options.attributes,
-            partition_key=options.partition_key,
-        )
+        return definition.name
 
     # -- messages and events -------------------------------------------------------------------
 

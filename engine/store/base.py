@@ -245,6 +245,14 @@ class Store(abc.ABC):
             self._raise_if_deduplicated(exc, new)
             raise
 
+    async def insert_workflow_async(self, new: records.NewWorkflow) -> bool:
+        """``insert_workflow`` from a coroutine: the same group commit, awaited on its loop."""
+        try:
+            return bool((await self._committer.submit_async([workflow_statement(new)]))[0])
+        except Exception as exc:
+            self._raise_if_deduplicated(exc, new)
+            raise
+
     def _raise_if_deduplicated(self, exc: Exception, new: records.NewWorkflow) -> None:
         if new.deduplication_id is not None and self._is_unique_violation(exc, "deduplication_id"):
             raise errors.QueueDeduplicatedError(

@@ -22,7 +22,8 @@ own commit before it writes again; a deadlock between two batches is a transient
 the batch is retried.
 
 Async callers (``submit_async``) wait without a thread: their write joins the same queue and
-the committing thread resolves their future on their event loop (``call_soon_threadsafe``).
+the committing thread resolves their futures on their event loop, one ``call_soon_threadsafe``
+per loop and batch (each is a write to the loop's self-pipe, a system call under the GIL).
 When no caller thread is there to lead, a short-lived committer thread leads, and keeps
 leading while async writes are queued.
 
@@ -49,13 +50,13 @@ MAX_BATCH = 512
 
 
 class _Write:
-    __slots__ = ("done", "error", "on_done", "results", "statements", "woken")
+    __slots__ = ("done", "error", "future", "results", "statements", "woken")
 
     def __init__(
-        self, statements: Sequence[Statement], on_done: Callable[[], None] | None = None
+        self, statements: Sequence[Statement], future: asyncio.Future[None] | None = None
     ) -> None:
         self.statements = statements
-        self.on_done = on_done  # an async write: resolves its future (no thread waits on it)
+        self.future = future  # an async write: resolved on its loop (no thread waits on it)
         self.woken = Latch()
         self.results: list[Rows] = []
         self.error: BaseException | None = None
@@ -113,20 +114,8 @@ class GroupCommitter:
 
     async def submit_async(self, statements: Sequence[Statement]) -> list[Rows]:
         """``submit`` for a coroutine: waits on its event loop, holding no thread."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[None] = loop.create_future()
-
-        def settle() -> None:
-            if not future.done():
-                future.set_result(None)
-
-        def on_done() -> None:
-            try:
-                loop.call_soon_threadsafe(settle)
-            except RuntimeError:  # the loop closed: nobody awaits the write any more
-                pass
-
-        write = _Write(statements, on_done)
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        write = _Write(statements, future)
         with self._mutex:
             lead = self._leaders == 0
             if lead:
@@ -173,18 +162,24 @@ class GroupCommitter:
             with self._mutex:
                 if self._queue:
                     oldest = self._queue.pop(0)
-                    if oldest.on_done is None:
+                    if oldest.future is None:
                         oldest.woken.open()  # the oldest waiter leads the next batch
                     else:
                         following = oldest
                 else:
                     self._leaders -= 1
+            futures: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
             for write in batch:
                 write.done = True
-                if write.on_done is not None:
-                    write.on_done()
-                else:
+                if write.future is None:
                     write.woken.open()
+                else:
+                    futures.setdefault(write.future.get_loop(), []).append(write.future)
+            for loop, settled in futures.items():
+                try:
+                    loop.call_soon_threadsafe(_resolve, settled)
+                except RuntimeError:  # the loop closed: nobody awaits these writes any more
+                    pass
         return following
 
     def _run(self, batch: list[_Write]) -> None:
@@ -205,3 +200,10 @@ class GroupCommitter:
             return
         for write, result in zip(batch, results, strict=True):
             write.results = result
+
+
+def _resolve(futures: list[asyncio.Future[None]]) -> None:
+    """On the futures' loop: wake the coroutines whose writes committed."""
+    for future in futures:
+        if not future.done():  # a cancelled awaiter
+            future.set_result(None)

@@ -15,8 +15,10 @@ from prometheus_client import CollectorRegistry
 
 from engine import (
     Client,
+    ConflictingWorkflowError,
     Engine,
     EngineError,
+    QueueDeduplicatedError,
     Status,
     StepTimeoutError,
     WorkflowFailedError,
@@ -278,6 +280,49 @@ def test_start_workflow_async_options_take_effect(engine: Engine, db) -> None:
             assert client.get_workflow_status("t3").attributes == {"k": "v"}
 
     run(main())
+
+
+def test_start_workflow_async_keeps_the_rules_of_start(engine: Engine, db) -> None:
+    """The async start inserts through the group commit itself (no thread): the same ID is
+    the same workflow again, never another; a held deduplication ID is refused; an input
+    that is not JSON is refused before anything is written."""
+    runs = []
+    q = engine.queue("dq")
+
+    @engine.workflow(name="once")
+    async def once(ctx, x):
+        runs.append(x)
+        return x
+
+    @engine.workflow(name="other")
+    async def other(ctx, x):
+        return x
+
+    engine.launch()
+    engine.pause_queue("dq")
+
+    async def main() -> None:
+        first = await engine.start_workflow_async(once, 1, workflow_id="same")
+        assert await first.get_result_async(timeout=30) == 1
+        again = await engine.start_workflow_async(once, 2, workflow_id="same")
+        assert await again.get_result_async(timeout=30) == 1
+        with pytest.raises(ConflictingWorkflowError) as conflict:
+            await engine.start_workflow_async(other, 3, workflow_id="same")
+        assert (conflict.value.existing_name, conflict.value.requested_name) == ("once", "other")
+        await engine.start_workflow_async(once, 4, workflow_id="h", queue=q, deduplication_id="d")
+        with pytest.raises(QueueDeduplicatedError) as held:
+            await engine.start_workflow_async(
+                once, 5, workflow_id="refused", queue=q, deduplication_id="d"
+            )
+        assert (held.value.queue_name, held.value.deduplication_id) == ("dq", "d")
+        with pytest.raises(TypeError, match="JSON"):
+            await engine.start_workflow_async(once, {1, 2}, workflow_id="bad")
+
+    run(main())
+    assert runs == [1]
+    assert engine.get_workflow_status("refused") is None
+    assert engine.get_workflow_status("bad") is None
+    assert engine.get_workflow_status("h").status == Status.ENQUEUED
 
 
 # -- async steps: the options of sync steps ---------------------------------------------------
