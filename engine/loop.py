@@ -1,11 +1,12 @@
 """The engine's asyncio side: its own event-loop thread (recovered, queued and scheduled async
-workflows run there) and the few I/O threads that carry async workflows' database calls.
+workflows run there) and the few I/O threads that carry async workflows' reads.
 
-The store is synchronous (sqlite3, libpq). An async workflow must not block its loop, so each
-store call runs on one of a small, fixed set of I/O threads and the loop awaits it; the
-thread resolves the awaited future with ``loop.call_soon_threadsafe``. Concurrent calls from
-many workflows reach the group committer together from these threads and share its commits,
-so a waiting async workflow holds no thread and a thousand of them need no more than these.
+The store is synchronous (sqlite3, libpq). An async workflow must not block its loop: its
+writes (start, checkpoints, finish) join the group commit with ``submit_async`` and are
+resolved on the loop by the committing thread; the other store calls (reads, the rare paths)
+run on one of a small, fixed set of I/O threads and the loop awaits them, the thread resolving
+the future with ``loop.call_soon_threadsafe``. So a waiting async workflow holds no thread and a
+thousand of them need no more than these.
 """
 
 from __future__ import annotations
