@@ -30,23 +30,26 @@ class Workers:
         self.db, self.ledger, self.procs = db, ledger, {}
 
     def start(self, executor_id: str, heartbeat: float = 30.0, **env: str) -> subprocess.Popen:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "tests.apps.workerapp",
-                self.db.url,
-                self.db.schema,
-                str(self.ledger),
-                executor_id,
-                str(heartbeat),
-            ],
-            cwd=ROOT,
-            env={**os.environ, **env},
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        # stderr goes to a file: a pipe nobody reads fills (64 KB of retry warnings and
+        # tracebacks while a database restarts) and then blocks the worker's every log call.
+        with self.ledger.with_name(f"{executor_id}.stderr").open("a") as stderr:
+            proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "tests.apps.workerapp",
+                    self.db.url,
+                    self.db.schema,
+                    str(self.ledger),
+                    executor_id,
+                    str(heartbeat),
+                ],
+                cwd=ROOT,
+                env={**os.environ, **env},
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+                text=True,
+            )
         self.procs[executor_id] = proc
         return proc
 
@@ -68,6 +71,11 @@ class Workers:
                 proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 proc.kill()
+        # Shown by pytest only when the test failed: what each worker said last.
+        for executor_id in self.procs:
+            log = self.ledger.with_name(f"{executor_id}.stderr")
+            if log.exists():
+                print(f"--- {log.name} (last 4,000 characters)\n{log.read_text()[-4000:]}")
 
 
 @pytest.fixture
