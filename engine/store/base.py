@@ -88,7 +88,14 @@ class Store(abc.ABC):
         self._migrate_lock = threading.Lock()
         self._committer = groupcommit.GroupCommitter(
             lambda writes: self._retrying(lambda: self._execute_batch(writes)),
-            splittable=lambda exc: not self.is_transient(exc),
+            # Not a database that is down: that is everyone's error, and a batch that already
+            # outlived the retries (SystemDatabaseUnavailableError) must not retry each write
+            # alone for as long again, one after another.
+            splittable=lambda exc: (
+                not (
+                    self.is_transient(exc) or isinstance(exc, errors.SystemDatabaseUnavailableError)
+                )
+            ),
             on_batch=lambda size: self.metrics.commit_batch(size),
             leaders=self.commit_leaders,
             hedge_s=self.commit_hedge_s,
