@@ -16,6 +16,7 @@ class Run:
         "created_at",
         "deadline_armed",
         "done",
+        "ended",
         "name",
         "outcome",
         "parked",
@@ -32,6 +33,7 @@ class Run:
         self.stopped: str | None = None  # set by a cancel or a timeout seen in this process
         self.parked = False  # in a long durable sleep: no thread, a timer will resume it
         self.deadline_armed = False
+        self.ended = False  # set once, by the first end (see Runs.end)
         self.name = ""  # the workflow's registered name, and its row's creation (epoch ms):
         self.created_at = 0  # what metrics and traces report when it ends
 
@@ -56,11 +58,17 @@ class Runs:
     def __len__(self) -> int:
         return len(self._runs)
 
-    def end(self, workflow_id: str, run: Run) -> None:
-        """Forget ``run`` (unless another execution of the workflow replaced it meanwhile)."""
+    def end(self, workflow_id: str, run: Run) -> bool:
+        """Forget ``run`` (unless another execution of the workflow replaced it meanwhile).
+        False when it had ended already: a parked run can be ended by a cancel and by a
+        wake-up at the same moment, and only the first may report its end."""
         with self._lock:
+            if run.ended:
+                return False
+            run.ended = True
             if self._runs.get(workflow_id) is run:
                 del self._runs[workflow_id]
+            return True
 
     def ids(self) -> list[str]:
         with self._lock:

@@ -304,7 +304,8 @@ class Runtime:
         )
 
     def _end(self, workflow_id: str, run: Run, outcome: records.Outcome | None) -> None:
-        self._runs.end(workflow_id, run)
+        if not self._runs.end(workflow_id, run):
+            return  # ended already: its awaiters have its outcome, its end is counted
         run.outcome = outcome
         run.done.open()
         self._wakeups.fire(keys.done_key(workflow_id))

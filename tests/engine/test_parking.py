@@ -4,6 +4,8 @@ Postgres, a poll on SQLite), by a cancel and by a deadline."""
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 from engine import Client, Engine, Status, WorkflowCancelledError
@@ -84,3 +86,56 @@ def test_a_parked_receiver_is_cancelled_and_timed_out(engine: Engine, how: str) 
     with pytest.raises(WorkflowCancelledError):
         handle.get_result(timeout=60)
     assert engine.get_workflow_status(handle.workflow_id).status == Status.CANCELLED
+
+
+def test_a_wake_up_racing_the_cancel_of_a_parked_workflow_ends_it_once(
+    make_engine, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The cancel ends a parked run itself; a wake-up that arrives meanwhile (its stop key
+    fired, by NOTIFY on Postgres) ends it too. Whichever comes second must do nothing: one
+    finish line, one count in the metrics, the outcome that awaiters already have."""
+    import logging
+
+    from engine import signals
+
+    engine = make_engine("race", max_workflow_threads=1)  # one thread: wake-ups queue behind
+    entered, release = threading.Event(), threading.Event()
+
+    @engine.workflow(name="stuck")
+    def stuck(ctx):
+        return ctx.recv(timeout=LONG)
+
+    @engine.workflow(name="blocker")
+    def blocker(ctx):
+        return ctx.run_step(lambda: entered.set() or release.wait(60))
+
+    engine.launch()
+    handle = engine.start_workflow(stuck, workflow_id="race-1")
+    wait_until(lambda: engine.runtime.parked() == 1, 60, "the receiver parked")
+    engine.start_workflow(blocker)
+    assert entered.wait(60)  # the only thread is taken: a wake-up waits for it
+    store = engine._parts.store
+    read_outcome = store.get_workflow_outcome
+    raced: list[str] = []
+
+    def wake_first(workflow_id: str):  # type: ignore[no-untyped-def]
+        # The cancel reads the outcome to end the parked run: let the wake-up end it first.
+        if threading.current_thread() is threading.main_thread() and not raced:
+            raced.append(workflow_id)
+            engine._parts.wakeups.fire(signals.stop_key(workflow_id))
+            release.set()
+            wait_until(lambda: engine.runtime.active() == 0, 60, "the wake-up to end the run")
+        return read_outcome(workflow_id)
+
+    monkeypatch.setattr(store, "get_workflow_outcome", wake_first)
+    caplog.set_level(logging.INFO, logger="waymark")
+    engine.cancel_workflow("race-1")
+    assert raced == ["race-1"]
+    with pytest.raises(WorkflowCancelledError):
+        handle.get_result(timeout=60)
+    finished = [
+        r.getMessage()
+        for r in caplog.records
+        if getattr(r, "action", None) == "workflow.finish" and r.workflow_id == "race-1"
+    ]
+    assert finished == ["workflow race-1 finished: CANCELLED"]
