@@ -4,7 +4,8 @@ count, default 1,000,000).
 
 Seeds N finished three-step workflows straight into the system tables (one row each in
 workflow_status, three in operation_outputs), completed a day ago; measures W2 alone (quick
-runs, several); then runs garbage_collect(older_than=3600) in a thread while quick W2 runs
+runs, several, before the collection and again after it, so a machine that got busier or
+quieter meanwhile shows up on both sides); then runs garbage_collect(older_than=3600) in a thread while quick W2 runs
 follow one another, and reports the medians of both (a W2 run that was still going when the
 collection ended is not counted), so the slowdown is not one noisy sample against another."""
 
@@ -23,7 +24,7 @@ from bench import setup
 from engine import Client, Engine
 
 SEED_CHUNK = 50_000
-ALONE_RUNS = 5  # quick W2 runs before the collection
+ALONE_RUNS = 5  # quick W2 runs before the collection, and as many after it
 
 
 def _seed(target: setup.Target, n: int) -> None:
@@ -79,6 +80,7 @@ def gc_with_w2(
         if not done.is_set():  # this run was entirely inside the collection
             during.append(figure)
     gc_thread.join()
+    alone += [w2(target, True)["per_sec"] for _ in range(ALONE_RUNS)]
     alone_median = statistics.median(alone)
     during_median = statistics.median(during) if during else float("nan")
     return {
