@@ -5,9 +5,10 @@ count, default 1,000,000).
 Seeds N finished three-step workflows straight into the system tables (one row each in
 workflow_status, three in operation_outputs), completed a day ago; measures W2 alone (quick
 runs, several, before the collection and again after it, so a machine that got busier or
-quieter meanwhile shows up on both sides); then runs garbage_collect(older_than=3600) in a thread while quick W2 runs
-follow one another, and reports the medians of both (a W2 run that was still going when the
-collection ended is not counted), so the slowdown is not one noisy sample against another."""
+quieter meanwhile shows up on both sides); then runs garbage_collect(older_than=3600) in a
+thread while quick W2 runs follow one another, and reports the medians of both (a W2 run that
+was still going when the collection ended is not counted), so the slowdown is not one noisy
+sample against another."""
 
 from __future__ import annotations
 
