@@ -36,6 +36,13 @@ from tests.support import wait_until
 LONG = 300.0  # a wait that something else (a message, a cancel, shutdown) must cut short
 
 
+def capture_logs(caplog: pytest.LogCaptureFixture, level: int) -> None:
+    """Capture the engine's log lines from here on: what was logged before (an earlier engine's
+    launch, when an earlier test left the logger at INFO) is dropped."""
+    caplog.set_level(level, logger="waymark")
+    caplog.clear()
+
+
 def records(caplog: pytest.LogCaptureFixture, action: str) -> list[logging.LogRecord]:
     return [r for r in caplog.records if getattr(r, "action", None) == action]
 
@@ -178,7 +185,7 @@ def test_capacity_is_never_negative(make_engine) -> None:
 
 
 def test_a_finished_workflow_is_logged_with_its_status(engine: Engine, caplog) -> None:
-    caplog.set_level(logging.INFO, logger="waymark")
+    capture_logs(caplog, logging.INFO)
 
     @engine.workflow(name="ok")
     def ok(ctx) -> int:
@@ -202,7 +209,7 @@ def test_a_finished_workflow_is_logged_with_its_status(engine: Engine, caplog) -
 
 
 def test_an_async_workflows_end_is_logged_too(engine: Engine, caplog) -> None:
-    caplog.set_level(logging.INFO, logger="waymark")
+    capture_logs(caplog, logging.INFO)
 
     @engine.workflow(name="ok_async")
     async def ok_async(ctx) -> int:
@@ -216,7 +223,7 @@ def test_an_async_workflows_end_is_logged_too(engine: Engine, caplog) -> None:
 
 
 def test_no_finish_line_below_info(engine: Engine, caplog) -> None:
-    caplog.set_level(logging.WARNING, logger="waymark")
+    capture_logs(caplog, logging.WARNING)
 
     @engine.workflow(name="ok")
     def ok(ctx) -> int:
@@ -228,7 +235,7 @@ def test_no_finish_line_below_info(engine: Engine, caplog) -> None:
 
 
 def test_a_timeout_is_logged_and_cancels_naming_the_workflow(engine: Engine, caplog) -> None:
-    caplog.set_level(logging.INFO, logger="waymark")
+    capture_logs(caplog, logging.INFO)
 
     @engine.workflow(name="stuck")
     def stuck(ctx) -> None:
@@ -263,7 +270,7 @@ def test_a_deadline_passed_while_nobody_ran_it_cancels_at_recovery(make_engine, 
     rewind(db, "od-1", keep_steps=0)
     db.raw("UPDATE workflow_status SET workflow_deadline_epoch_ms = 1 WHERE workflow_uuid = 'od-1'")
 
-    caplog.set_level(logging.INFO, logger="waymark")
+    capture_logs(caplog, logging.INFO)
     again = make_engine("overdue", application_version="v1")
     again.register_workflow(quick, name="quick")
     again.launch()
@@ -289,7 +296,7 @@ def test_unrunnable_rows_are_logged_and_failed_with_the_reason(make_engine, db, 
     db.raw("UPDATE workflow_status SET name = 'vanished' WHERE workflow_uuid = 'unknown-name'")
     db.raw("UPDATE workflow_status SET inputs = '{not json' WHERE workflow_uuid = 'corrupt-input'")
 
-    caplog.set_level(logging.INFO, logger="waymark")
+    capture_logs(caplog, logging.INFO)
     again = make_engine("bad", application_version="v1")
     again.register_workflow(known, name="known")
     again.launch()
@@ -339,7 +346,7 @@ def test_launch_counts_what_it_resumed(make_engine, db, caplog) -> None:
     engine.shutdown()
     db.raw("UPDATE workflow_status SET name = 'vanished' WHERE workflow_uuid = 'r-2'")
 
-    caplog.set_level(logging.INFO, logger="waymark")
+    capture_logs(caplog, logging.INFO)
     reg = CollectorRegistry()
     again, limited = recovery_app(make_engine, metrics=metrics.Metrics(reg))
     again.launch()
@@ -361,7 +368,7 @@ def test_recovery_up_to_the_limit_still_runs_past_it_sets_aside(make_engine, db,
     db.raw("UPDATE workflow_status SET recovery_attempts = 1 WHERE workflow_uuid = 'at-limit'")
     db.raw("UPDATE workflow_status SET recovery_attempts = 2 WHERE workflow_uuid = 'past-limit'")
 
-    caplog.set_level(logging.INFO, logger="waymark")
+    capture_logs(caplog, logging.INFO)
     again, _ = recovery_app(make_engine)
     again.launch()
     assert again.retrieve_workflow("at-limit").get_result(timeout=30) == 2
@@ -434,7 +441,7 @@ def test_a_woken_workflow_holds_a_thread_again(make_engine) -> None:
 
 
 def test_a_parked_workflow_taken_over_meanwhile_stops_here(engine: Engine, db, caplog) -> None:
-    caplog.set_level(logging.INFO, logger="waymark")
+    capture_logs(caplog, logging.INFO)
     ran: list[str] = []
 
     @engine.workflow(name="receiver")
@@ -478,7 +485,7 @@ def test_a_cancelled_parked_workflow_ends_at_once_for_awaiters_here(make_engine,
     # One workflow thread, taken by a blocker: a wake-up (the cancel's stop key, NOTIFY on
     # Postgres) waits in the pool's queue, so only the cancel itself can end the parked run.
     engine: Engine = make_engine("cancel-parked", max_workflow_threads=1)
-    caplog.set_level(logging.INFO, logger="waymark")
+    capture_logs(caplog, logging.INFO)
     entered, release = threading.Event(), threading.Event()
 
     @engine.workflow(name="receiver")
@@ -637,7 +644,7 @@ def test_a_workflow_that_loses_the_database_pauses_and_resumes_later(
 
     store = engine._parts.store
     failed = fail_once(monkeypatch, store, record, lambda step, _executor: step.step_id == 1)
-    caplog.set_level(logging.INFO, logger="waymark")
+    capture_logs(caplog, logging.INFO)
     engine.launch()
     handle = engine.start_workflow(two, workflow_id="lost-1")
     wait_until(lambda: records(caplog, "workflow.db_lost"), 30, "the workflow to pause")
@@ -672,7 +679,7 @@ def test_a_resume_that_loses_the_database_again_is_retried(
     store = engine._parts.store
     fail_once(monkeypatch, store, "record_step", lambda step, _executor: True)
     claims = fail_once(monkeypatch, store, "claim_recovery", lambda *_: True)
-    caplog.set_level(logging.INFO, logger="waymark")
+    capture_logs(caplog, logging.INFO)
     engine.launch()
     handle = engine.start_workflow(one, workflow_id="again-1")
     wait_until(lambda: lost_db.scheduled, 30, "the resume to be scheduled")
@@ -708,7 +715,7 @@ def test_a_failed_final_write_is_logged_and_ends_the_run(
 
     monkeypatch.setattr(engine._parts.store, "finish_workflow", broken)
     monkeypatch.setattr(engine._parts.store, "finish_workflow_async", broken)
-    caplog.set_level(logging.INFO, logger="waymark")
+    capture_logs(caplog, logging.INFO)
     engine.launch()
     handle = engine.start_workflow(wf, workflow_id="unf-1")
     awaiter, got = await_in_thread(monkeypatch, engine, handle, release)
@@ -898,7 +905,7 @@ def test_a_woken_workflow_whose_row_cannot_run_any_more_ends_here(
     """Waking replays from the row as it is now: one that can no longer run (renamed, corrupt,
     recovered too often elsewhere, past its deadline) ends, its awaiters here hear of it, and
     its end is logged with the status it ended in."""
-    caplog.set_level(logging.INFO, logger="waymark")
+    capture_logs(caplog, logging.INFO)
 
     @engine.workflow(name="receiver", max_recovery_attempts=2)
     def receiver(ctx, x) -> str:
@@ -956,7 +963,7 @@ def test_take_over_waits_for_the_end_or_the_park_and_explains_what_it_did_not_ta
     worker.send(parks.workflow_id, "x", "go")
     assert parks.get_result(timeout=60) == "x"
 
-    caplog.set_level(logging.INFO, logger="waymark")
+    capture_logs(caplog, logging.INFO)
     worker.take_over(done.workflow_id, "dispatcher")  # a duplicate hand-off
     worker.take_over("nobody", "dispatcher")
     (duplicate,) = records(caplog, "handoff.duplicate")
