@@ -118,3 +118,8 @@ def serve(
                 f"{command(port)[:4]} not ready after {limit:.0f} s:\n{log.read_text()[-4000:]}"
             )
     raise AssertionError(f"{command(0)[:4]} kept exiting at start:\n{log.read_text()[-4000:]}")
+
+
+# A time on the console: the time of day, with the date when it is not today (a test run
+# shortly before midnight UTC sees tomorrow's date on anything an hour ahead).
+CLOCK = r"(?:\d{4}-\d\d-\d\d )?\d\d:\d\d:\d\d UTC"

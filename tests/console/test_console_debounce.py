@@ -13,6 +13,7 @@ import tests.console.console_site as site
 from tests.console.test_console_content import text_of
 from tests.console.test_console_incident import detail, now_line
 from tests.console.test_console_operate import user
+from tests.support import CLOCK
 
 KEY = "user <b>7</b>"
 
@@ -38,7 +39,7 @@ def test_a_debounced_workflow_shows_its_key_and_start(debounced) -> None:
     workflow_id = debounced
     line = html.unescape(now_line(workflow_id))
     assert re.search(
-        r"debounced \(key “user <b>7</b>”\): starts at \d\d:\d\d:\d\d UTC \(in [\d.]+ (min|h)\) "
+        rf"debounced \(key “user <b>7</b>”\): starts at {CLOCK} \(in [\d.]+ (min|h)\) "
         r"with the latest input",
         line,
     ), line

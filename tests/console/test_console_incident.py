@@ -17,7 +17,7 @@ from console.models import Workflow
 from engine import Client
 from tests.console.test_console_content import text_of
 from tests.console.test_console_operate import app, start_blocked, user  # noqa: F401
-from tests.support import wait_until
+from tests.support import CLOCK, wait_until
 
 
 def detail(workflow_id: str, rest: str = "") -> str:
@@ -127,11 +127,11 @@ def now_line(workflow_id: str) -> str:
 
 def test_now_says_what_every_unfinished_workflow_is_doing(busy) -> None:
     web = user("viewer")
-    assert re.search(r"sleeping until \d\d:\d\d:\d\d UTC \(in [\d.]+ (min|h)\)", now_line("nap/1"))
+    assert re.search(rf"sleeping until {CLOCK} \(in [\d.]+ (min|h)\)", now_line("nap/1"))
     assert "on local" in now_line("nap/1")
     listen = now_line("listen-1")
     assert "waiting for a message on topic “go” since" in listen and "timeout at" in listen
-    assert re.search(r"timeout at \d\d:\d\d:\d\d UTC \(in [\d.]+ min\)", listen)
+    assert re.search(rf"timeout at {CLOCK} \(in [\d.]+ min\)", listen)
     watch = now_line("watch-1")
     assert "waiting for an event: key “k” of workflow nobody since" in watch
     parent = now_line("parent-1")
@@ -141,7 +141,7 @@ def test_now_says_what_every_unfinished_workflow_is_doing(busy) -> None:
         now_line("queued-1")
     )
     assert "1 ahead of it" in now_line("queued-2")
-    assert re.search(r"delayed until \d\d:\d\d:\d\d UTC \(in [\d.]+ (min|h)\)", now_line("later-1"))
+    assert re.search(rf"delayed until {CLOCK} \(in [\d.]+ (min|h)\)", now_line("later-1"))
     assert "stranded: no live executor runs version v-gone" in now_line("gone-1")
 
     # The list has the short form as a column; finished workflows have none.
@@ -217,7 +217,7 @@ def test_a_sleep_is_drawn_to_its_wake_up_time_and_breaks_never_cover_a_working_s
     prep = next(b for b in timeline.bars if b.name == "prep")
     assert sleep.tick == pytest.approx(100.0, abs=0.01)  # the wake-up is the timeline's end
     assert sleep.left + sleep.width == pytest.approx(100.0, abs=0.01)
-    assert re.fullmatch(r"wakes \d\d:\d\d:\d\d UTC", sleep.wake_label)
+    assert re.fullmatch(rf"wakes {CLOCK}", sleep.wake_label)
     assert timeline.end_ms - timeline.start_ms >= 3_599_000  # an hour, not "until now"
     assert len(timeline.breaks) == 1
     (gap,) = timeline.breaks
@@ -226,7 +226,7 @@ def test_a_sleep_is_drawn_to_its_wake_up_time_and_breaks_never_cover_a_working_s
     body = text_of(page)
     assert sleep.wake_label in body and "idle," in body and "Compressed" in body
     step_page = text_of(user("viewer").get(detail("nap/1", "steps/2/")))
-    assert re.search(r"wakes at \d\d:\d\d:\d\d UTC", step_page)
+    assert re.search(rf"wakes at {CLOCK}", step_page)
     assert re.search(r"Started \d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+ UTC", step_page)
 
 
