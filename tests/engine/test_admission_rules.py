@@ -21,7 +21,7 @@ from opentelemetry import trace
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
 from engine import attributes as attrs
-from engine import clock, errors, signals
+from engine import errors, signals
 from engine.admission import (
     UNCHANGED,
     Admission,
@@ -37,8 +37,8 @@ from engine.queues import INTERNAL_QUEUE, Queue
 from engine.registry import Registry
 from engine.store import Store, connect, records
 from tests.conftest import Database
+from tests.store.test_store_rules import NOW, Clock, now  # noqa: F401  (a fixture)
 
-NOW = 1_700_000_000_000
 VERSION = "v-admission"
 EXECUTOR = "exec-1"
 TRACE_ID = 0x0AF7651916CD43DD8448EB211C80319C
@@ -90,21 +90,6 @@ class Setup:
 
     def count(self) -> int:
         return len(self.db.raw("SELECT workflow_uuid FROM workflow_status"))
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = NOW
-
-    def __call__(self) -> int:
-        return self.now
-
-
-@pytest.fixture
-def now(monkeypatch: pytest.MonkeyPatch) -> Clock:
-    frozen = Clock()
-    monkeypatch.setattr(clock, "now_ms", frozen)
-    return frozen
 
 
 @pytest.fixture

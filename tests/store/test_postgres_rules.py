@@ -23,9 +23,8 @@ from engine import clock, signals
 from engine.store import base, postgres, records
 from engine.store.pgwire import Wire, _encode, positional
 from tests.conftest import IN_CI, PG_URL, drop_schema, postgres_unavailable
+from tests.store.test_store_rules import NOW, new
 from tests.support import wait_until
-
-NOW = 1_700_000_000_000
 
 
 @pytest.fixture
@@ -47,20 +46,6 @@ def pg(schema: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[postgres.Postgr
     store.ready()
     yield store
     store.close()
-
-
-def new(workflow_id: str, **fields: Any) -> records.NewWorkflow:
-    given: dict[str, Any] = {
-        "workflow_id": workflow_id,
-        "name": "wf",
-        "inputs": '"in"',
-        "status": "PENDING",
-        "application_version": "v1",
-        "application_id": "app",
-        "executor_id": "exec-1",
-        "started_at": NOW,
-    }
-    return records.NewWorkflow(**{**given, **fields})
 
 
 # -- pgwire --------------------------------------------------------------------------------------
