@@ -374,7 +374,7 @@ def test_recovery_up_to_the_limit_still_runs_past_it_sets_aside(make_engine, db,
     assert again.retrieve_workflow("at-limit").get_result(timeout=30) == 2
     with pytest.raises(MaxRecoveryAttemptsExceededError) as info:
         again.retrieve_workflow("past-limit").get_result(timeout=30)
-    assert info.value.workflow_id == "past-limit"
+    assert (info.value.workflow_id, info.value.attempts) == ("past-limit", 2)
     # The stored error counts the recoveries it had before this refused one.
     message = (
         "workflow 'past-limit' exceeded its maximum recovery attempts after 2 recoveries; "
@@ -383,6 +383,7 @@ def test_recovery_up_to_the_limit_still_runs_past_it_sets_aside(make_engine, db,
     status = again.get_workflow_status("past-limit")
     assert status is not None and status.status == Status.MAX_RECOVERY_ATTEMPTS_EXCEEDED
     assert status.error == {"name": "MaxRecoveryAttemptsExceededError", "message": message}
+    assert str(info.value) == message  # the awaiter reads what was stored
     (line,) = records(caplog, "workflow.dead_letter")
     assert line.getMessage() == message and line.workflow_id == "past-limit"
     assert line.levelno == logging.ERROR
