@@ -101,7 +101,13 @@ class Worker:
                     log.exception("worker pass failed", extra={"action": "worker.failed"})
             return
         while not self._stopping.is_set():
-            with self._wakeups.watch(keys.ENQUEUED, keys.FREED) as woken:
+            # A freed thread is worth waking up for only while work is held back for lack of
+            # one (as the last pass found); watching FREED always woke this thread at the end
+            # of every run here, a thread hand-off per workflow for nothing. (A queue with a
+            # shared limit counts as holding work back from its first pass on.)
+            held_back = any(self._more.values())
+            watched = (keys.ENQUEUED, keys.FREED) if held_back else (keys.ENQUEUED,)
+            with self._wakeups.watch(*watched) as woken:
                 enqueues = self._wakeups.enqueues
                 try:
                     claimed = self.run_once()

@@ -1,0 +1,79 @@
+"""What wakes the worker loop (engine/worker.py), on both backends.
+
+The loop's poll interval is stretched to an hour here, so anything that happens within a test
+happened because of a wake-up, not a poll: a thread freed while a queue's work is held back
+must start that work at once, and a run ending while nothing is held back must not wake the
+loop at all (it used to: one thread hand-off per workflow, for a pass that claims nothing).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+
+from engine import Engine, signals
+from engine import worker as worker_mod
+from engine.wakeups import Wakeups
+
+HOUR = 3600.0
+
+
+@pytest.fixture
+def hourly_polls(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every worker made from here on polls once an hour."""
+    init = worker_mod.Worker.__init__
+
+    def patient_init(self: worker_mod.Worker, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        self.poll_interval = HOUR
+
+    monkeypatch.setattr(worker_mod.Worker, "__init__", patient_init)
+
+
+def test_a_freed_thread_starts_the_work_its_queue_held_back(make_engine, hourly_polls) -> None:
+    engine: Engine = make_engine()
+    one_at_a_time = engine.queue("single", worker_concurrency=1)
+
+    @engine.workflow(name="quick")
+    def quick(ctx, x):
+        return x * 2
+
+    engine.launch()
+    handles = [engine.start_workflow(quick, i, queue=one_at_a_time) for i in range(4)]
+    # Each ending run frees the queue's one slot; only that wake-up can start the next.
+    assert [h.get_result(timeout=30) for h in handles] == [0, 2, 4, 6]
+
+
+def test_runs_ending_with_nothing_held_back_leave_the_worker_asleep(
+    make_engine, hourly_polls, monkeypatch
+) -> None:
+    """The worker watches FREED only while a queue holds work back: otherwise every run ending
+    here would wake it for nothing (it would find no reason for a pass and sleep again)."""
+    watched: list[tuple[str, ...]] = []
+    watch = Wakeups.watch
+
+    def recording_watch(self: Wakeups, *keys: str) -> Any:
+        if threading.current_thread().name == "waymark-worker":
+            watched.append(keys)
+        return watch(self, *keys)
+
+    monkeypatch.setattr(Wakeups, "watch", recording_watch)
+    engine: Engine = make_engine()
+    one_at_a_time = engine.queue("single", worker_concurrency=1)
+
+    @engine.workflow(name="direct")
+    def direct(ctx, x):
+        return x + 1
+
+    engine.launch()
+    assert [engine.start_workflow(direct, i).get_result(timeout=30) for i in range(5)] == [
+        1, 2, 3, 4, 5,
+    ]  # fmt: skip
+    assert watched and all(signals.FREED not in keys for keys in watched)
+    assert all(signals.ENQUEUED in keys for keys in watched)
+    # A queue that filled its room: now a freed thread is worth a wake-up.
+    handles = [engine.start_workflow(direct, i, queue=one_at_a_time) for i in range(3)]
+    assert [h.get_result(timeout=30) for h in handles] == [1, 2, 3]
+    assert any(signals.FREED in keys for keys in watched)
