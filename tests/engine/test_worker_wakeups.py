@@ -18,6 +18,7 @@ from engine import worker as worker_mod
 from engine.wakeups import Wakeups
 
 HOUR = 3600.0
+LONG = 300.0  # a wait that a message must cut short
 
 
 @pytest.fixture
@@ -77,3 +78,25 @@ def test_runs_ending_with_nothing_held_back_leave_the_worker_asleep(
     handles = [engine.start_workflow(direct, i, queue=one_at_a_time) for i in range(3)]
     assert [h.get_result(timeout=30) for h in handles] == [1, 2, 3]
     assert any(signals.FREED in keys for keys in watched)
+
+
+def test_a_workflow_parking_frees_its_thread_for_queued_work(make_engine, hourly_polls) -> None:
+    """One workflow thread: a queued workflow starts when the one holding the thread parks
+    (waits for a message without a thread), not at the next poll an hour later."""
+    engine: Engine = make_engine(max_workflow_threads=1)
+    jobs = engine.queue("jobs")
+
+    @engine.workflow(name="waiter")
+    def waiter(ctx):
+        return ctx.recv("go", timeout=LONG)
+
+    @engine.workflow(name="quick")
+    def quick(ctx, x):
+        return x * 2
+
+    engine.launch()
+    parked = engine.start_workflow(waiter, queue=jobs)
+    queued = [engine.start_workflow(quick, i, queue=jobs) for i in range(3)]
+    assert [h.get_result(timeout=30) for h in queued] == [0, 2, 4]
+    engine.send(parked.workflow_id, "now", topic="go")
+    assert parked.get_result(timeout=30) == "now"
