@@ -116,8 +116,8 @@ def tagged(make_engine, db):
     site.point_engine_database(db)
     for wid, attrs in (
         ("a-str", {"customer": "42", "region": "eu"}),
-        ("a-int", {"customer": 42}),
-        ("a-other", {"customer": "7"}),
+        ("a-int", {"customer": 42, "vip": True, "score": 1.5}),
+        ("a-other", {"customer": "7", "vip": "true", "score": "1.5"}),
         ("a-none", None),
     ):
         engine.start_workflow(tagged_wf, 1, workflow_id=wid, attributes=attrs).get_result(
@@ -143,6 +143,11 @@ def test_the_list_filters_by_attribute(tagged) -> None:
     assert listed(web.get("/workflows/?attr.customer=42&attr.region=eu").content) == {"a-str"}
     assert listed(web.get("/workflows/?attr.stage=done&attr.customer=7").content) == {"a-other"}
     assert listed(web.get("/workflows/?attr.customer=nobody").content) == set()
+    # A value that spells a boolean or a float matches it, and the string it is.
+    assert listed(web.get("/workflows/?attr.vip=true").content) == {"a-int", "a-other"}
+    assert listed(web.get("/workflows/?attr.score=1.5").content) == {"a-int", "a-other"}
+    assert listed(web.get("/workflows/?attr.vip=1").content) == set()  # not True's number
+    assert listed(web.get("/workflows/?attr.customer=%2242%22").content) == set()  # '"42"'
 
 
 @pytest.mark.parametrize(
