@@ -115,7 +115,7 @@ def tagged(make_engine, db):
     engine.launch()
     site.point_engine_database(db)
     for wid, attrs in (
-        ("a-str", {"customer": "42", "region": "eu"}),
+        ("a-str", {"customer": "42", "region": "eu", "city": "Zürich"}),
         ("a-int", {"customer": 42, "vip": True, "score": 1.5}),
         ("a-other", {"customer": "7", "vip": "true", "score": "1.5"}),
         ("a-none", None),
@@ -143,6 +143,7 @@ def test_the_list_filters_by_attribute(tagged) -> None:
     assert listed(web.get("/workflows/?attr.customer=42&attr.region=eu").content) == {"a-str"}
     assert listed(web.get("/workflows/?attr.stage=done&attr.customer=7").content) == {"a-other"}
     assert listed(web.get("/workflows/?attr.customer=nobody").content) == set()
+    assert listed(web.get("/workflows/", {"attr.city": "Zürich"}).content) == {"a-str"}
     # A value that spells a boolean or a float matches it, and the string it is.
     assert listed(web.get("/workflows/?attr.vip=true").content) == {"a-int", "a-other"}
     assert listed(web.get("/workflows/?attr.score=1.5").content) == {"a-int", "a-other"}

@@ -316,6 +316,27 @@ def test_the_admin_role_cannot_change_a_superuser_or_its_password() -> None:
     assert root.is_superuser and root.is_active and root.check_password(STRONG)
 
 
+def test_the_admin_role_cannot_touch_a_user_holding_more_than_it_does() -> None:
+    """More power held through a group or given directly: either puts the account out of
+    the admin role's reach (it could otherwise disable or delete its betters)."""
+    from django.contrib.auth.models import Permission
+
+    beyond = Permission.objects.get(codename="delete_user")  # the admin role lacks it
+    powerful, _ = Group.objects.get_or_create(name="sec-powerful")
+    powerful.permissions.set([beyond])
+    by_group = account("sec-by-group", None, is_staff=True)
+    by_group.groups.set([powerful])
+    directly = account("sec-directly", None, is_staff=True)
+    directly.user_permissions.set([beyond])
+    web = logged_in(account("role-admin", "admin"))
+    for stronger in (by_group, directly):
+        change = f"/admin/auth/user/{stronger.pk}/change/"
+        assert web.post(change, change_form(stronger, is_active="")).status_code == 403
+        delete = f"/admin/auth/user/{stronger.pk}/delete/"
+        assert web.post(delete, {"post": "yes"}).status_code == 403
+        assert reload(stronger).is_active
+
+
 def test_the_admin_role_manages_lesser_users_and_a_superuser_can_do_everything() -> None:
     me = account("role-admin", "admin")
     viewer = account("sec-managed", "viewer")
