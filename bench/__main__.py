@@ -74,8 +74,8 @@ def main() -> None:
 
 def _median(runs: list[dict[str, Any]]) -> dict[str, Any]:
     median = dict(runs[0])
-    for key in ("seconds", "per_sec", "ms_each", "ms_per_step"):
-        if key in median:
+    for key in ("seconds", "per_sec", "ms_each", "ms_per_step", "python_cpu_us", "db_cpu_us"):
+        if median.get(key) is not None:
             median[key] = round(statistics.median(r[key] for r in runs), 4)
     return median
 

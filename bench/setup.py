@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import psycopg
 
+from bench.cpu import CpuMeter
+
 PG_URL = os.environ.get("WAYMARK_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
@@ -75,8 +77,9 @@ def _floor_one_pg(conn: psycopg.Connection, wid: str) -> None:  # type: ignore[t
     conn.execute("UPDATE wf SET status = 'SUCCESS', output = '3' WHERE id = %s", (wid,))
 
 
-def floor(backend: str, n: int, threads: int) -> float:
-    """Seconds for ``n`` bare 3-step workflows (5 autocommitted, fsynced writes each)."""
+def floor(backend: str, n: int, threads: int, meter: CpuMeter | None = None) -> float:
+    """Seconds for ``n`` bare 3-step workflows (5 autocommitted, fsynced writes each);
+    ``meter`` (entered before the call) measures the CPU of the timed part."""
     with tempfile.TemporaryDirectory(prefix="waymark-floor-") as folder:
         schema = f"floor_{uuid.uuid4().hex[:12]}"
         if backend == "sqlite":
@@ -113,12 +116,16 @@ def floor(backend: str, n: int, threads: int) -> float:
                     one(conns[t], f"{t}-{i}")  # type: ignore[arg-type]
 
             workers = [threading.Thread(target=run, args=(t,)) for t in range(threads)]
+            if meter is not None:
+                meter.start()
             started = time.perf_counter()
             for w in workers:
                 w.start()
             for w in workers:
                 w.join()
             elapsed = time.perf_counter() - started
+            if meter is not None:
+                meter.stop(per_thread * threads)
             for c in conns:
                 c.close()  # type: ignore[attr-defined]
             return elapsed * n / (per_thread * threads)

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bench import console_w7, gc_bench, partitions, schedules_bench, setup, waits
+from bench.cpu import CpuMeter
 from bench.report import Progress, figures
 from engine import Engine
 
@@ -63,6 +64,12 @@ def w1_serial_latency(target: setup.Target, quick: bool) -> dict[str, Any]:
 
 
 def w2_throughput(target: setup.Target, quick: bool) -> dict[str, Any]:
+    with CpuMeter(_server(target)) as meter:
+        found = _w2(target, quick, meter)
+    return {**found, **meter.figures}
+
+
+def _w2(target: setup.Target, quick: bool, meter: CpuMeter) -> dict[str, Any]:
     n, clients = (500 if quick else 2000), 16
     engine, wf = _engine(target, "bench-w2", threads=clients)
     try:
@@ -77,12 +84,14 @@ def w2_throughput(target: setup.Target, quick: bool) -> dict[str, Any]:
                 progress.tick()
 
         threads = [threading.Thread(target=client, args=(c,)) for c in range(clients)]
+        meter.start()
         started = time.perf_counter()
         for t in threads:
             t.start()
         for t in threads:
             t.join()
         elapsed = time.perf_counter() - started
+        meter.stop(per_client * clients)
     finally:
         engine.shutdown()
     return figures("W2", per_client * clients, elapsed, clients=clients)
@@ -201,7 +210,13 @@ def floor_serial(target: setup.Target, quick: bool) -> dict[str, Any]:
 
 def floor_concurrent(target: setup.Target, quick: bool) -> dict[str, Any]:
     n = 480 if quick else 2000
-    return figures("floor-16", n, setup.floor(target.backend, n, 16), clients=16)
+    with CpuMeter(_server(target)) as meter:
+        seconds = setup.floor(target.backend, n, 16, meter)
+    return figures("floor-16", n, seconds, clients=16, **meter.figures)
+
+
+def _server(target: setup.Target) -> str | None:
+    return target.url if target.backend == "postgres" else None
 
 
 WORKLOADS: dict[str, Callable[[setup.Target, bool], dict[str, Any]]] = {
