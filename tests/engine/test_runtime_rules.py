@@ -1042,3 +1042,51 @@ def test_starts_queue_waits_and_ends_are_reported_to_the_metrics(make_engine, db
     wait_until(finished(3), 30, "the resumed end counted")
     assert sample("waymark_workflows_started_total", workflow="job") == 2
     assert sample("waymark_recoveries_total") == 1
+
+
+def test_launch_counts_a_resumed_async_workflow_too(make_engine, db, caplog) -> None:
+    def app() -> tuple[Engine, Any]:
+        engine: Engine = make_engine("rec-async", application_version="v1")
+
+        @engine.workflow(name="doubled")
+        async def doubled(ctx, x):
+            return await ctx.run_step_async(lambda: x * 2)
+
+        return engine, doubled
+
+    engine, doubled = app()
+    engine.launch()
+    engine.start_workflow(doubled, 4, workflow_id="async-r").get_result(timeout=30)
+    rewind(db, "async-r", keep_steps=0)
+    engine.shutdown()
+
+    capture_logs(caplog, logging.INFO)
+    again, _ = app()
+    again.launch()
+    (launched,) = records(caplog, "engine.launch")
+    assert launched.recovered == 1  # started on a loop, counted like a thread's
+    assert again.retrieve_workflow("async-r").get_result(timeout=30) == 8
+
+
+def test_a_coroutine_awaiting_a_run_here_wakes_at_its_end(engine: Engine) -> None:
+    """Awaited from a coroutine with no timeout, a workflow running in this process is
+    waited for on its end signal alone: nothing polls for it."""
+    gate = threading.Event()
+
+    @engine.workflow(name="gated")
+    def gated(ctx):
+        ctx.run_step(lambda: gate.wait(LONG))
+        return "through"
+
+    engine.launch()
+    handle = engine.start_workflow(gated)
+
+    async def main() -> Any:
+        waiting = asyncio.ensure_future(handle.get_result_async())
+        for _ in range(3):  # let it register and find the run still going
+            await asyncio.sleep(0)
+        assert not waiting.done()
+        gate.set()
+        return await asyncio.wait_for(waiting, 30)
+
+    assert asyncio.run(main()) == "through"
