@@ -1,8 +1,8 @@
 """Where a run's CPU goes: this process, and the Postgres backends that served it.
 
-W2 and the concurrent floor share two cores with the Postgres server, so their throughput is
-set by the CPU each workflow costs on both sides. The backends are found by the
-application_name their connections carry (``PGAPPNAME``, read by libpq when a connection
+W2 and the concurrent floor share two cores with the Postgres server: the CPU each workflow
+costs on both sides tells whether a run was bound by CPU or by waiting. The backends are found
+by the application_name their connections carry (``PGAPPNAME``, read by libpq when a connection
 opens), and their CPU read from /proc: only for a server on this machine, else None.
 """
 
