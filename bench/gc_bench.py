@@ -62,7 +62,11 @@ def gc_with_w2(
     started = time.perf_counter()
     _seed(target, n)
     seeded_s = time.perf_counter() - started
-    alone = [w2(target, True)["per_sec"] for _ in range(ALONE_RUNS)]
+
+    def alone_runs() -> list[float]:
+        return [w2(target, True)["per_sec"] for _ in range(ALONE_RUNS)]
+
+    alone = alone_runs()
     done = threading.Event()
     result: dict[str, float] = {}
 
@@ -81,7 +85,7 @@ def gc_with_w2(
         if not done.is_set():  # this run was entirely inside the collection
             during.append(figure)
     gc_thread.join()
-    alone += [w2(target, True)["per_sec"] for _ in range(ALONE_RUNS)]
+    alone += alone_runs()
     alone_median = statistics.median(alone)
     during_median = statistics.median(during) if during else float("nan")
     return {

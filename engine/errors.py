@@ -56,6 +56,12 @@ class MaxRecoveryAttemptsExceededError(EngineError):
         self.workflow_id = workflow_id
         self.attempts = attempts
 
+    @classmethod
+    def set_aside(cls, workflow_id: str, claims: int) -> MaxRecoveryAttemptsExceededError:
+        """The error of a workflow set aside when its row counted ``claims`` recovery claims:
+        the last, refused claim is counted there too, so it had one recovery fewer."""
+        return cls(workflow_id, claims - 1)
+
     def __str__(self) -> str:
         detail = f" after {self.attempts} recoveries" if self.attempts is not None else ""
         return (

@@ -33,9 +33,9 @@ def value_of(workflow_id: str, outcome: records.Outcome) -> Any:
     if status == Status.CANCELLED:
         raise errors.WorkflowCancelledError(workflow_id)
     if status == Status.MAX_RECOVERY_ATTEMPTS_EXCEEDED:
-        # The row counts the refused claim too; the error counts the recoveries that ran, as
-        # the stored error does (Runtime._set_aside).
-        raise errors.MaxRecoveryAttemptsExceededError(workflow_id, outcome.recovery_attempts - 1)
+        raise errors.MaxRecoveryAttemptsExceededError.set_aside(
+            workflow_id, outcome.recovery_attempts
+        )
     raise errors.EngineError(f"workflow {workflow_id!r} has unexpected status {status!r}")
 
 

@@ -367,7 +367,7 @@ class Runtime:
         self._wakeups.fire(keys.stop_key(workflow_id))
 
     def _set_aside(self, workflow_id: str, attempts: int, run: Run | None) -> None:
-        error = errors.MaxRecoveryAttemptsExceededError(workflow_id, attempts - 1)
+        error = errors.MaxRecoveryAttemptsExceededError.set_aside(workflow_id, attempts)
         self._store.set_status_if_pending(
             workflow_id,
             Status.MAX_RECOVERY_ATTEMPTS_EXCEEDED.value,

@@ -37,6 +37,15 @@ def postgres_unavailable() -> str | None:
     return _pg_error
 
 
+def require_postgres() -> None:
+    """Skip the test when Postgres is unreachable; with CI=true, fail it instead."""
+    reason = postgres_unavailable()
+    if reason:
+        if IN_CI:
+            pytest.fail(f"{reason} (CI=true: Postgres tests are required)")
+        pytest.skip(reason)
+
+
 class Database:
     """One fresh system database: a SQLite file, or a Postgres schema of its own."""
 
@@ -71,11 +80,7 @@ def db(
         path = tmp_path_factory.mktemp("db") / "waymark.sqlite3"
         yield Database("sqlite", f"sqlite:///{path}", "waymark")
         return
-    reason = postgres_unavailable()
-    if reason:
-        if IN_CI:
-            pytest.fail(f"{reason} (CI=true: Postgres tests are required)")
-        pytest.skip(reason)
+    require_postgres()
     schema = f"t_{uuid.uuid4().hex[:16]}"
     yield Database("postgres", PG_URL, schema)
     drop_schema(schema)

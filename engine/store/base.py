@@ -92,9 +92,8 @@ class Store(abc.ABC):
             # outlived the retries (SystemDatabaseUnavailableError) must not retry each write
             # alone for as long again, one after another.
             splittable=lambda exc: (
-                not (
-                    self.is_transient(exc) or isinstance(exc, errors.SystemDatabaseUnavailableError)
-                )
+                not self.is_transient(exc)
+                and not isinstance(exc, errors.SystemDatabaseUnavailableError)
             ),
             on_batch=lambda size: self.metrics.commit_batch(size),
             leaders=self.commit_leaders,

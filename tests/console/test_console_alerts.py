@@ -355,13 +355,9 @@ def console_db(request, clean_alerts) -> Iterator[str]:
     import psycopg
 
     from console.dburl import database_config
-    from tests.conftest import IN_CI, PG_URL, postgres_unavailable
+    from tests.conftest import PG_URL, require_postgres
 
-    reason = postgres_unavailable()
-    if reason:
-        if IN_CI:
-            pytest.fail(reason)
-        pytest.skip(reason)
+    require_postgres()
     schema = f"c_{uuid.uuid4().hex[:16]}"
     with psycopg.connect(PG_URL, autocommit=True) as conn:
         conn.execute(f'CREATE SCHEMA "{schema}"'.encode())

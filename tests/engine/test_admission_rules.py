@@ -37,7 +37,7 @@ from engine.queues import INTERNAL_QUEUE, Queue
 from engine.registry import Registry
 from engine.store import Store, connect, records
 from tests.conftest import Database
-from tests.store.test_store_rules import NOW, Clock, now  # noqa: F401  (a fixture)
+from tests.store.test_store_rules import NOW, Clock, now, row  # noqa: F401  (now: a fixture)
 
 VERSION = "v-admission"
 EXECUTOR = "exec-1"
@@ -109,27 +109,8 @@ def traced() -> Iterator[None]:
 
 def running(workflow_id: str, name: str, inputs: str, **fields: Any) -> records.WorkflowRow:
     """The row of a workflow admitted PENDING here, as get_workflow reads it back."""
-    base: dict[str, Any] = {
-        "workflow_id": workflow_id,
-        "status": "PENDING",
-        "name": name,
-        "inputs": inputs,
-        "output": None,
-        "error": None,
-        "executor_id": EXECUTOR,
-        "application_version": VERSION,
-        "created_at": NOW,
-        "updated_at": NOW,
-        "recovery_attempts": 0,
-        "queue_name": None,
-        "timeout_ms": None,
-        "deadline_ms": None,
-        "started_at": NOW,
-        "completed_at": None,
-        "parent_workflow_id": None,
-        "forked_from": None,
-    }
-    return records.WorkflowRow(**{**base, **fields})
+    mine = {"executor_id": EXECUTOR, "application_version": VERSION}
+    return row(workflow_id, name=name, inputs=inputs, **{**mine, **fields})
 
 
 def inputs_of(value: Any) -> str:

@@ -22,18 +22,14 @@ import pytest
 from engine import clock, signals
 from engine.store import base, postgres, records
 from engine.store.pgwire import Wire, _encode, positional
-from tests.conftest import IN_CI, PG_URL, drop_schema, postgres_unavailable
+from tests.conftest import PG_URL, drop_schema, require_postgres
 from tests.store.test_store_rules import NOW, new
 from tests.support import wait_until
 
 
 @pytest.fixture
 def schema() -> Iterator[str]:
-    reason = postgres_unavailable()
-    if reason:
-        if IN_CI:
-            pytest.fail(reason)
-        pytest.skip(reason)
+    require_postgres()
     name = f"t_{uuid.uuid4().hex[:16]}"
     yield name
     drop_schema(name)

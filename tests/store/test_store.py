@@ -13,7 +13,7 @@ import pytest
 
 from engine import store
 from engine.store import base, groupcommit, postgres, records
-from tests.conftest import IN_CI, PG_URL, Database, postgres_unavailable
+from tests.conftest import PG_URL, Database, require_postgres
 
 SQL_DIR = Path(__file__).resolve().parents[2] / "engine" / "sql"
 TABLES = ("workflow_status", "operation_outputs", "notifications", "workflow_events")
@@ -333,11 +333,7 @@ def test_sends_and_consumes_merge_into_one_batch_with_their_notifications(db) ->
 def test_both_dialects_build_the_same_columns_in_the_same_order(tmp_path) -> None:
     """DBOS's column names, in the same order, on SQLite and on Postgres (see DESIGN.md).
     Both schemas are built here, in one test, so no test order or selection makes it vacuous."""
-    reason = postgres_unavailable()
-    if reason:
-        if IN_CI:
-            pytest.fail(f"{reason} (CI=true: Postgres tests are required)")
-        pytest.skip(reason)
+    require_postgres()
     schema = f"t_{uuid.uuid4().hex[:16]}"
     dbs = [
         Database("sqlite", f"sqlite:///{tmp_path / 'cols.sqlite3'}", "waymark"),

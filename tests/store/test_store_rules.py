@@ -499,6 +499,20 @@ def test_recovery_finds_this_executors_pending_rows_of_its_version(st: Store, no
     assert st.claim_recovery("queued", "exec-1") is None
 
 
+# list_workflows with no filter (the first ten, oldest first unless a test says otherwise).
+UNFILTERED: dict[str, Any] = {
+    "statuses": None,
+    "name": None,
+    "id_prefix": None,
+    "queue_name": None,
+    "application_version": None,
+    "created_after": None,
+    "created_before": None,
+    "limit": 10,
+    "offset": 0,
+}
+
+
 def test_listing_applies_every_filter(st: Store, now: Clock) -> None:
     for n, (name, queue, version) in enumerate(
         [("a", None, "v1"), ("b", "q", "v1"), ("a", "q", "v2"), ("b", None, "v2")]
@@ -506,18 +520,7 @@ def test_listing_applies_every_filter(st: Store, now: Clock) -> None:
         now.now = NOW + n
         st.insert_workflow(new(f"id-{n}", name=name, queue_name=queue, application_version=version))
     st.cancel_workflow("id-3")
-    everything: dict[str, Any] = {
-        "statuses": None,
-        "name": None,
-        "id_prefix": None,
-        "queue_name": None,
-        "application_version": None,
-        "created_after": None,
-        "created_before": None,
-        "limit": 10,
-        "offset": 0,
-        "newest_first": False,
-    }
+    everything = {**UNFILTERED, "newest_first": False}
 
     def ids(**given: Any) -> list[str]:
         return [r.workflow_id for r in st.list_workflows(**{**everything, **given})]
@@ -553,24 +556,14 @@ def test_attributes_merge_and_filter_the_list(st: Store) -> None:
     outcome = st.set_attributes(step("w", 1, name="set"), '{"b":"two"}', "exec-1")
     assert outcome == records.StepOutcome(True, "PENDING", True)
     assert st.list_steps("w")[0].name == "set"
-    listing: dict[str, Any] = {
-        "statuses": None,
-        "name": None,
-        "id_prefix": None,
-        "queue_name": None,
-        "application_version": None,
-        "created_after": None,
-        "created_before": None,
-        "limit": 10,
-        "offset": 0,
-    }
+
     for newest in (True, False):
         found = st.list_workflows(
-            **listing, newest_first=newest, attributes=st.attribute_filter({"a": 1, "b": "two"})
+            **UNFILTERED, newest_first=newest, attributes=st.attribute_filter({"a": 1, "b": "two"})
         )
         assert [r.workflow_id for r in found] == ["w"]
     both = st.list_workflows(
-        **listing, newest_first=False, attributes=st.attribute_filter({"a": 2})
+        **UNFILTERED, newest_first=False, attributes=st.attribute_filter({"a": 2})
     )
     assert [r.workflow_id for r in both] == ["x"]
 
