@@ -4,6 +4,13 @@ Every durable operation takes the next step ID, in call order, on the workflow's
 on a replay the same calls reach the same IDs and find their records. Every write reports
 whether the workflow was cancelled or taken from this executor meanwhile; the execution then
 stops at that step boundary (``Interrupted`` / ``Fenced``).
+
+A step run on the workflow's thread has its checkpoint written when the workflow next does
+anything durable (the next step, a sleep, a send, ...: ``take`` writes it first and waits for
+its commit) or, when the workflow ends first, in the same transaction as its final status
+(``write_end``). So no step's effects ever start before the checkpoint of the step before is
+committed, and a crash loses at most the step in flight, as before; what the deferral saves is
+a commit of its own for the last step: a 3-step workflow commits four times, not five.
 """
 
 from __future__ import annotations
@@ -11,7 +18,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from engine import errors, serialization
+from engine import clock, errors, serialization
 from engine.records import Status
 from engine.store import Store, records
 
@@ -37,6 +44,16 @@ class Fenced(Interrupted):
         self.owner = owner
 
 
+class Replay(Interrupted):
+    """Another execution recorded a step this one ran too (a takeover race), and this one still
+    owns the workflow; but its body went on with its own outcome of that step, written late.
+    It starts over from the records, so everything after the step follows the recorded one."""
+
+    def __init__(self, workflow_id: str, step_id: int) -> None:
+        super().__init__(None)
+        self.workflow_id, self.step_id = workflow_id, step_id
+
+
 class Checkpoints:
     def __init__(
         self,
@@ -57,6 +74,8 @@ class Checkpoints:
         self._thread = threading.current_thread()
         # A determinism violation ends the workflow in ERROR even if the body catches it.
         self.fatal: errors.NonDeterministicWorkflowError | None = None
+        # The last step's checkpoint, not written yet (see the module's docstring).
+        self._deferred: records.NewStep | None = None
 
     def take(self, name: str) -> tuple[int, records.StepRow | None]:
         """The next step ID, and its record if an earlier execution made one."""
@@ -65,6 +84,7 @@ class Checkpoints:
                 f"workflow {self._workflow_id!r}: durable operations (steps, sleep, send, ...) "
                 "must be called from the workflow's own thread, not from inside ctx.go"
             )
+        self.flush()
         self._next_step += 1
         step_id = self._next_step
         row = self._recorded.get(step_id) if self._recorded is not None else None
@@ -96,12 +116,58 @@ class Checkpoints:
         error: str | None,
         started: int,
         child_workflow_id: str | None = None,
+        *,
+        defer: bool = False,
     ) -> tuple[bool, Any]:
-        """Checkpoint a step; (True, outcome) when another execution's record was adopted."""
+        """Checkpoint a step; (True, outcome) when another execution's record was adopted.
+        ``defer``: written later, by the next durable operation or the final write."""
+        if defer:
+            self.flush()  # at most one waits: a second would be written out of order
+            self._deferred = records.NewStep(
+                self._workflow_id, step_id, name, output, error, started, None, clock.now_ms()
+            )
+            return False, None
         step = records.NewStep(
             self._workflow_id, step_id, name, output, error, started, child_workflow_id
         )
         return self.after_record(step_id, self._store.record_step(step, self._executor_id))
+
+    def flush(self) -> None:
+        """Write the deferred checkpoint, if any, and wait for its commit."""
+        step, self._deferred = self._deferred, None
+        if step is None:
+            return
+        adopted, _ = self.after_record(
+            step.step_id, self._store.record_step(step, self._executor_id)
+        )
+        if adopted:
+            raise Replay(self._workflow_id, step.step_id)
+
+    def settle(self) -> None:
+        """On a stop: write the deferred checkpoint if the workflow can still take it (a step
+        that finished before a shutdown is not run again on recovery)."""
+        try:
+            self.flush()
+        except Interrupted:
+            pass  # stopping anyway
+
+    def write_end(
+        self, status: str, output: str | None, error: str | None, traceback: str | None
+    ) -> records.Outcome | None:
+        """Write the final status, with the deferred checkpoint in the same transaction; None
+        when it was not written (no longer PENDING, or no longer this executor's)."""
+        store, step, self._deferred = self._store, self._deferred, None
+        if step is None:
+            return store.finish_workflow(
+                self._workflow_id, status, self._executor_id, output, error, traceback
+            )
+        outcome, written = store.finish_after_step(
+            step, status, self._executor_id, output, error, traceback
+        )
+        if not outcome.recorded:  # the final status was not written either
+            self.after_record(step.step_id, outcome)  # Fenced if the other execution owns it
+            raise Replay(self._workflow_id, step.step_id)
+        return written
 
     def after_record(self, step_id: int, outcome: records.StepOutcome) -> tuple[bool, Any]:
         """Stop here if the workflow was taken from us or cancelled; else go on, adopting the
@@ -133,11 +199,15 @@ class Checkpoints:
         value: Any,
         started: int,
         child_workflow_id: str | None = None,
+        *,
+        defer: bool = False,
     ) -> Any:
         """Checkpoint a step's value; returns it as a replay would (its JSON form)."""
         what = f"the result of {name} (step {step_id} of workflow {self._workflow_id!r})"
         output = serialization.dumps(value, what, self._max_payload_bytes)
-        adopted, recorded = self.record(step_id, name, output, None, started, child_workflow_id)
+        adopted, recorded = self.record(
+            step_id, name, output, None, started, child_workflow_id, defer=defer
+        )
         return recorded if adopted else serialization.loads(output, what)
 
     def record_error(
@@ -147,6 +217,8 @@ class Checkpoints:
         exc: BaseException,
         started: int,
         child_workflow_id: str | None = None,
+        *,
+        defer: bool = False,
     ) -> tuple[bool, Any]:
         error = serialization.encode_error(exc)
-        return self.record(step_id, name, None, error, started, child_workflow_id)
+        return self.record(step_id, name, None, error, started, child_workflow_id, defer=defer)

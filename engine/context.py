@@ -74,7 +74,7 @@ class WorkflowContext:
         services: Services,
         run: Run,
         workflow_id: str,
-        recorded: dict[int, records.StepRow] | None,
+        steps: Checkpoints,
         deadline_ms: int | None,
     ) -> None:
         self._services = services
@@ -82,9 +82,7 @@ class WorkflowContext:
         self._run = run
         self.workflow_id = workflow_id
         self.deadline_ms = deadline_ms
-        self._steps = Checkpoints(
-            services.store, services.executor_id, workflow_id, recorded, services.max_payload_bytes
-        )
+        self._steps = steps  # the execution's too: it writes the end (Checkpoints.write_end)
         self._in_step = False
         self._futures = futures.FutureSet()
         self._attempts = attempts.Recorder(services.store, workflow_id)
@@ -107,6 +105,7 @@ class WorkflowContext:
         return not self._in_step and source is self._services.results
 
     def _take(self, name: str) -> tuple[int, records.StepRow | None]:
+        self._steps.flush()  # first: a step that finished keeps its checkpoint even on a stop
         self._check_running()
         return self._steps.take(name)
 
@@ -142,14 +141,12 @@ class WorkflowContext:
             )
         except Exception as exc:
             metrics.step(opts.name, "error", (clock.now_ms() - started) / 1000)
-            adopted, recorded = self._steps.record_error(step_id, opts.name, exc, started)
-            if adopted:
-                return recorded
+            self._steps.record_error(step_id, opts.name, exc, started, defer=True)
             raise
         finally:
             self._in_step = False
         metrics.step(opts.name, "success", (clock.now_ms() - started) / 1000)
-        return self._steps.record_value(step_id, opts.name, value, started)
+        return self._steps.record_value(step_id, opts.name, value, started, defer=True)
 
     def go(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> futures.StepFuture:
         """Run ``fn`` as a step concurrently with the workflow; its step ID is taken now."""

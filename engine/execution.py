@@ -7,7 +7,7 @@ import datetime as dt
 import logging
 
 from engine import attempts, errors, scheduler, serialization, tracing
-from engine.checkpoints import Fenced, Interrupted
+from engine.checkpoints import Checkpoints, Fenced, Interrupted, Replay
 from engine.context import WorkflowContext
 from engine.records import Status
 from engine.registry import WorkflowDef
@@ -43,7 +43,6 @@ def run_body(
 ) -> records.Outcome | None:
     """Run the body; the final outcome, or None when it ended without one here (shutdown,
     taken over). ``Parked`` and ``SystemDatabaseUnavailableError`` propagate."""
-    ctx = WorkflowContext(services, run, workflow_id, recorded, deadline_ms)
     if definition.schedule is not None and isinstance(input, str):
         input = dt.datetime.fromisoformat(input)  # stored as ISO text: hand back the tick
     else:
@@ -61,22 +60,50 @@ def run_body(
                 "trace_id": tracing.current_trace_id(),
             },
         )
+    while True:
+        steps = Checkpoints(
+            services.store, services.executor_id, workflow_id, recorded, services.max_payload_bytes
+        )
+        ctx = WorkflowContext(services, run, workflow_id, steps, deadline_ms)
+        try:
+            return _run(services, definition, ctx, steps, input)
+        except Fenced as fenced:
+            log_fenced(workflow_id, services.executor_id, fenced.owner)
+            return None  # not ours any more: the new owner runs (and finishes) it
+        except Replay as replay:
+            log.warning(
+                "workflow %s: step %d was recorded by another execution too; replaying",
+                workflow_id,
+                replay.step_id,
+                extra={"action": "workflow.replay", "workflow_id": workflow_id},
+            )
+            recorded = {s.step_id: s for s in services.store.list_steps(workflow_id)}
+
+
+def _run(  # one execution of the body, from ``steps``' records
+    services: Services,
+    definition: WorkflowDef,
+    ctx: WorkflowContext,
+    steps: Checkpoints,
+    input: object,
+) -> records.Outcome | None:
+    workflow_id = ctx.workflow_id
     try:
         with ctx:
             result = definition.fn(ctx, input) if definition.takes_input else definition.fn(ctx)
-    except Fenced as fenced:
-        log_fenced(workflow_id, services.executor_id, fenced.owner)
-        return None  # not ours any more: the new owner runs (and finishes) it
+    except (Fenced, Replay):
+        raise
     except Interrupted as stop:
+        steps.settle()
         if stop.status is None:
             return None  # shutdown: left PENDING for recovery
         return services.store.get_workflow_outcome(workflow_id)
     except errors.SystemDatabaseUnavailableError:
         raise  # infrastructure, not the workflow: the runtime pauses it
     except Exception as exc:
-        return finish(services, workflow_id, Status.ERROR, error=ctx.fatal or exc)
+        return finish(services, workflow_id, Status.ERROR, error=ctx.fatal or exc, steps=steps)
     if ctx.fatal is not None:  # the body swallowed a determinism error: still ERROR
-        return finish(services, workflow_id, Status.ERROR, error=ctx.fatal)
+        return finish(services, workflow_id, Status.ERROR, error=ctx.fatal, steps=steps)
     try:
         output = serialization.dumps(
             result,
@@ -84,8 +111,8 @@ def run_body(
             services.max_payload_bytes,
         )
     except errors.SerializationError as exc:
-        return finish(services, workflow_id, Status.ERROR, error=exc)
-    return finish(services, workflow_id, Status.SUCCESS, output=output)
+        return finish(services, workflow_id, Status.ERROR, error=exc, steps=steps)
+    return finish(services, workflow_id, Status.SUCCESS, output=output, steps=steps)
 
 
 def finish(
@@ -95,14 +122,19 @@ def finish(
     *,
     output: str | None = None,
     error: BaseException | None = None,
+    steps: Checkpoints | None = None,
 ) -> records.Outcome | None:
-    """Write the final status (only while PENDING and ours); the outcome awaiters get."""
+    """Write the final status (only while PENDING and ours), with the checkpoint ``steps``
+    still holds; the outcome awaiters get."""
     store, executor_id = services.store, services.executor_id
     error_text = serialization.encode_error(error) if error is not None else None
     traceback = attempts.format_traceback(error) if error is not None else None
-    written = store.finish_workflow(
-        workflow_id, status.value, executor_id, output, error_text, traceback
-    )
+    if steps is not None:
+        written = steps.write_end(status.value, output, error_text, traceback)
+    else:
+        written = store.finish_workflow(
+            workflow_id, status.value, executor_id, output, error_text, traceback
+        )
     if written is not None:
         return written
     # No longer PENDING (a cancel landed first, and it wins), or no longer ours.

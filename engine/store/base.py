@@ -33,7 +33,13 @@ from engine.store import (
     schedules,
     streams,
 )
-from engine.store.statements import step_outcome, step_statement, workflow_statement
+from engine.store.statements import (
+    finish_outcome,
+    finish_statements,
+    step_outcome,
+    step_statement,
+    workflow_statement,
+)
 
 log = logging.getLogger("waymark.store")
 
@@ -310,42 +316,37 @@ class Store(abc.ABC):
         """Write the final status; the outcome written, or None when the row was no longer
         PENDING (e.g. cancelled) or no longer owned by ``executor_id`` (handed to another).
         ``traceback`` (a failure's) is written in the same transaction."""
-        params = {
-            "workflow_id": workflow_id,
-            "status": status,
-            "output": output,
-            "error": error,
-            "now": clock.now_ms(),
-            "executor_id": executor_id,
-        }
-        if traceback is None:
-            rows = self._write("finish_workflow", params)
-        else:  # a failure: off the hot path, so a second statement costs nothing that matters
-            traced = {"workflow_id": workflow_id, "executor_id": executor_id}
-            rows, _ = self._write_together(
-                ("finish_workflow", params),
-                ("set_workflow_traceback", {**traced, "traceback": traceback}),
-            )
-        if not rows:
-            return None
-        return records.Outcome(status, output, error, rows[0]["recovery_attempts"], executor_id)
+        finished = finish_statements(workflow_id, status, executor_id, output, error, traceback)
+        rows = self._committer.submit(finished)[0]
+        return finish_outcome(rows, status, executor_id, output, error)
+
+    def finish_after_step(
+        self,
+        step: records.NewStep,
+        status: str,
+        executor_id: str,
+        output: str | None,
+        error: str | None,
+        traceback: str | None = None,
+    ) -> tuple[records.StepOutcome, records.Outcome | None]:
+        """Record the workflow's last step and write its final status in one transaction: the
+        step's outcome, and ``finish_workflow``'s. The status is written only if this write
+        recorded the step (not when another execution had recorded it first)."""
+        finished = finish_statements(
+            step.workflow_id, status, executor_id, output, error, traceback, step.step_id
+        )
+        step_rows, rows, *_ = self._committer.submit([step_statement(step), *finished])
+        return step_outcome(step_rows, executor_id), finish_outcome(
+            rows, status, executor_id, output, error
+        )
 
     async def finish_workflow_async(
         self, workflow_id: str, status: str, executor_id: str, output: str | None, error: str | None
     ) -> records.Outcome | None:
         """``finish_workflow`` from a coroutine: the same group commit, awaited on its loop."""
-        params = {
-            "workflow_id": workflow_id,
-            "status": status,
-            "output": output,
-            "error": error,
-            "now": clock.now_ms(),
-            "executor_id": executor_id,
-        }
-        rows = (await self._committer.submit_async([("finish_workflow", params)]))[0]
-        if not rows:
-            return None
-        return records.Outcome(status, output, error, rows[0]["recovery_attempts"], executor_id)
+        finished = finish_statements(workflow_id, status, executor_id, output, error, None)
+        rows = (await self._committer.submit_async(finished))[0]
+        return finish_outcome(rows, status, executor_id, output, error)
 
     def set_status_if_pending(self, workflow_id: str, status: str, error: str | None) -> bool:
         params = {"workflow_id": workflow_id, "status": status, "error": error}

@@ -52,11 +52,16 @@ RIDERS: dict[str, frozenset[str]] = {
 
 
 def mergeable(write: Sequence[groupcommit.Statement]) -> bool:
-    """Whether the write is a merged kind, with only riders after it."""
+    """Whether the write is merged kinds, each followed only by its riders."""
     if not write or write[0][0] not in MERGEABLE:
         return False
-    first = write[0][0]
-    return all(name in RIDERS and first in RIDERS[name] for name, _ in write[1:])
+    kind = write[0][0]
+    for name, _ in write[1:]:
+        if name in MERGEABLE:
+            kind = name
+        elif not (name in RIDERS and kind in RIDERS[name]):
+            return False
+    return True
 
 
 def check_schema_name(schema: str) -> str:
@@ -123,7 +128,9 @@ class PostgresStore(base.Store):
         single = len(writes) == 1 and len(writes[0]) == 1
         may_merge = self._merge_writes and not single
         mergeables = [i for i, w in enumerate(writes) if mergeable(w)] if may_merge else []
-        merged = len(mergeables) > 1  # write_batch runs on the connections set up for it
+        # Worth one write_batch statement: two merged statements or more (a workflow's last
+        # step and its end are two). It runs on the connections set up for it.
+        merged = sum(name in MERGEABLE for i in mergeables for name, _ in writes[i]) > 1
         wire = self._writer(merged)
         conn = wire.conn
         try:
@@ -288,9 +295,13 @@ def merge_results(
         by_key[(kind, *(row[k] for k in MERGEABLE[kind]))] = row
     results: list[list[list[Any]]] = []
     for write in writes:
-        name, params = write[0]
-        # pop: of two writes with one key (two starts of one ID), one gets the row.
-        found = by_key.pop((name, *(params[k] for k in MERGEABLE[name])), None)
-        got: list[Any] = [found] if found is not None else []
-        results.append([got, *([] for _ in write[1:])])  # riders return nothing
+        each: list[list[Any]] = []
+        for name, params in write:
+            if name not in MERGEABLE:
+                each.append([])  # riders return nothing
+                continue
+            # pop: of two writes with one key (two starts of one ID), one gets the row.
+            found = by_key.pop((name, *(params[k] for k in MERGEABLE[name])), None)
+            each.append([found] if found is not None else [])
+        results.append(each)
     return results

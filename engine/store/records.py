@@ -99,7 +99,7 @@ class StepRow:
 
 @dataclass(frozen=True, slots=True)
 class NewStep:
-    """A step outcome to record (its completion time is taken when it is written)."""
+    """A step outcome to record (``completed``: when the step ended; None: when it is written)."""
 
     workflow_id: str
     step_id: int
@@ -108,6 +108,7 @@ class NewStep:
     error: str | None
     started: int
     child_workflow_id: str | None = None
+    completed: int | None = None
 
 
 class StepOutcome(NamedTuple):

@@ -66,7 +66,7 @@ def step_statement(step: records.NewStep) -> groupcommit.Statement:
             "error": step.error,
             "child_workflow_id": step.child_workflow_id,
             "started": step.started,
-            "completed": clock.now_ms(),
+            "completed": step.completed if step.completed is not None else clock.now_ms(),
         },
     )
 
@@ -76,3 +76,38 @@ def step_outcome(rows: Sequence[Any], executor_id: str) -> records.StepOutcome:
     if rows:
         return records.StepOutcome(True, rows[0]["status"], rows[0]["owner"] == executor_id)
     return records.StepOutcome(False, None, True)
+
+
+def finish_statements(
+    workflow_id: str,
+    status: str,
+    executor_id: str,
+    output: str | None,
+    error: str | None,
+    traceback: str | None,
+    after_step: int | None = None,
+) -> list[groupcommit.Statement]:
+    """The final write: finish_workflow (``after_step``: only if the statement before it, in the
+    same write, recorded that step), and a failure's traceback with it."""
+    finished = {
+        "workflow_id": workflow_id,
+        "status": status,
+        "output": output,
+        "error": error,
+        "now": clock.now_ms(),
+        "executor_id": executor_id,
+        "after_step": after_step,
+    }
+    if traceback is None:
+        return [("finish_workflow", finished)]
+    traced = {"workflow_id": workflow_id, "executor_id": executor_id, "traceback": traceback}
+    return [("finish_workflow", finished), ("set_workflow_traceback", traced)]
+
+
+def finish_outcome(
+    rows: Sequence[Any], status: str, executor_id: str, output: str | None, error: str | None
+) -> records.Outcome | None:
+    """What the final write's rows say: the outcome written, or None (not written)."""
+    if not rows:
+        return None
+    return records.Outcome(status, output, error, rows[0]["recovery_attempts"], executor_id)

@@ -32,12 +32,18 @@ def record_first(db, workflow_id: str, step_id: int, output: str | None, error: 
     db.raw(
         "INSERT INTO operation_outputs (workflow_uuid, function_id, function_name, output, "
         "error, started_at_epoch_ms, completed_at_epoch_ms) VALUES (%s, %s, %s, %s, %s, %s, %s)",
-        (workflow_id, step_id, "other", output, error, now_ms(), now_ms()),
+        (workflow_id, step_id, "charge", output, error, now_ms(), now_ms()),
     )
 
 
 @pytest.mark.parametrize("ours", ["value", "error"])
-def test_a_step_whose_checkpoint_conflicts_adopts_the_recorded_outcome(engine, db, ours) -> None:
+@pytest.mark.parametrize("last", [True, False], ids=["last step", "step before another"])
+def test_a_step_whose_checkpoint_conflicts_adopts_the_recorded_outcome(
+    engine, db, ours, last
+) -> None:
+    """The checkpoint is written late (with the final status, or before the next step); the
+    body, which went on with its own outcome, is replayed from the records: the result and
+    every later step follow the recorded outcome, and the step itself does not run again."""
     ran = []
 
     @engine.step(name="charge")
@@ -48,15 +54,55 @@ def test_a_step_whose_checkpoint_conflicts_adopts_the_recorded_outcome(engine, d
             raise RuntimeError("ours failed")
         return "charged by us"
 
+    @engine.step(name="receipt")
+    def receipt(charged):
+        return f"receipt: {charged}"
+
     @engine.workflow(name="pay")
     def pay(ctx):
-        return charge(ctx.workflow_id)
+        try:
+            charged = charge(ctx.workflow_id)
+        except RuntimeError as exc:
+            if last:
+                raise
+            charged = str(exc)
+        return charged if last else receipt(charged)
 
     engine.launch()
-    result = engine.start_workflow(pay, workflow_id=f"adopt-{ours}").get_result(timeout=15)
-    assert result == "charged by the other execution"
-    assert ran == [f"adopt-{ours}"]
-    assert [s[2] for s in steps(db, f"adopt-{ours}")] == ['"charged by the other execution"']
+    workflow_id = f"adopt-{ours}-{last}"
+    result = engine.start_workflow(pay, workflow_id=workflow_id).get_result(timeout=15)
+    recorded = "charged by the other execution"
+    assert result == (recorded if last else f"receipt: {recorded}")
+    assert ran == [workflow_id]
+    assert [s[2] for s in steps(db, workflow_id)] == [
+        f'"{recorded}"',
+        *([] if last else [f'"receipt: {recorded}"']),
+    ]
+
+
+def test_a_step_starts_only_once_the_step_before_is_committed(engine, db) -> None:
+    """A checkpoint written late is still written before anything after it runs: the next
+    step's body sees the step before it in the database (read on a connection of its own),
+    and the last step is there once the workflow has ended."""
+    seen = []
+
+    @engine.step(name="first")
+    def first() -> int:
+        return 1
+
+    @engine.step(name="second")
+    def second(workflow_id: str) -> int:
+        seen.append([name for _, name, _ in steps(db, workflow_id)])
+        return 2
+
+    @engine.workflow(name="two")
+    def two(ctx):
+        return first() + second(ctx.workflow_id)
+
+    engine.launch()
+    assert engine.start_workflow(two, workflow_id="in-order").get_result(timeout=15) == 3
+    assert seen == [["first"]]
+    assert steps(db, "in-order") == [(1, "first", "1"), (2, "second", "2")]
 
 
 def test_a_recovered_sleep_waits_only_for_what_remained(make_engine, db) -> None:

@@ -678,7 +678,8 @@ def test_a_resume_that_loses_the_database_again_is_retried(
         return ctx.run_step(lambda: 1)
 
     store = engine._parts.store
-    fail_once(monkeypatch, store, "record_step", lambda step, _executor: True)
+    # The step's write (with the final status: it is the last step) finds the database gone.
+    fail_once(monkeypatch, store, "finish_after_step", lambda *_: True)
     claims = fail_once(monkeypatch, store, "claim_recovery", lambda *_: True)
     capture_logs(caplog, logging.INFO)
     engine.launch()
@@ -715,6 +716,7 @@ def test_a_failed_final_write_is_logged_and_ends_the_run(
         raise RuntimeError("disk full")
 
     monkeypatch.setattr(engine._parts.store, "finish_workflow", broken)
+    monkeypatch.setattr(engine._parts.store, "finish_after_step", broken)  # with the last step
     monkeypatch.setattr(engine._parts.store, "finish_workflow_async", broken)
     capture_logs(caplog, logging.INFO)
     engine.launch()

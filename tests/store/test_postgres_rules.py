@@ -23,6 +23,7 @@ from engine import clock, signals
 from engine.store import base, postgres, records
 from engine.store.pgwire import Wire, _encode, positional
 from tests.conftest import PG_URL, drop_schema, require_postgres
+from tests.store import test_store
 from tests.store.test_store_rules import NOW, new
 from tests.support import wait_until
 
@@ -116,8 +117,11 @@ def test_postgres_which_writes_merge() -> None:
     assert not postgres.mergeable([])
     assert not postgres.mergeable([("cancel_workflow", {})])
     assert not postgres.mergeable([("insert_workflow", {}), ("delete_message", {})])
-    assert not postgres.mergeable([step, ("record_step", {})])
+    assert not postgres.mergeable([step, ("cancel_workflow", {})])
     assert postgres.mergeable([("finish_workflow", {}), ("notify", {})])
+    # A workflow's last step and its final status: two merged kinds in one write.
+    assert postgres.mergeable([step, ("finish_workflow", {}), ("notify", {})])
+    assert not postgres.mergeable([step, ("delete_message", {}), ("set_workflow_traceback", {})])
 
 
 def test_postgres_merge_payload_and_results_pair_each_write_with_its_row() -> None:
@@ -274,6 +278,9 @@ def test_postgres_one_writer_uses_one_connection_and_no_merging(schema: str) -> 
             [[base.workflow_statement(new("a"))], [base.workflow_statement(new("b"))]]
         )
         assert store._idle[True] == [] and len(store._idle[False]) == 1
+        # Unmerged, a final status goes with the last step's insert only when that row is
+        # this transaction's (finish_workflow's after_step, in a pipelined transaction).
+        test_store.finish_after_step_cases(store)
     finally:
         store.close()
     shared = postgres.PostgresStore(PG_URL, schema)

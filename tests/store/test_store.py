@@ -245,28 +245,8 @@ def test_a_batch_of_writes_maps_each_outcome_to_its_write(db) -> None:
             step("w1"),
             step("w1"),
             step("w2"),
-            (
-                "finish_workflow",
-                {
-                    "workflow_id": "w1",
-                    "status": "SUCCESS",
-                    "output": "1",
-                    "error": None,
-                    "now": 3,
-                    "executor_id": "x",
-                },
-            ),
-            (
-                "finish_workflow",
-                {
-                    "workflow_id": "w2",
-                    "status": "ERROR",
-                    "output": None,
-                    "error": "{}",
-                    "now": 3,
-                    "executor_id": "x",
-                },
-            ),
+            base.finish_statements("w1", "SUCCESS", "x", "1", None, None)[0],
+            base.finish_statements("w2", "ERROR", "x", None, "{}", None)[0],
         ]
         results = [rows for (rows,) in st._execute_batch([[w] for w in steps])]
         assert [bool(r) for r in results] == [True, False, True, True, True]
@@ -275,6 +255,76 @@ def test_a_batch_of_writes_maps_each_outcome_to_its_write(db) -> None:
             ("w1", "SUCCESS"),
             ("w2", "ERROR"),
         ]
+    finally:
+        st.close()
+
+
+def finish_after_step_cases(st: base.Store) -> None:
+    """A workflow's last step and its final status commit together, and the status only with
+    a step this write recorded: when another execution had recorded it, neither is written.
+    Alone, with a traceback (another statement in the transaction), and in one batch."""
+
+    def started(workflow_id: str) -> None:
+        st.insert_workflow(
+            records.NewWorkflow(
+                workflow_id=workflow_id,
+                name="wf",
+                inputs="{}",
+                status="PENDING",
+                application_version="v",
+                application_id="a",
+                executor_id="x",
+                started_at=1,
+            )
+        )
+
+    def last(workflow_id: str) -> records.NewStep:
+        return records.NewStep(workflow_id, 2, "s", '"ours"', None, 1)
+
+    for workflow_id in ("alone", "traced", "taken", "b1", "b2"):
+        started(workflow_id)
+    st.record_step(records.NewStep("taken", 2, "s", '"theirs"', None, 1), "y")
+
+    step, written = st.finish_after_step(last("alone"), "SUCCESS", "x", '"ours"', None)
+    assert step == records.StepOutcome(True, "PENDING", True)
+    assert written is not None and written.status == "SUCCESS"
+    step, written = st.finish_after_step(last("traced"), "ERROR", "x", None, "{}", "Traceback")
+    assert step.recorded and written is not None and written.status == "ERROR"
+    for traceback in (None, "Traceback"):
+        step, written = st.finish_after_step(last("taken"), "ERROR", "x", None, "{}", traceback)
+        assert not step.recorded and written is None
+
+    def write(workflow_id: str) -> list[groupcommit.Statement]:
+        ended = base.finish_statements(workflow_id, "SUCCESS", "x", '"ours"', None, None, 2)
+        return [base.step_statement(last(workflow_id)), *ended]
+
+    results = st._execute_batch([write("b1"), write("taken"), write("b2")])
+    assert [[bool(rows) for rows in each] for each in results] == [
+        [True, True],
+        [False, False],
+        [True, True],
+    ]
+    statuses = st._rows("list_workflows_oldest", {
+        "statuses": None, "name": None, "id_prefix": None, "queue_name": None,
+        "application_version": None, "created_after": None, "created_before": None,
+        "limit": 10, "offset": 0,
+    })  # fmt: skip
+    ours = ("alone", "traced", "taken", "b1", "b2")
+    assert {r["workflow_uuid"]: r["status"] for r in statuses if r["workflow_uuid"] in ours} == {
+        "alone": "SUCCESS",
+        "traced": "ERROR",
+        "taken": "PENDING",
+        "b1": "SUCCESS",
+        "b2": "SUCCESS",
+    }
+    assert [s.output for s in st.list_steps("taken")] == ['"theirs"']
+
+
+def test_a_last_step_and_the_final_status_commit_together_only_with_a_new_step(db) -> None:
+    st = store.connect(db.url, db.schema)
+    try:
+        st.migrate()
+        finish_after_step_cases(st)
     finally:
         st.close()
 

@@ -67,12 +67,18 @@ ORDER BY function_id;
 -- finish_workflow --
 -- The final write succeeds only while the row is PENDING (a cancel that landed after the last
 -- step still wins) and still owned by the writer (an executor whose workflow was handed to
--- another one must not finish it).
+-- another one must not finish it). after_step: written with the workflow's last step, after
+-- its record_step in the same transaction; only if that inserted the step (its row is this
+-- transaction's), not when another execution had recorded it.
 UPDATE workflow_status
 SET status = %(status)s, output = %(output)s, error = %(error)s, updated_at = %(now)s,
     completed_at = %(now)s, waiting = NULL
 WHERE workflow_uuid = %(workflow_id)s AND status = 'PENDING'
   AND executor_id = %(executor_id)s
+  AND (%(after_step)s::int IS NULL OR EXISTS (
+      SELECT 1 FROM operation_outputs AS o
+      WHERE o.workflow_uuid = %(workflow_id)s AND o.function_id = %(after_step)s::int
+        AND o.xmin = pg_current_xact_id()::xid))
 RETURNING workflow_uuid, recovery_attempts;
 
 -- recoverable_workflows --
@@ -325,9 +331,10 @@ RETURNING workflow_uuid;
 -- one commit) instead of one statement each. Each kind arrives as one JSON array of the
 -- parameters its own query takes (insert_workflow, record_step, finish_workflow), one object
 -- per write; every write finds its outcome by its key in the result. All parts see the
--- snapshot from before the statement, so a step's status is the one before this batch's final
--- updates (never the same workflow: a workflow waits for each write). Like record_step and
--- finish_workflow alone: steps report the owner, finishes require it.
+-- snapshot from before the statement, so a step reports the status from before this batch's
+-- final updates (a workflow's last step is written with its final update: it reports PENDING).
+-- Like record_step and finish_workflow alone: steps report the owner, finishes require it, and
+-- a finish with after_step only goes with that step inserted here.
 WITH new_workflows AS (
     INSERT INTO workflow_status (workflow_uuid, status, name, inputs, executor_id,
                                  application_version, application_id, created_at, updated_at,
@@ -375,9 +382,12 @@ WITH new_workflows AS (
         completed_at = v.now, waiting = NULL
     FROM json_to_recordset(%(finish_workflow)s::json)
          AS v(workflow_id text, status text, output text, error text, now bigint,
-              executor_id text)
+              executor_id text, after_step int)
     WHERE w.workflow_uuid = v.workflow_id AND w.status = 'PENDING'
       AND w.executor_id = v.executor_id
+      AND (v.after_step IS NULL OR EXISTS (
+          SELECT 1 FROM new_steps AS s
+          WHERE s.workflow_uuid = v.workflow_id AND s.function_id = v.after_step))
     RETURNING w.workflow_uuid, w.recovery_attempts
 ), sent AS (
     -- Like send_message: refused (no row) when the destination does not exist.

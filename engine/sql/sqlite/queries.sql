@@ -66,11 +66,15 @@ ORDER BY function_id;
 -- The final write succeeds only while the row is PENDING (a cancel that landed after the last
 -- step still wins) and still owned by the writer (an executor whose workflow was handed to
 -- another one must not finish it).
+-- after_step: written with the workflow's last step, right after its record_step in the same
+-- transaction; only if that inserted the step (changes(): the rows the statement before this
+-- one on the connection wrote), not when another execution had recorded it.
 UPDATE workflow_status
 SET status = :status, output = :output, error = :error, updated_at = :now,
     completed_at = :now, waiting = NULL
 WHERE workflow_uuid = :workflow_id AND status = 'PENDING'
   AND executor_id = :executor_id
+  AND (:after_step IS NULL OR changes() > 0)
 RETURNING workflow_uuid, recovery_attempts;
 
 -- recoverable_workflows --
