@@ -170,7 +170,8 @@ class PostgresStore(base.Store):
             raise
         finally:
             with self._writers_lock:
-                if conn.closed:
+                if conn.closed or self._closed:
+                    conn.close()  # closed meanwhile: this batch's connection closes after it
                     self._writers.remove(wire)
                 else:
                     self._idle[merged].append(wire)
@@ -268,10 +269,16 @@ class PostgresStore(base.Store):
                 backoff = min(backoff * 2, 10.0)
 
     def close(self) -> None:
-        self._closed = True
+        # A writer connection in use (a batch in flight, perhaps on the committer thread) is
+        # closed by its batch when done: closing it under a running query would crash libpq.
         with self._writers_lock:
-            writers = list(self._writers)
-        for wire in writers:
+            self._closed = True
+            idle = [wire for wires in self._idle.values() for wire in wires]
+            for wires in self._idle.values():
+                wires.clear()
+            for wire in idle:
+                self._writers.remove(wire)
+        for wire in idle:
             wire.conn.close()
         self._pool.close()
 

@@ -45,6 +45,9 @@ class SQLiteStore(base.Store):
         super().__init__()
         self.path = path
         self._writer = self._connect()
+        # Held while a batch runs: close() waits for it (the committer thread may be inside
+        # one), since closing a connection under a running statement crashes the process.
+        self._writer_lock = threading.Lock()
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
@@ -66,20 +69,21 @@ class SQLiteStore(base.Store):
         self, writes: Sequence[Sequence[groupcommit.Statement]]
     ) -> list[list[list[Any]]]:
         conn, queries = self._writer, self.queries
-        if len(writes) == 1 and len(writes[0]) == 1:
-            name, params = writes[0][0]  # a lone statement autocommits
-            return [[conn.execute(queries[name], params).fetchall()]]
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            results = [
-                [conn.execute(queries[name], params).fetchall() for name, params in write]
-                for write in writes
-            ]
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        return results
+        with self._writer_lock:
+            if len(writes) == 1 and len(writes[0]) == 1:
+                name, params = writes[0][0]  # a lone statement autocommits
+                return [[conn.execute(queries[name], params).fetchall()]]
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                results = [
+                    [conn.execute(queries[name], params).fetchall() for name, params in write]
+                    for write in writes
+                ]
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            return results
 
     def _reader(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -159,7 +163,11 @@ class SQLiteStore(base.Store):
 
     def close(self) -> None:
         self._closed = True
-        self._writer.close()
+        if self._writer_lock.acquire(timeout=BUSY_TIMEOUT_S):  # the batch in flight ends first
+            try:
+                self._writer.close()
+            finally:
+                self._writer_lock.release()
         with self._exclusive_lock:
             if self._exclusive_conn is not None:
                 self._exclusive_conn.close()

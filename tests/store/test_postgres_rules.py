@@ -258,6 +258,25 @@ def test_postgres_a_closed_idle_writer_is_replaced(pg: postgres.PostgresStore) -
     assert pg._idle[False][0] is not wire
 
 
+def test_postgres_closing_leaves_a_writer_in_use_to_its_batch(
+    pg: postgres.PostgresStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch in flight when the store closes keeps its connection to the end (closed under
+    a running query, libpq crashes), which then closes it; idle writers close at once."""
+    pg.insert_workflow(new("a"))
+    (idle,) = pg._idle[False]
+    monkeypatch.setitem(pg.queries, "nap", "SELECT pg_sleep(0.3)")
+    done: list[Any] = []
+    batch = threading.Thread(target=lambda: done.append(pg._execute_batch([[("nap", {})]])))
+    batch.start()
+    wait_until(lambda: not pg._idle[False], what="the batch to take the writer")
+    pg.close()
+    (busy,) = pg._writers
+    assert busy is idle and not busy.conn.closed  # still running its query
+    batch.join(10)
+    assert done == [[[[{"pg_sleep": ""}]]]] and busy.conn.closed and pg._writers == []
+
+
 def test_postgres_a_lone_bad_statement_keeps_the_writer(pg: postgres.PostgresStore) -> None:
     queued = {"status": "ENQUEUED", "queue_name": "q", "deduplication_id": "d", "executor_id": None}
     pg.insert_workflow(new("a", **queued))

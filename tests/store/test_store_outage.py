@@ -56,7 +56,8 @@ def test_a_batch_that_outlives_the_retries_fails_every_write_once(
         committer.submit([("record_step", {})])
     assert str(info.value).endswith("stayed unreachable for 1 s: database is locked")
     for write in queued:
-        assert write.done and isinstance(write.error, errors.SystemDatabaseUnavailableError)
+        assert write.woken.wait(0)
+        assert isinstance(write.error, errors.SystemDatabaseUnavailableError)
     assert set(attempts) == {3}  # only the batch was retried, never a write alone
     assert fake.t < 2.0  # within one retry_for_s (plus the last back-off)
     store.close()

@@ -807,6 +807,53 @@ def test_group_commit_refuses_zero_leaders_with_the_reason() -> None:
     assert str(info.value) == "leaders must be >= 1 (commits in flight at once), got 0"
 
 
+def test_a_leader_relays_the_queue_to_the_committer_thread_and_returns() -> None:
+    """Writes queued behind a leader's batch go on in batches of the committer thread, back
+    to back, while the leader returns to its own work: nobody waits to be woken to lead."""
+    threads: list[str] = []
+    second = threading.Event()
+
+    def execute(writes: Sequence[Sequence[groupcommit.Statement]]) -> list[list[Any]]:
+        threads.append(threading.current_thread().name)
+        if len(threads) == 1:
+            wait_until(lambda: len(committer._queue) == 3, what="three writes queued")
+        elif len(threads) == 2:
+            second.wait(30)
+        return [[[name] for name, _ in write] for write in writes]
+
+    committer = groupcommit.GroupCommitter(execute)
+    leader = threading.Thread(target=committer.submit, args=([("first", {})],), name="leader")
+    queued = [
+        threading.Thread(target=committer.submit, args=([(f"q{i}", {})],), name=f"q{i}")
+        for i in range(3)
+    ]
+    leader.start()
+    wait_until(lambda: threads, what="the first commit")
+    for t in queued:
+        t.start()
+    leader.join(10)
+    assert not leader.is_alive()  # returned while the committer holds the next batch
+    assert threads == ["leader", "waymark-commit"] and all(t.is_alive() for t in queued)
+    second.set()
+    for t in queued:
+        t.join(10)
+    assert not any(t.is_alive() for t in queued)
+    wait_until(lambda: not committer._committing, what="the committer to end, its queue empty")
+    assert committer._leaders == 0 and committer._queue == []
+
+
+def test_a_failing_batch_hook_does_not_stop_commits() -> None:
+    def broken(size: int) -> None:
+        raise RuntimeError("metrics down")
+
+    committer = groupcommit.GroupCommitter(
+        lambda writes: [[["ok"]] for _ in writes], on_batch=broken
+    )
+    assert committer.submit([("x", {})]) == [["ok"]]
+    assert asyncio.run(committer.submit_async([("y", {})])) == [["ok"]]
+    assert committer._leaders == 0
+
+
 def test_a_long_queue_commits_in_batches_of_at_most_max_batch() -> None:
     held = Held()
     sizes: list[int] = []
@@ -1282,10 +1329,41 @@ def queued_behind(store: Store, *statements: groupcommit.Statement) -> list[Any]
     return writes
 
 
+def test_closing_sqlite_waits_for_the_batch_in_flight(lite: sqlite.SQLiteStore) -> None:
+    """The committer thread may be inside a batch when the store closes: the connection
+    closes after it (closed under a running statement, the sqlite3 module crashes)."""
+    running, release = threading.Event(), threading.Event()
+    real = lite._writer
+
+    class Held:  # the writer connection, its statement held until released
+        def execute(self, *args: Any) -> Any:
+            running.set()
+            release.wait(10)
+            return real.execute(*args)
+
+        def close(self) -> None:
+            real.close()
+
+    lite._writer = Held()  # type: ignore[assignment]
+    writer = threading.Thread(target=lite.insert_workflow, args=(new("w"),))
+    writer.start()
+    assert running.wait(10)
+    closer = threading.Thread(target=lite.close)
+    closer.start()
+    closer.join(0.2)
+    assert closer.is_alive()  # waiting for the batch
+    release.set()
+    closer.join(10)
+    writer.join(10)
+    assert not closer.is_alive() and not writer.is_alive()
+    with pytest.raises(sqlite3.ProgrammingError):
+        real.execute("SELECT 1")  # closed, after the batch
+
+
 def test_a_bad_write_in_a_batch_fails_alone(lite: sqlite.SQLiteStore) -> None:
     (bad,) = queued_behind(lite, ("no_such_query", {}))
     assert lite.insert_workflow(new("good")) is True
-    assert bad.done and isinstance(bad.error, KeyError)
+    assert bad.woken.wait(0) and isinstance(bad.error, KeyError)
     assert lite.get_workflow("good") is not None
 
 
