@@ -84,6 +84,7 @@ class Store(abc.ABC):
     # and how long a queued write waits for the commit in flight before it leads its own.
     commit_leaders = 1
     commit_hedge_s: float | None = None
+    commit_relay = False  # see groupcommit: whether a committer thread leads the next batches
     # Where the store reports commit batches and retried errors (the engine sets its own).
     metrics: metrics_mod.NullMetrics = metrics_mod.NullMetrics()
 
@@ -104,6 +105,7 @@ class Store(abc.ABC):
             on_batch=lambda size: self.metrics.commit_batch(size),
             leaders=self.commit_leaders,
             hedge_s=self.commit_hedge_s,
+            relay=self.commit_relay,
         )
         # The operations beyond workflows and steps, one concept each, composed: every part
         # gets the primitives it uses explicitly (bound here, so a backend's override of

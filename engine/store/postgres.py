@@ -83,6 +83,7 @@ class PostgresStore(base.Store):
     # So 3 ms: several commits in flight only when the disk is slow. See groupcommit.
     commit_leaders = 8
     commit_hedge_s: float | None = 0.003
+    commit_relay = True  # a round trip per batch: see groupcommit
 
     def __init__(self, url: str, schema: str = "waymark", *, one_writer: bool = False) -> None:
         if one_writer:  # one writer connection: one commit in flight (before the committer)

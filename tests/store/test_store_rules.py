@@ -807,9 +807,11 @@ def test_group_commit_refuses_zero_leaders_with_the_reason() -> None:
     assert str(info.value) == "leaders must be >= 1 (commits in flight at once), got 0"
 
 
-def test_a_leader_relays_the_queue_to_the_committer_thread_and_returns() -> None:
-    """Writes queued behind a leader's batch go on in batches of the committer thread, back
-    to back, while the leader returns to its own work: nobody waits to be woken to lead."""
+@pytest.mark.parametrize("relay", [True, False], ids=["relay", "hand-off"])
+def test_a_leader_passes_the_queue_on_and_returns(relay: bool) -> None:
+    """Writes queued behind a leader's batch go on in batches of the committer thread
+    (``relay``: back to back, nobody waits to be woken to lead) or of the oldest waiting
+    thread, woken to lead; either way the leader returns to its own work."""
     threads: list[str] = []
     second = threading.Event()
 
@@ -821,7 +823,7 @@ def test_a_leader_relays_the_queue_to_the_committer_thread_and_returns() -> None
             second.wait(30)
         return [[[name] for name, _ in write] for write in writes]
 
-    committer = groupcommit.GroupCommitter(execute)
+    committer = groupcommit.GroupCommitter(execute, relay=relay)
     leader = threading.Thread(target=committer.submit, args=([("first", {})],), name="leader")
     queued = [
         threading.Thread(target=committer.submit, args=([(f"q{i}", {})],), name=f"q{i}")
@@ -829,11 +831,14 @@ def test_a_leader_relays_the_queue_to_the_committer_thread_and_returns() -> None
     ]
     leader.start()
     wait_until(lambda: threads, what="the first commit")
-    for t in queued:
-        t.start()
+    for n, t in enumerate(queued, 1):
+        t.start()  # in this order in the queue
+        wait_until(lambda n=n: len(committer._queue) == n, what=f"{n} writes queued")
     leader.join(10)
-    assert not leader.is_alive()  # returned while the committer holds the next batch
-    assert threads == ["leader", "waymark-commit"] and all(t.is_alive() for t in queued)
+    assert not leader.is_alive()  # returned while the next batch is held
+    wait_until(lambda: len(threads) == 2, what="the next batch")
+    assert threads == ["leader", "waymark-commit" if relay else "q0"]
+    assert all(t.is_alive() for t in queued)
     second.set()
     for t in queued:
         t.join(10)
