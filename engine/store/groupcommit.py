@@ -174,7 +174,9 @@ class GroupCommitter:
         while following is not None:
             following = self._lead(following)
             if following is not None and following.future is None and not self._relays:
-                self._hand_on(following)  # a thread waits to lead it: async writes only here
+                # Without the relay a waiting thread leads the next batch; this thread only
+                # stands in for async writes, which have no thread of their own.
+                self._hand_on(following)
                 following = None
             if following is None:
                 with self._mutex:  # a relay that found us running may have queued meanwhile

@@ -412,6 +412,24 @@ def test_recover_skips_a_workflow_already_running_here(engine: Engine) -> None:
     assert status is not None and status.recovery_attempts == 0  # it was never claimed again
 
 
+def test_recovery_claims_its_workflows_a_hundred_per_transaction(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = engine._parts.store
+    chunks: list[list[str]] = []
+    ids = [f"w{i}" for i in range(250)]
+    monkeypatch.setattr(store, "recoverable_workflows", lambda *_: ids)
+
+    def claim_recoveries(workflow_ids: list[str], executor_id: str) -> list[None]:
+        chunks.append(list(workflow_ids))
+        return [None for _ in workflow_ids]  # all finished meanwhile: nothing to run
+
+    monkeypatch.setattr(store, "claim_recoveries", claim_recoveries)
+    assert engine.runtime.recover_all() == 0
+    assert [len(c) for c in chunks] == [100, 100, 50]
+    assert [wid for chunk in chunks for wid in chunk] == ids
+
+
 # -- parking and waking ------------------------------------------------------------------------
 
 
@@ -680,7 +698,7 @@ def test_a_resume_that_loses_the_database_again_is_retried(
     store = engine._parts.store
     # The step's write (with the final status: it is the last step) finds the database gone.
     fail_once(monkeypatch, store, "finish_after_step", lambda *_: True)
-    claims = fail_once(monkeypatch, store, "claim_recovery", lambda *_: True)
+    claims = fail_once(monkeypatch, store, "claim_recoveries", lambda *_: True)
     capture_logs(caplog, logging.INFO)
     engine.launch()
     handle = engine.start_workflow(one, workflow_id="again-1")

@@ -14,6 +14,7 @@ import pytest
 from engine import store
 from engine.store import base, groupcommit, postgres, records
 from tests.conftest import PG_URL, Database, require_postgres
+from tests.store.test_store_rules import new as new_workflow
 
 SQL_DIR = Path(__file__).resolve().parents[2] / "engine" / "sql"
 TABLES = ("workflow_status", "operation_outputs", "notifications", "workflow_events")
@@ -264,25 +265,11 @@ def finish_after_step_cases(st: base.Store) -> None:
     a step this write recorded: when another execution had recorded it, neither is written.
     Alone, with a traceback (another statement in the transaction), and in one batch."""
 
-    def started(workflow_id: str) -> None:
-        st.insert_workflow(
-            records.NewWorkflow(
-                workflow_id=workflow_id,
-                name="wf",
-                inputs="{}",
-                status="PENDING",
-                application_version="v",
-                application_id="a",
-                executor_id="x",
-                started_at=1,
-            )
-        )
-
     def last(workflow_id: str) -> records.NewStep:
         return records.NewStep(workflow_id, 2, "s", '"ours"', None, 1)
 
     for workflow_id in ("alone", "traced", "taken", "b1", "b2"):
-        started(workflow_id)
+        st.insert_workflow(new_workflow(workflow_id, executor_id="x"))
     st.record_step(records.NewStep("taken", 2, "s", '"theirs"', None, 1), "y")
 
     step, written = st.finish_after_step(last("alone"), "SUCCESS", "x", '"ours"', None)

@@ -497,6 +497,12 @@ def test_recovery_finds_this_executors_pending_rows_of_its_version(st: Store, no
     assert claimed == row("a", created_at=NOW + 1, updated_at=NOW + 5, recovery_attempts=1)
     assert st.claim_recovery("a", "exec-2") is None
     assert st.claim_recovery("queued", "exec-1") is None
+    # Many in one transaction, each with its own outcome; none is no write at all.
+    claimed_b, again, queued = st.claim_recoveries(["b", "a", "queued"], "exec-1")
+    assert claimed_b == row("b", updated_at=NOW + 5, recovery_attempts=1)
+    assert again == row("a", created_at=NOW + 1, updated_at=NOW + 5, recovery_attempts=2)
+    assert queued is None
+    assert st.claim_recoveries([], "exec-1") == []
 
 
 # list_workflows with no filter (the first ten, oldest first unless a test says otherwise).
