@@ -13,6 +13,7 @@ import asyncio
 import logging
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -849,7 +850,39 @@ def test_a_leader_passes_the_queue_on_and_returns(relay: bool) -> None:
     for t in queued:
         t.join(10)
     assert not any(t.is_alive() for t in queued)
-    wait_until(lambda: not committer._committing, what="the committer to end, its queue empty")
+    wait_until(lambda: committer._committers == 0, what="the committer to end, its queue empty")
+    assert committer._leaders == 0 and committer._queue == []
+
+
+def test_a_backlog_of_more_than_a_batch_gets_a_second_committer_beside_the_first() -> None:
+    """Thousands of async writes queued: one batch cannot take them, so another committer
+    thread commits beside the one running (two batches in flight, on Postgres two writers)."""
+    lock = threading.Lock()
+    in_flight, most = [0], [0]
+    release = threading.Event()
+
+    def execute(writes: Sequence[Sequence[groupcommit.Statement]]) -> list[list[Any]]:
+        with lock:
+            in_flight[0] += 1
+            most[0] = max(most[0], in_flight[0])
+        release.wait(10)  # the first batch waits until the backlog is queued
+        time.sleep(0.05)  # long enough for a batch beside it to start
+        with lock:
+            in_flight[0] -= 1
+        return [[[]] for _ in writes]
+
+    committer = groupcommit.GroupCommitter(execute, leaders=8, relay=True)
+
+    async def backlog() -> None:
+        writes = [committer.submit_async([("w", {})]) for _ in range(3 * groupcommit.MAX_BATCH)]
+        done = asyncio.gather(*writes)
+        await asyncio.sleep(0.1)  # every write queued behind the first
+        release.set()
+        await done
+
+    asyncio.run(backlog())
+    assert most[0] >= 2
+    wait_until(lambda: committer._committers == 0, what="the committers to end")
     assert committer._leaders == 0 and committer._queue == []
 
 
