@@ -49,9 +49,9 @@ class Replay(Interrupted):
     owns the workflow; but its body went on with its own outcome of that step, written late.
     It starts over from the records, so everything after the step follows the recorded one."""
 
-    def __init__(self, workflow_id: str, step_id: int) -> None:
+    def __init__(self, step_id: int) -> None:
         super().__init__(None)
-        self.workflow_id, self.step_id = workflow_id, step_id
+        self.step_id = step_id
 
 
 class Checkpoints:
@@ -121,8 +121,7 @@ class Checkpoints:
     ) -> tuple[bool, Any]:
         """Checkpoint a step; (True, outcome) when another execution's record was adopted.
         ``defer``: written later, by the next durable operation or the final write."""
-        if defer:
-            self.flush()  # at most one waits: a second would be written out of order
+        if defer:  # the step's take wrote the one before: at most one checkpoint waits
             self._deferred = records.NewStep(
                 self._workflow_id, step_id, name, output, error, started, None, clock.now_ms()
             )
@@ -141,7 +140,7 @@ class Checkpoints:
             step.step_id, self._store.record_step(step, self._executor_id)
         )
         if adopted:
-            raise Replay(self._workflow_id, step.step_id)
+            raise Replay(step.step_id)
 
     def settle(self) -> None:
         """On a stop: write the deferred checkpoint if the workflow can still take it (a step
@@ -166,7 +165,7 @@ class Checkpoints:
         )
         if not outcome.recorded:  # the final status was not written either
             self.after_record(step.step_id, outcome)  # Fenced if the other execution owns it
-            raise Replay(self._workflow_id, step.step_id)
+            raise Replay(step.step_id)
         return written
 
     def after_record(self, step_id: int, outcome: records.StepOutcome) -> tuple[bool, Any]:

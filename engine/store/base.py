@@ -358,9 +358,6 @@ class Store(abc.ABC):
         params = {"executor_id": executor_id, "application_version": application_version}
         return [row["workflow_uuid"] for row in self._rows("recoverable_workflows", params)]
 
-    def claim_recovery(self, workflow_id: str, executor_id: str) -> records.WorkflowRow | None:
-        return self.claim_recoveries([workflow_id], executor_id)[0]
-
     def claim_recoveries(
         self, workflow_ids: Sequence[str], executor_id: str
     ) -> list[records.WorkflowRow | None]:

@@ -151,11 +151,16 @@ class GroupCommitter:
 
     def _hand_on(self, first: _Write) -> None:
         """Give the leader slot, with the oldest queued write, to whoever leads next."""
-        if first.future is None and not self._relays:
-            first.leads = True  # its thread, waiting, leads the next batch when woken
-            first.woken.open()
-        else:
+        if not self._to_its_thread(first):
             self._relay(first)
+
+    def _to_its_thread(self, first: _Write) -> bool:
+        """Without the relay, a waiting thread leads the batch of its own write: wake it to."""
+        if first.future is not None or self._relays:
+            return False
+        first.leads = True
+        first.woken.open()
+        return True
 
     def _relay(self, first: _Write) -> None:
         """Hand ``first`` and the leader slot it holds to a committer thread. One that runs
@@ -188,11 +193,8 @@ class GroupCommitter:
             if extra:
                 self._start_committer(beside)
             following = self._lead(following)
-            if following is not None and following.future is None and not self._relays:
-                # Without the relay a waiting thread leads the next batch; this thread only
-                # stands in for async writes, which have no thread of their own.
-                self._hand_on(following)
-                following = None
+            if following is not None and self._to_its_thread(following):
+                following = None  # without the relay, this thread stands in for async writes
             if following is None:
                 with self._mutex:  # a relay that found us running may have queued meanwhile
                     if self._queue and self._leaders < self._max_leaders:

@@ -449,7 +449,7 @@ def test_finishing_needs_pending_and_the_owner(st: Store, db: Database, now: Clo
     )
     assert st.finish_workflow("w", "ERROR", "exec-1", None, '"e"') is None  # no longer PENDING
     st.insert_workflow(new("e"))
-    st.claim_recovery("e", "exec-1")
+    st.claim_recoveries(["e"], "exec-1")
     assert st.finish_workflow("e", "ERROR", "exec-1", None, '"bad"', "Traceback...") == (
         records.Outcome("ERROR", None, '"bad"', 1, "exec-1")
     )
@@ -465,8 +465,8 @@ def test_finishing_needs_pending_and_the_owner(st: Store, db: Database, now: Clo
 
 def test_an_async_finish_needs_the_same(st: Store) -> None:
     st.insert_workflow(new("w"))
-    st.claim_recovery("w", "exec-1")
-    st.claim_recovery("w", "exec-1")
+    st.claim_recoveries(["w"], "exec-1")
+    st.claim_recoveries(["w"], "exec-1")
     assert asyncio.run(st.finish_workflow_async("w", "SUCCESS", "exec-2", "1", None)) is None
     assert asyncio.run(
         st.finish_workflow_async("w", "SUCCESS", "exec-1", "1", None)
@@ -494,10 +494,10 @@ def test_recovery_finds_this_executors_pending_rows_of_its_version(st: Store, no
     st.insert_workflow(new("queued", status="ENQUEUED", executor_id="exec-1", queue_name="q"))
     assert st.recoverable_workflows("exec-1", "v1") == ["b", "a"]  # oldest first
     now.now = NOW + 5
-    claimed = st.claim_recovery("a", "exec-1")
+    claimed = st.claim_recoveries(["a"], "exec-1")[0]
     assert claimed == row("a", created_at=NOW + 1, updated_at=NOW + 5, recovery_attempts=1)
-    assert st.claim_recovery("a", "exec-2") is None
-    assert st.claim_recovery("queued", "exec-1") is None
+    assert st.claim_recoveries(["a"], "exec-2")[0] is None
+    assert st.claim_recoveries(["queued"], "exec-1")[0] is None
     # Many in one transaction, each with its own outcome; none is no write at all.
     claimed_b, again, queued = st.claim_recoveries(["b", "a", "queued"], "exec-1")
     assert claimed_b == row("b", updated_at=NOW + 5, recovery_attempts=1)
@@ -632,7 +632,7 @@ def test_cancelling_needs_an_unfinished_row_and_a_passed_deadline(st: Store, now
 
 def test_a_resume_puts_a_stopped_row_back_to_work(st: Store, now: Clock) -> None:
     st.insert_workflow(new("w", timeout_ms=100, queue_name="old"))
-    st.claim_recovery("w", "exec-1")
+    st.claim_recoveries(["w"], "exec-1")
     st.finish_workflow("w", "ERROR", "exec-1", None, '"e"')
     assert (
         st.resume_workflow(
