@@ -316,6 +316,31 @@ def test_a_last_step_and_the_final_status_commit_together_only_with_a_new_step(d
         st.close()
 
 
+def test_a_partition_whose_workflows_all_finished_still_counts_as_served(db) -> None:
+    """The turn order of a partitioned queue: a partition served a moment ago, whose workflows
+    have all finished, goes after one never served (it used to tie with it, and win by name)."""
+    st = store.connect(db.url, db.schema)
+    try:
+        st.migrate()
+        queued = {"queue_name": "q", "executor_id": None}
+        st.insert_workflow(
+            new_workflow("big-done", status="SUCCESS", partition_key="big", **queued)
+        )
+        st.insert_workflow(
+            new_workflow("big-1", status="ENQUEUED", partition_key="big", started_at=None, **queued)
+        )
+        st.insert_workflow(
+            new_workflow("s2-1", status="ENQUEUED", partition_key="s2", started_at=None, **queued)
+        )
+        turns = st._rows("queue_partitions", {"queue_name": "q"})
+        assert [(r["partition_key"], r["running"], r["waiting"]) for r in turns] == [
+            ("s2", 0, 1),
+            ("big", 0, 1),
+        ]
+    finally:
+        st.close()
+
+
 def test_sends_and_consumes_merge_into_one_batch_with_their_notifications(db) -> None:
     """Sends (one to a missing workflow), recv consumes (one whose step another execution
     recorded first) and finishes in one batch: each write gets its own outcome, a consume

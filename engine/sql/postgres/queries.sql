@@ -715,16 +715,20 @@ WHERE EXISTS (SELECT 1 FROM queue_settings WHERE queue_name = %(queue_name)s)
 -- queue_partitions --
 -- The partitions of a queue with waiting work: how many of each run, and when each last had a
 -- workflow started (its turn: the least recently served goes first, on every worker alike).
-SELECT partition_key,
-       count(*) FILTER (WHERE status = 'PENDING') AS running,
-       count(*) FILTER (WHERE status = 'ENQUEUED') AS waiting,
-       coalesce(max(started_at_epoch_ms), 0) AS last_started
-FROM workflow_status
-WHERE queue_name = %(queue_name)s AND partition_key IS NOT NULL
-  AND status IN ('ENQUEUED', 'PENDING')
-GROUP BY partition_key
-HAVING count(*) FILTER (WHERE status = 'ENQUEUED') > 0
-ORDER BY last_started, partition_key;
+-- The latest start counts finished workflows too (0011: one index probe per partition).
+SELECT p.partition_key, p.running, p.waiting,
+       coalesce((SELECT max(w.started_at_epoch_ms) FROM workflow_status AS w
+                 WHERE w.queue_name = %(queue_name)s AND w.partition_key = p.partition_key
+                   AND w.partition_key IS NOT NULL), 0) AS last_started
+FROM (SELECT partition_key,
+             count(*) FILTER (WHERE status = 'PENDING') AS running,
+             count(*) FILTER (WHERE status = 'ENQUEUED') AS waiting
+      FROM workflow_status
+      WHERE queue_name = %(queue_name)s AND partition_key IS NOT NULL
+        AND status IN ('ENQUEUED', 'PENDING')
+      GROUP BY partition_key
+      HAVING count(*) FILTER (WHERE status = 'ENQUEUED') > 0) AS p
+ORDER BY last_started, p.partition_key;
 
 -- claim_queued_partition --
 -- claim_queued, within one partition.
