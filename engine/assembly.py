@@ -21,6 +21,7 @@ from engine.admission import Admission
 from engine.control import Control
 from engine.dispatch import Dispatcher, Handoff
 from engine.lifecycle import Lifecycle
+from engine.orphans import Orphans
 from engine.results import Results
 from engine.routing import Routing
 from engine.runs import Runs
@@ -146,6 +147,15 @@ def worker(parts: Parts, options: LoopOptions, executor_id: str) -> Worker:
     """The worker loop (heartbeat, dead executors, queues) of a launching engine."""
     served = options.served
     queues = [q for q in parts.registry.queues.values() if served is None or q.name in served]
+    version = parts.registry.application_version
+    runtime = parts.runtime
+    # A dispatcher's claimed rows are PENDING under its ID, with no run, until a Celery worker
+    # takes them over: not orphans. Every other process adopts its own.
+    adopt = (
+        None
+        if options.dispatcher is not None
+        else Orphans(parts.store, executor_id, version, runtime.running, runtime.resume)
+    )
     return Worker(
         parts.store,
         parts.wakeups,
@@ -160,6 +170,7 @@ def worker(parts: Parts, options: LoopOptions, executor_id: str) -> Worker:
         claim_queues=options.claim_queues,
         settings=parts.queue_control.effective,
         dispatching=options.dispatcher is not None,
+        orphans=adopt,
     )
 
 

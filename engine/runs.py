@@ -3,7 +3,9 @@ what the worker loop counts against its capacity, what shutdown drains."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from collections.abc import Iterable, Iterator
 
 from engine.store import records
 from engine.threads import Latch
@@ -42,6 +44,22 @@ class Runs:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._runs: dict[str, Run] = {}
+        self._claiming: set[str] = set()  # claimed (or being claimed) here, run not begun
+
+    @contextlib.contextmanager
+    def claiming(self, workflow_ids: Iterable[str]) -> Iterator[list[str]]:
+        """Reserve, while claiming rows already PENDING under this executor until their runs
+        begin, those of ``workflow_ids`` that neither run nor are being claimed here: two
+        claims of one such row here (a resume after a database outage, the orphan sweep's, a
+        Celery take-over) then run it once. Yields the reserved IDs."""
+        with self._lock:
+            free = [w for w in workflow_ids if w not in self._runs and w not in self._claiming]
+            self._claiming.update(free)
+        try:
+            yield free
+        finally:
+            with self._lock:
+                self._claiming.difference_update(free)
 
     def begin(self, workflow_id: str, queue_name: str | None) -> Run:
         run = Run(queue_name)

@@ -97,6 +97,10 @@ class Runtime:
         """Workflows executing (or parked) here."""
         return len(self._runs)
 
+    def running(self, workflow_id: str) -> bool:
+        """Whether an execution here holds the workflow (running or parked)."""
+        return workflow_id in self._runs
+
     def io_threads(self) -> int:
         """I/O threads started so far for async workflows' database calls."""
         return self.offload.threads
@@ -109,35 +113,44 @@ class Runtime:
 
     def recover(self, workflow_id: str) -> int:
         """Resume one PENDING workflow of this executor from its checkpoints; 1 if resumed."""
-        return self._resume([workflow_id])
+        return self.resume([workflow_id])
 
     def recover_all(self) -> int:
         """Resume every PENDING workflow of this executor and version (at launch)."""
         version = self._registry.application_version
-        ids = self._store.recoverable_workflows(self.executor_id, version)
+        return self.resume(self._store.recoverable_workflows(self.executor_id, version))
+
+    def resume(self, workflow_ids: list[str]) -> int:
+        """Resume PENDING workflows of this executor (those not running here) from their
+        checkpoints, claiming them ``RECOVERY_CLAIMS`` per transaction; how many resumed."""
         step = RECOVERY_CLAIMS
-        return sum(self._resume(ids[i : i + step]) for i in range(0, len(ids), step))
+        return sum(
+            self._resume(workflow_ids[i : i + step]) for i in range(0, len(workflow_ids), step)
+        )
 
     def _resume(self, workflow_ids: list[str]) -> int:
-        """Claim the workflows in one transaction and run those claimed; how many resumed."""
-        ids = [wid for wid in workflow_ids if wid not in self._runs]  # not running here already
-        resumed = 0
-        for row in self._store.claim_recoveries(ids, self.executor_id):
-            if row is not None:  # None: finished or taken meanwhile
-                self._store.metrics.recovered()
-                resumed += 1 if self.run_claimed(row) else 0
-        return resumed
+        with self._runs.claiming(workflow_ids) as ids:  # not running nor being claimed here
+            resumed = 0
+            for row in self._store.claim_recoveries(ids, self.executor_id):
+                if row is not None:  # None: finished or taken meanwhile
+                    self._store.metrics.recovered()
+                    resumed += 1 if self.run_claimed(row) else 0
+            return resumed
 
     def take_over(self, workflow_id: str, dispatcher_id: str) -> None:
         """Run a workflow that the dispatcher ``dispatcher_id`` claimed and handed to this
         process, and wait until it ends or parks. Does nothing when it was taken already."""
         version = self._registry.application_version
-        row = self._store.take_over(workflow_id, self.executor_id, dispatcher_id, version)
-        if row is None:
-            dispatch.explain_untaken(self._store.get_workflow(workflow_id), dispatcher_id, version)
-            return
-        if not self.run_claimed(row):
-            return
+        with self._runs.claiming([workflow_id]) as free:
+            if free:  # else it runs here already (a task delivered twice): wait for it
+                row = self._store.take_over(workflow_id, self.executor_id, dispatcher_id, version)
+                if row is None:
+                    dispatch.explain_untaken(
+                        self._store.get_workflow(workflow_id), dispatcher_id, version
+                    )
+                    return
+                if not self.run_claimed(row):
+                    return
         run = self._runs.get(workflow_id)
         while run is not None and not run.parked and not run.done.wait(0.5):
             pass

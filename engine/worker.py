@@ -1,10 +1,11 @@
 """The background duties of a launched engine, in one loop of small steps.
 
 Each pass (``run_once``): heartbeat when due, re-enqueue the work of executors whose heartbeat
-expired, start delayed workflows whose time came, and claim queued workflows within every
-queue's limits. Between passes it sleeps until something is enqueued here (or, on Postgres,
-anywhere), a thread frees up while claims were held back for lack of one, or the poll
-interval passes (other processes' enqueues on SQLite are seen by polling).
+expired and resume this executor's orphans (``engine.orphans``), start delayed workflows whose
+time came, and claim queued workflows within every queue's limits. Between passes it sleeps
+until something is enqueued here (or, on Postgres, anywhere), a thread frees up while claims
+were held back for lack of one, or the poll interval passes (other processes' enqueues on
+SQLite are seen by polling).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Protocol
 
 from engine import fleet, heartbeat
 from engine import signals as keys
+from engine.orphans import Orphans
 from engine.queues import INTERNAL_QUEUE, Queue
 from engine.store import Store, records
 from engine.wakeups import Wakeups
@@ -55,11 +57,13 @@ class Worker:
         claim_queues: bool = True,
         settings: Callable[[Queue], Queue | None] | None = None,
         dispatching: bool = False,
+        orphans: Orphans | None = None,
     ) -> None:
         """``claim_queues=False``: heartbeat and recover dead executors, but claim nothing (a
         Celery worker process runs only what its tasks hand it). ``settings``: a queue as the
         database's queue control says to claim from it now (None: paused)."""
         self._settings = settings
+        self._orphans = orphans
         self._store = store
         self._wakeups = wakeups
         self._stopping = stopping
@@ -161,7 +165,8 @@ class Worker:
         self._next_heartbeat = time.monotonic() + self.heartbeat_timeout / 6
 
     def sweep(self) -> None:
-        """Hand the unfinished work of executors whose heartbeat expired to the live ones."""
+        """Hand the unfinished work of executors whose heartbeat expired to the live ones, and
+        resume this executor's orphaned workflows."""
         requeued = self._store.executors.requeue_dead_executors(
             self._executor_id, int(self.heartbeat_timeout * 1000), INTERNAL_QUEUE
         )
@@ -179,6 +184,8 @@ class Worker:
             if workflow_ids:
                 self._store.metrics.recovered(len(workflow_ids))
                 self._wakeups.fire(keys.ENQUEUED)
+        if self._orphans is not None:
+            self._orphans.sweep()
 
     def _claim(self, queue: Queue) -> int:
         if self._settings is not None:

@@ -85,7 +85,8 @@ WHERE status = 'PENDING' AND executor_id = :executor_id
 ORDER BY created_at;
 
 -- claim_recovery --
--- Count one more recovery; guarded by status and executor, so a duplicate recovery is a no-op.
+-- Count one more recovery; guarded by status and executor: a workflow that finished or went to
+-- another executor meanwhile is not claimed (two claims here are kept apart by Runs.claiming).
 UPDATE workflow_status
 SET recovery_attempts = recovery_attempts + 1, updated_at = :now
 WHERE workflow_uuid = :workflow_id AND status = 'PENDING' AND executor_id = :executor_id
