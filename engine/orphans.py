@@ -50,9 +50,10 @@ class Orphans:
             return 0
         ids = sorted(adopted)
         log.warning(
-            "%d workflows are PENDING under this executor with nothing here running them (a "
-            "commit whose answer was lost?); resuming them from their checkpoints: %s",
-            len(ids),
+            "resuming %s PENDING under this executor with nothing here running %s (a commit "
+            "whose answer was lost?): %s",
+            "1 workflow" if len(ids) == 1 else f"{len(ids)} workflows",
+            "it" if len(ids) == 1 else "them",
             ", ".join(ids[:10]) + (", ..." if len(ids) > 10 else ""),
             extra={"action": "workflow.orphaned", "workflows": len(ids)},
         )
