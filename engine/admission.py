@@ -232,7 +232,7 @@ class Admission:
 
     def _admitted(self, new: records.NewWorkflow, created: bool) -> Admitted:
         if new.queue_name is not None:
-            self._wakeups.fire(signals.ENQUEUED)
+            self._wakeups.fire(signals.enqueued_key(new.queue_name))
             return Admitted(new.workflow_id)
         if not created:
             return Admitted(new.workflow_id)
@@ -450,7 +450,7 @@ class Admission:
         created, outcome = self._store.insert_child(new, step, parent.executor_id)
         self._created_or_same(created, child_id, name)
         if created and on_queue is not None:
-            self._wakeups.fire(signals.ENQUEUED)
+            self._wakeups.fire(signals.enqueued_key(on_queue))
         run_here = _running(new, now, fresh=True) if created and on_queue is None else None
         return Admitted(child_id, run_here), outcome
 
@@ -500,8 +500,8 @@ class Admission:
                 f"cannot fork into workflow ID {new_id!r}: it is already taken; pass another "
                 "new_workflow_id"
             )
-        if not here:
-            self._wakeups.fire(signals.ENQUEUED)
+        if new.queue_name is not None:
+            self._wakeups.fire(signals.enqueued_key(new.queue_name))
         # Steps were copied (unless it starts from the first): the run reads them back.
         return Admitted(new_id, _running(new, now, fresh=start_step == 1) if here else None)
 
@@ -527,7 +527,7 @@ class Admission:
             started_at=clock.now_ms() if here else None,
         )
         if row is not None and not here:
-            self._wakeups.fire(signals.ENQUEUED)
+            self._wakeups.fire(signals.enqueued_key(on_queue or INTERNAL_QUEUE))
         return Admitted(workflow_id, row if here else None)
 
 

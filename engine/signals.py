@@ -13,12 +13,19 @@ import threading
 from collections.abc import Iterator
 from typing import Protocol, TypeVar
 
-# Something was enqueued (here, or by another process): the worker loop looks for work.
+# Something may wait on any queue (a queue resumed, a limit raised, a dead executor's work
+# re-enqueued, another process's freed slot): the worker loop looks at every queue it serves.
 ENQUEUED = "enq"
 # A run ended or parked here: a workflow thread (and maybe a queue slot) is free again.
 FREED = "freed"
 # A managed schedule was made, changed or deleted: every scheduler re-reads the schedules now.
 SCHEDULES = "schedules"
+
+
+def enqueued_key(queue_name: str) -> str:
+    """A workflow was enqueued here on ``queue_name``: the worker loop claims from that queue
+    (not from every queue it serves: a claim is a write, and an empty one is one for nothing)."""
+    return f"{ENQUEUED}:{queue_name}"
 
 
 def message_key(workflow_id: str) -> str:

@@ -14,6 +14,7 @@ from engine.signals import Signals
 from engine.store import Store
 
 T = TypeVar("T")
+QUEUE_KEY = signals.enqueued_key("")
 S = TypeVar("S", bound=signals.Settable)
 
 
@@ -26,13 +27,26 @@ class Wakeups:
         self._listener: threading.Thread | None = None
         # How often a waiter re-reads the database for changes made by other processes.
         self.poll_interval = store.poll_interval
-        # How many times ENQUEUED fired: the worker loop tells an enqueue from other wake-ups.
+        # How many times ENQUEUED (any queue) and each queue's key fired: the worker loop tells
+        # an enqueue from other wake-ups, and which queues are worth a claim.
         self.enqueues = 0
+        self.everywhere = 0
+        self._on_queue: dict[str, int] = {}
 
     def fire(self, key: str) -> None:
         if key == signals.ENQUEUED:
             self.enqueues += 1
+            self.everywhere += 1
+        elif key.startswith(QUEUE_KEY):
+            self.enqueues += 1
+            queue_name = key[len(QUEUE_KEY) :]
+            self._on_queue[queue_name] = self._on_queue.get(queue_name, 0) + 1
         self._signals.fire(key)
+
+    def enqueued_on(self, queue_name: str) -> int:
+        """How many wake-ups may have put work on ``queue_name`` so far (its own, and every
+        queue's): a claiming loop claims from it again only when this changed (or by poll)."""
+        return self.everywhere + self._on_queue.get(queue_name, 0)
 
     def watch(self, *keys: str) -> contextlib.AbstractContextManager[threading.Event]:
         """An event set whenever one of ``keys`` fires (register before checking)."""

@@ -131,5 +131,8 @@ class Queues:
                 claimed += [records.workflow_row(row) for row in rows]
             return claimed
 
-    def promote_delayed(self) -> None:
-        self._write("promote_delayed", {"now": clock.now_ms()})
+    def promote_delayed(self) -> set[str]:
+        """Enqueue the DELAYED workflows whose time came; the queues they went to."""
+        return {
+            row["queue_name"] for row in self._write("promote_delayed", {"now": clock.now_ms()})
+        }

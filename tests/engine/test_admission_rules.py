@@ -4,8 +4,8 @@ again (or a conflict), never a second row.
 
 ``Admission`` is driven directly over a real store (SQLite and Postgres), with the clock frozen
 so every stored time is known exactly, and a wake-up recorder in place of ``Wakeups``: an
-admission that should wake the workers fires ENQUEUED exactly once, one that should not fires
-nothing.
+admission that should wake the workers fires its queue's key (``enqueued_key``) exactly once,
+one that should not fires nothing.
 """
 
 from __future__ import annotations
@@ -325,7 +325,7 @@ def test_a_start_on_a_queue_writes_every_queue_column(s: Setup) -> None:
         timeout_ms=3000,
     )
     assert s.extra("q1") == ("shop", 4, "d1", None, TRACEPARENT, None)
-    assert s.wakeups.fired == [signals.ENQUEUED]
+    assert s.wakeups.fired == [signals.enqueued_key("q")]
 
 
 def test_a_delayed_start_waits_until_its_time(s: Setup) -> None:
@@ -338,7 +338,7 @@ def test_a_delayed_start_waits_until_its_time(s: Setup) -> None:
     s.engine.start("wf", 1, workflow_id="d0", timeout=None, queue="q", delay=0)
     assert s.row("d0").status == "ENQUEUED"  # no delay at all
     assert s.extra("d0")[3] is None
-    assert s.wakeups.fired == [signals.ENQUEUED, signals.ENQUEUED]
+    assert s.wakeups.fired == [signals.enqueued_key("parts"), signals.enqueued_key("q")]
 
 
 def test_a_client_start_keeps_its_version_and_any_queue(s: Setup) -> None:
@@ -412,7 +412,7 @@ def test_a_deduplication_id_held_is_refused_or_returns_the_holder(s: Setup) -> N
     )
     assert returned == Admitted("a")
     assert s.count() == 1
-    assert s.wakeups.fired == [signals.ENQUEUED]  # only the first enqueued anything
+    assert s.wakeups.fired == [signals.enqueued_key("q")]  # only the first enqueued anything
 
 
 def test_return_existing_creates_when_free_and_returns_an_existing_id(s: Setup) -> None:
@@ -421,7 +421,7 @@ def test_return_existing_creates_when_free_and_returns_an_existing_id(s: Setup) 
     )
     assert s.engine.start_with("wf", 1, options) == Admitted("r1")
     assert s.extra("r1")[2] == "k"
-    assert s.wakeups.fired == [signals.ENQUEUED]
+    assert s.wakeups.fired == [signals.enqueued_key("q")]
     # The same ID again (its deduplication ID held by itself): that workflow, not a refusal.
     assert s.engine.start_with("wf", 1, options) == Admitted("r1")
     assert s.count() == 1
@@ -478,7 +478,7 @@ def test_an_async_start_writes_the_same_rows(s: Setup) -> None:
     assert queued == Admitted("a2")
     assert (s.row("a2").status, s.row("a2").queue_name) == ("ENQUEUED", "q")
     assert s.extra("a2") == ("shop", 3, None, None, TRACEPARENT, None)
-    assert s.wakeups.fired == [signals.ENQUEUED]
+    assert s.wakeups.fired == [signals.enqueued_key("q")]
 
 
 def test_an_async_start_of_an_existing_id_is_the_same_or_a_conflict(s: Setup) -> None:
@@ -581,7 +581,7 @@ def test_a_child_on_a_queue_waits_there_with_the_inherited_deadline(s: Setup) ->
         deadline_ms=NOW + 5000,
         parent_workflow_id="p",
     )
-    assert s.wakeups.fired == [signals.ENQUEUED]
+    assert s.wakeups.fired == [signals.enqueued_key("q")]
     s.engine.child(parent, "kid", 1, workflow_id="qd", timeout=None, detached=True, queue="q")
     assert s.row("qd").deadline_ms is None
 
@@ -711,7 +711,7 @@ def test_a_fork_of_another_version_or_on_a_queue_waits_on_a_queue(s: Setup) -> N
     assert queued == Admitted("fq")
     row = s.row("fq")
     assert (row.status, row.queue_name, row.application_version) == ("ENQUEUED", "q", VERSION)
-    assert s.wakeups.fired == [signals.ENQUEUED, signals.ENQUEUED]
+    assert s.wakeups.fired == [signals.enqueued_key(INTERNAL_QUEUE), signals.enqueued_key("q")]
     made = s.engine.fork("o", 1, new_workflow_id=None, application_version=None, queue="q")
     assert len(made.workflow_id) == 36
 
@@ -902,7 +902,7 @@ def test_a_resume_onto_a_queue_wakes_the_workers(s: Setup) -> None:
     cancelled(s, "rq", "q")
     s.wakeups.fired.clear()
     s.engine.resume("rq")
-    assert s.wakeups.fired == [signals.ENQUEUED]
+    assert s.wakeups.fired == [signals.enqueued_key("q")]
 
 
 def test_an_async_return_existing_start_stores_its_input(s: Setup) -> None:

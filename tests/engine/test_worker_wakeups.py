@@ -8,7 +8,9 @@ loop at all (it used to: one thread hand-off per workflow, for a pass that claim
 
 from __future__ import annotations
 
+import itertools
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -16,6 +18,7 @@ import pytest
 from engine import Engine, signals
 from engine import worker as worker_mod
 from engine.wakeups import Wakeups
+from tests.support import wait_until
 
 HOUR = 3600.0
 LONG = 300.0  # a wait that a message must cut short
@@ -100,3 +103,91 @@ def test_a_workflow_parking_frees_its_thread_for_queued_work(make_engine, hourly
     assert [h.get_result(timeout=30) for h in queued] == [0, 2, 4]
     engine.send(parked.workflow_id, "now", topic="go")
     assert parked.get_result(timeout=30) == "now"
+
+
+def claims_made(monkeypatch: pytest.MonkeyPatch, engine: Engine) -> list[str]:
+    """The queues the worker loop claims from, in order, from here on."""
+    queues = engine._parts.store.queues
+    dequeue = queues.dequeue
+    claimed: list[str] = []
+
+    def recording_dequeue(queue_name: str, *args: Any, **kwargs: Any) -> Any:
+        claimed.append(queue_name)
+        return dequeue(queue_name, *args, **kwargs)
+
+    monkeypatch.setattr(queues, "dequeue", recording_dequeue)
+    return claimed
+
+
+def test_an_enqueue_claims_from_its_own_queue_only(make_engine, hourly_polls, monkeypatch) -> None:
+    """A claim is a write: a worker serving several queues used to claim from every one of
+    them (and the internal queue) after each enqueue anywhere."""
+    engine: Engine = make_engine()
+    first, second = engine.queue("first"), engine.queue("second")
+
+    @engine.workflow(name="double")
+    def double(ctx, x):
+        return x * 2
+
+    engine.launch()  # its first pass claims from every queue (and the internal one)
+    worker = engine._worker
+    assert worker is not None
+    wait_until(lambda: len(worker._next_poll) == 3, 30, "the first pass")
+    claimed = claims_made(monkeypatch, engine)
+    assert engine.start_workflow(double, 1, queue=first).get_result(timeout=30) == 2
+    assert engine.start_workflow(double, 2, queue=second).get_result(timeout=30) == 4
+    assert engine.start_workflow(double, 3, queue=first).get_result(timeout=30) == 6
+    assert [q for q, _ in itertools.groupby(claimed)] == ["first", "second", "first"]
+
+
+def test_a_delayed_workflow_is_claimed_in_the_pass_that_enqueues_it(
+    make_engine, hourly_polls
+) -> None:
+    engine: Engine = make_engine()
+    later, other = engine.queue("later"), engine.queue("other")
+
+    @engine.workflow(name="triple")
+    def triple(ctx, x):
+        return x * 3
+
+    engine.launch()
+    worker, wakeups = engine._worker, engine._parts.wakeups
+    assert worker is not None
+    handle = engine.start_workflow(triple, 5, queue=later, delay=0.2)
+    # Its start woke a claim of its queue, which found it still DELAYED.
+    wait_until(
+        lambda: worker._claimed_upto.get(later.name) == wakeups.enqueued_on(later.name),
+        30,
+        "the claim at its start",
+    )
+    time.sleep(0.25)  # its delay is over: the next promotion enqueues it
+    worker._next_promotion = 0.0  # due now (hourly otherwise)
+    # A wake-up for another queue: the pass promotes the delayed workflow, and only the
+    # promotion's own wake-up makes its queue worth a claim (no poll for an hour).
+    wakeups.fire(signals.enqueued_key(other.name))
+    assert handle.get_result(timeout=30) == 15
+
+
+def test_claiming_passes_are_at_least_the_gap_apart(make_engine, hourly_polls, monkeypatch) -> None:
+    """Enqueues one after another each woke the loop for a claim of one workflow; passes at
+    most every CLAIM_GAP_S claim what came meanwhile together."""
+    passes: list[float] = []
+    run_once = worker_mod.Worker.run_once
+
+    def timed_run_once(self: worker_mod.Worker) -> int:
+        passes.append(time.monotonic())
+        return run_once(self)
+
+    monkeypatch.setattr(worker_mod.Worker, "run_once", timed_run_once)
+    engine: Engine = make_engine()
+    work = engine.queue("work")
+
+    @engine.workflow(name="plus")
+    def plus(ctx, x):
+        return x + 1
+
+    engine.launch()
+    handles = [engine.start_workflow(plus, i, queue=work) for i in range(30)]
+    assert [h.get_result(timeout=30) for h in handles] == list(range(1, 31))
+    gaps = [b - a for a, b in itertools.pairwise(passes)]
+    assert len(passes) > 1 and min(gaps) >= worker_mod.CLAIM_GAP_S

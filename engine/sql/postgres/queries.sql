@@ -258,8 +258,10 @@ FROM executors
 ORDER BY executor_id;
 
 -- promote_delayed --
+-- Their queues: the worker loop claims from them now.
 UPDATE workflow_status SET status = 'ENQUEUED', updated_at = %(now)s
-WHERE status = 'DELAYED' AND delay_until_epoch_ms <= %(now)s;
+WHERE status = 'DELAYED' AND delay_until_epoch_ms <= %(now)s
+RETURNING queue_name;
 
 -- queue_running --
 SELECT count(*) AS running FROM workflow_status
