@@ -553,5 +553,6 @@ def _running(new: records.NewWorkflow, now: int, fresh: bool) -> records.Workflo
         parent_workflow_id=new.parent_workflow_id,
         forked_from=new.forked_from,
         fresh=fresh,
+        admitted=True,
         traceparent=new.traceparent,
     )

@@ -44,27 +44,37 @@ class Runs:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._runs: dict[str, Run] = {}
-        self._claiming: set[str] = set()  # claimed (or being claimed) here, run not begun
+        # Workflow ID -> the thread claiming it here, from its claim to the start of its run.
+        self._claiming: dict[str, int] = {}
 
     @contextlib.contextmanager
     def claiming(self, workflow_ids: Iterable[str]) -> Iterator[list[str]]:
-        """Reserve, while claiming rows already PENDING under this executor until their runs
-        begin, those of ``workflow_ids`` that neither run nor are being claimed here: two
-        claims of one such row here (a resume after a database outage, the orphan sweep's, a
-        Celery take-over) then run it once. Yields the reserved IDs."""
+        """Reserve those of ``workflow_ids`` that neither run nor are being claimed here, for
+        this thread, until the block ends; yields them. Claims of one PENDING row of this
+        executor (a resume after a database outage, the orphan sweep's, a Celery take-over)
+        then run it once, and no other thread begins a run of a reserved ID."""
+        me = threading.get_ident()
         with self._lock:
             free = [w for w in workflow_ids if w not in self._runs and w not in self._claiming]
-            self._claiming.update(free)
+            self._claiming.update(dict.fromkeys(free, me))
         try:
             yield free
         finally:
             with self._lock:
-                self._claiming.difference_update(free)
+                for workflow_id in free:
+                    del self._claiming[workflow_id]
 
-    def begin(self, workflow_id: str, queue_name: str | None) -> Run:
-        run = Run(queue_name)
+    def begin(self, workflow_id: str, queue_name: str | None, *, replace: bool) -> Run | None:
+        """A new run of the workflow; None when another thread is claiming it, or when it runs
+        here already and ``replace`` is False. ``replace``: a run still winding down here (a
+        cancelled one, resumed at once) gives way to the new one."""
         with self._lock:
-            self._runs[workflow_id] = run
+            holder = self._claiming.get(workflow_id)
+            if holder is not None and holder != threading.get_ident():
+                return None
+            if not replace and workflow_id in self._runs:
+                return None
+            run = self._runs[workflow_id] = Run(queue_name)
         return run
 
     def get(self, workflow_id: str) -> Run | None:

@@ -123,6 +123,8 @@ class Runtime:
     def resume(self, workflow_ids: list[str]) -> int:
         """Resume PENDING workflows of this executor (those not running here) from their
         checkpoints, claiming them ``RECOVERY_CLAIMS`` per transaction; how many resumed."""
+        if self.stopping.is_set():
+            return 0  # shutting down: recovery, here or elsewhere, resumes them later
         step = RECOVERY_CLAIMS
         return sum(
             self._resume(workflow_ids[i : i + step]) for i in range(0, len(workflow_ids), step)
@@ -191,7 +193,11 @@ class Runtime:
             None if row.fresh else {s.step_id: s for s in self._store.list_steps(workflow_id)}
         )
         if run is None:
-            run = self._runs.begin(workflow_id, row.queue_name)
+            # A row admitted here never replaces a run: if one exists, the orphan sweep
+            # adopted the row while this start was late, and that run carries it.
+            run = self._runs.begin(workflow_id, row.queue_name, replace=not row.admitted)
+            if run is None:
+                return False
             run.name, run.created_at = name, row.created_at
             observe.claimed(self._store.metrics, row)
         if deadline is not None and not run.deadline_armed:

@@ -14,8 +14,9 @@ from engine.signals import Signals
 from engine.store import Store
 
 T = TypeVar("T")
-QUEUE_KEY = signals.enqueued_key("")
 S = TypeVar("S", bound=signals.Settable)
+
+QUEUE_KEY = signals.enqueued_key("")  # the prefix of every queue's own enqueue key
 
 
 class Wakeups:
@@ -30,23 +31,26 @@ class Wakeups:
         # How many times ENQUEUED (any queue) and each queue's key fired: the worker loop tells
         # an enqueue from other wake-ups, and which queues are worth a claim.
         self.enqueues = 0
-        self.everywhere = 0
-        self._on_queue: dict[str, int] = {}
+        self._broadcast_enqueues = 0  # ENQUEUED itself: work may wait on any queue
+        self._enqueues_on: dict[str, int] = {}
+        self._count_lock = threading.Lock()  # fired from many threads: no count may be lost
 
     def fire(self, key: str) -> None:
-        if key == signals.ENQUEUED:
-            self.enqueues += 1
-            self.everywhere += 1
-        elif key.startswith(QUEUE_KEY):
-            self.enqueues += 1
-            queue_name = key[len(QUEUE_KEY) :]
-            self._on_queue[queue_name] = self._on_queue.get(queue_name, 0) + 1
+        if key == signals.ENQUEUED or key.startswith(QUEUE_KEY):
+            with self._count_lock:
+                self.enqueues += 1
+                if key == signals.ENQUEUED:
+                    self._broadcast_enqueues += 1
+                else:
+                    queue_name = key[len(QUEUE_KEY) :]
+                    self._enqueues_on[queue_name] = self._enqueues_on.get(queue_name, 0) + 1
         self._signals.fire(key)
 
     def enqueued_on(self, queue_name: str) -> int:
         """How many wake-ups may have put work on ``queue_name`` so far (its own, and every
         queue's): a claiming loop claims from it again only when this changed (or by poll)."""
-        return self.everywhere + self._on_queue.get(queue_name, 0)
+        with self._count_lock:
+            return self._broadcast_enqueues + self._enqueues_on.get(queue_name, 0)
 
     def watch(self, *keys: str) -> contextlib.AbstractContextManager[threading.Event]:
         """An event set whenever one of ``keys`` fires (register before checking)."""

@@ -137,7 +137,10 @@ class Worker:
                         return
                     log.exception("worker pass failed", extra={"action": "worker.failed"})
                     claimed = 0
-                if not claimed:
+                # Work found held back for lack of room, by a pass that did not watch FREED:
+                # pass again at once, watching it (else the work would wait for the poll).
+                newly_held_back = not held_back and any(self._more.values())
+                if not claimed and not newly_held_back:
                     self._idle(woken, enqueues)
 
     def _idle(self, woken: threading.Event, enqueues: int) -> None:
@@ -229,8 +232,6 @@ class Worker:
             if enqueued != self._claimed_upto.get(queue.name):
                 self._more[queue.name] = True  # work waits for room: a freed thread is worth a pass
             return 0
-        self._claimed_upto[queue.name] = enqueued
-        self._next_poll[queue.name] = now + self.poll_interval
         if queue.partition_concurrency is not None:
             rows = self._store.queues.dequeue_partitioned(
                 queue.name,
@@ -250,6 +251,9 @@ class Worker:
                 concurrency=queue.concurrency,
                 rate_limit=queue.rate_limit,
             )
+        # Counted only once the claim went through (a failed one is made again next pass).
+        self._claimed_upto[queue.name] = enqueued
+        self._next_poll[queue.name] = now + self.poll_interval
         # A shared budget (global concurrency, rate limit) may hold work back too, and a run
         # ending here may be what frees it.
         shared = (

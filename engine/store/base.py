@@ -15,7 +15,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from importlib import resources
 from typing import Any, ClassVar
 
@@ -93,8 +93,12 @@ class Store(abc.ABC):
         self._closed = False
         self._migrated = False
         self._migrate_lock = threading.Lock()
+        # Writes that failed with a transient error: each may have committed all the same
+        # (the connection dropped after the server committed). engine/orphans.py looks for
+        # work such a write left behind only when this count has moved.
+        self.uncertain_writes = 0
         self._committer = groupcommit.GroupCommitter(
-            lambda writes: self._retrying(lambda: self._execute_batch(writes)),
+            lambda writes: self._retrying(lambda: self._commit(writes)),
             # Not a database that is down: that is everyone's error, and a batch that already
             # outlived the retries (SystemDatabaseUnavailableError) must not retry each write
             # alone for as long again, one after another.
@@ -114,7 +118,7 @@ class Store(abc.ABC):
             write_together=self._write_together, rows=self._rows, row=self._row, notify=self._notify
         )
         self.queues = queues.Queues(
-            write=self._write, rows=self._rows, row=self._row, exclusive=self._exclusive
+            write=self._write, rows=self._rows, row=self._row, exclusive=self._counted_exclusive
         )
         self.schedules = schedules.Schedules(
             write=self._write,
@@ -231,6 +235,26 @@ class Store(abc.ABC):
                 self.metrics.db_error_retried()
                 time.sleep(delay)
                 delay = min(delay * 2, 2.0)
+
+    def _commit(self, writes: Sequence[Sequence[groupcommit.Statement]]) -> list[list[Any]]:
+        try:
+            return self._execute_batch(writes)
+        except Exception as exc:
+            if self.is_transient(exc):
+                self.uncertain_writes += 1
+            raise
+
+    @contextlib.contextmanager
+    def _counted_exclusive(self) -> Iterator[Callable[..., list[Any]]]:
+        """``_exclusive``, counting a transient failure as an uncertain write (a claim's
+        commit can be lost on the way back too)."""
+        try:
+            with self._exclusive() as run:
+                yield run
+        except Exception as exc:
+            if self.is_transient(exc):
+                self.uncertain_writes += 1
+            raise
 
     def _write(self, query: str, params: Mapping[str, Any]) -> list[Any]:
         return self._committer.submit([(query, params)])[0]

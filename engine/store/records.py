@@ -9,7 +9,7 @@ bottom are the one place a row (a mapping of column name to value, as ``sqlite3.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 
@@ -37,6 +37,10 @@ class WorkflowRow:
     forked_from: str | None
     # Claimed with no step recorded yet: the executor need not read any back.
     fresh: bool = False
+    # Created by this process to run here now (a start, a child, a fork): no execution here
+    # can hold it already, unless the orphan sweep adopted it first (then this one stands down).
+    # Where the row came from, not what it holds: not compared.
+    admitted: bool = field(default=False, compare=False)
     # Known for rows made in this process; else read when tracing is on (engine/tracing.py).
     traceparent: str | None = None
     # Only from queries that select it; a dict when read by a client that decodes JSON.

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
-import time
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
@@ -21,6 +20,7 @@ import pytest
 
 from engine import Engine, Status
 from engine.orphans import Orphans
+from engine.runs import Runs
 from tests.engine.test_runtime_rules import capture_logs, records
 from tests.support import wait_until
 
@@ -112,8 +112,8 @@ def test_a_queue_claim_whose_answer_was_lost_still_runs_its_workflows(
     assert ran == {f"job-{i}": 1 for i in range(5)}
 
 
-def test_what_runs_or_is_parked_here_is_never_adopted(db, make_engine, caplog) -> None:
-    engine: Engine = make_engine("busy", **FAST_SWEEPS)
+def test_what_runs_or_is_parked_here_is_never_adopted(db, make_engine) -> None:
+    engine: Engine = make_engine("busy")
     release = threading.Event()
 
     @engine.workflow(name="held")
@@ -125,13 +125,19 @@ def test_what_runs_or_is_parked_here_is_never_adopted(db, make_engine, caplog) -
     def napping(ctx):
         ctx.sleep(3600)  # parked: no thread, still this process's run
 
-    capture_logs(caplog, logging.WARNING)
     engine.launch()
     running = engine.start_workflow(held)
     parked = engine.start_workflow(napping)
     wait_until(lambda: engine.runtime.parked() == 1, 30, "the sleeper to park")
-    time.sleep(0.5)  # five sweeps
-    assert not records(caplog, "workflow.orphaned")
+    store, resumed = engine._parts.store, []
+    orphans = Orphans(
+        store, engine.executor_id, engine.application_version, engine.runtime.running,
+        lambda ids: resumed.append(ids) or len(ids),
+    )  # fmt: skip
+    for _ in range(3):
+        store.uncertain_writes += 1  # as if a write had just failed: every sweep looks
+        assert orphans.sweep() == 0
+    assert resumed == []
     release.set()
     assert running.get_result(timeout=30) == "held"
     status = engine.get_workflow_status(parked.workflow_id)
@@ -139,27 +145,57 @@ def test_what_runs_or_is_parked_here_is_never_adopted(db, make_engine, caplog) -
     assert status.recovery_attempts == 0
 
 
-def test_an_orphan_is_adopted_at_its_second_sighting(db, make_engine) -> None:
-    engine: Engine = make_engine("sightings")
-    ran: Counter[str] = Counter()
-    counted = counting_app(engine, ran)
-    orphan(db, engine, counted, "orphan-7")
-    resumed: list[list[str]] = []
-    running: set[str] = set()
-    orphans = Orphans(
+def sweeper(engine: Engine, running: set[str], resumed: list[list[str]]) -> Orphans:
+    """Orphans over ``running`` (the IDs run here), whose resume adds to it."""
+
+    def resume(ids: list[str]) -> int:
+        resumed.append(ids)
+        running.update(ids)
+        return len(ids)
+
+    return Orphans(
         engine._parts.store,
         engine.executor_id,
         engine.application_version,
         running.__contains__,
-        lambda ids: resumed.append(ids) or len(ids),
+        resume,
     )
+
+
+def test_an_orphan_is_adopted_at_its_second_sighting(db, make_engine) -> None:
+    engine: Engine = make_engine("sightings")
+    orphan(db, engine, counting_app(engine, Counter()), "orphan-7")
+    resumed: list[list[str]] = []
+    running: set[str] = set()
+    orphans = sweeper(engine, running, resumed)
+    engine._parts.store.uncertain_writes += 1
     assert orphans.sweep() == 0  # first seen: its run may be about to start
     running.add("orphan-7")
-    assert orphans.sweep() == 0  # it started: not an orphan, and forgotten
+    assert orphans.sweep() == 0  # it started: not an orphan, and forgotten (a clean look)
     running.clear()
+    engine._parts.store.uncertain_writes += 1  # another write in doubt
     assert orphans.sweep() == 0
     assert orphans.sweep() == 1 and resumed == [["orphan-7"]]
-    assert ran == {"orphan-7": 1}  # its first run only: the sweep's resume was a stand-in
+
+
+def test_no_look_for_orphans_without_a_write_in_doubt(db, make_engine, monkeypatch) -> None:
+    """Only a write that failed with a transient error can leave an orphan: until one does, a
+    sweep reads nothing (and so never takes the running workflows of another process that
+    shares this executor ID for orphans)."""
+    engine: Engine = make_engine("quiet")
+    orphan(db, engine, counting_app(engine, Counter()), "looks-orphaned")
+    store, resumed, looks = engine._parts.store, [], []
+    recoverable = store.recoverable_workflows
+    monkeypatch.setattr(
+        store, "recoverable_workflows", lambda *a: looks.append(a) or recoverable(*a)
+    )
+    orphans = sweeper(engine, set(), resumed)
+    assert [orphans.sweep() for _ in range(3)] == [0, 0, 0] and looks == []
+    store.uncertain_writes += 1
+    assert [orphans.sweep() for _ in range(2)] == [0, 1] and len(looks) == 2
+    assert resumed == [["looks-orphaned"]]
+    assert orphans.sweep() == 0 and len(looks) == 3  # it runs now: a clean look...
+    assert orphans.sweep() == 0 and len(looks) == 3  # ...and no more until the next doubt
 
 
 def test_two_resumes_of_one_workflow_here_run_it_once(db, make_engine, monkeypatch) -> None:
@@ -191,3 +227,31 @@ def test_two_resumes_of_one_workflow_here_run_it_once(db, make_engine, monkeypat
     assert sorted(counts) == [0, 1]
     assert engine.retrieve_workflow("twice-2").get_result(timeout=30) == "twice-2:2"
     assert ran == {"twice-2": 2}  # its first run, then one resume
+
+
+def test_a_late_start_stands_down_before_the_run_that_adopted_it() -> None:
+    runs = Runs()
+    adopted = runs.begin("wf", None, replace=True)  # the sweep's resume
+    assert adopted is not None
+    assert runs.begin("wf", None, replace=False) is None  # the start it adopted, come late
+    assert runs.get("wf") is adopted
+    # A run still winding down here (cancelled, then resumed at once) gives way.
+    assert runs.begin("wf", None, replace=True) is not adopted
+
+
+def test_an_id_being_claimed_is_begun_by_its_claimer_only() -> None:
+    runs = Runs()
+    others: list[object] = []
+    with runs.claiming(["wf", "other"]) as reserved:
+        assert reserved == ["wf", "other"]
+        with runs.claiming(["wf"]) as again:
+            assert again == []  # a second claim here waits its turn: nothing reserved
+        thread = threading.Thread(
+            target=lambda: others.append(runs.begin("wf", None, replace=True))
+        )
+        thread.start()
+        thread.join()
+        assert others == [None]  # another thread cannot begin it meanwhile
+        assert runs.begin("wf", None, replace=False) is not None  # the claimer can
+    with runs.claiming(["wf", "other"]) as reserved:
+        assert reserved == ["other"]  # "wf" runs now

@@ -191,3 +191,32 @@ def test_claiming_passes_are_at_least_the_gap_apart(make_engine, hourly_polls, m
     assert [h.get_result(timeout=30) for h in handles] == list(range(1, 31))
     gaps = [b - a for a, b in itertools.pairwise(passes)]
     assert len(passes) > 1 and min(gaps) >= worker_mod.CLAIM_GAP_S
+
+
+def test_work_held_back_by_a_pass_without_room_starts_when_a_thread_frees(
+    make_engine, hourly_polls
+) -> None:
+    """The pass that found no room did not watch FREED (nothing was held back before it): the
+    loop must pass again, watching it, or the work waits for the poll."""
+    engine: Engine = make_engine(max_workflow_threads=1)
+    work = engine.queue("work")
+    release = threading.Event()
+
+    @engine.workflow(name="hold")
+    def hold(ctx):
+        ctx.run_step(release.wait)
+        return "held"
+
+    @engine.workflow(name="after")
+    def after(ctx):
+        return "after"
+
+    engine.launch()
+    holding = engine.start_workflow(hold)  # takes the one thread, here and now
+    waiting = engine.start_workflow(after, queue=work)  # its claim finds no room
+    worker = engine._worker
+    assert worker is not None
+    wait_until(lambda: worker._more.get(work.name), 30, "the claim without room")
+    release.set()
+    assert holding.get_result(timeout=30) == "held"
+    assert waiting.get_result(timeout=30) == "after"
