@@ -128,8 +128,15 @@ def finish_many(engine: Engine, db, n: int, name_fn, prefix: str) -> list[str]:
 
 
 def test_garbage_collect_age_keep_last_and_unfinished_parents(engine: Engine, db) -> None:
-    gate = threading.Event()
-    parent, kid, _ = app(engine, gate)
+    gate, hold = threading.Event(), threading.Event()
+    _, kid, _ = app(engine, gate)
+
+    @engine.workflow(name="holder")
+    def holder(ctx, x):
+        done = ctx.start_workflow(kid, x, workflow_id="run-child").get_result()
+        hold.wait(30)  # unfinished while its child is final
+        return done
+
     engine.launch()
     gate.set()
     ids = finish_many(engine, db, 6, kid, "k")
@@ -140,24 +147,21 @@ def test_garbage_collect_age_keep_last_and_unfinished_parents(engine: Engine, db
             "UPDATE workflow_status SET completed_at = completed_at - %s WHERE workflow_uuid = %s",
             ((10 - i) * 10_000, wid),
         )
-    gate.clear()
-    running = engine.start_workflow(parent, 1, workflow_id="run")  # its child waits on gate
-    wait_until(lambda: engine.get_workflow_status("run-2") is not None)
-    # A final child of the unfinished parent, completed long ago: never collected.
-    db.raw(
-        "UPDATE workflow_status SET status = 'SUCCESS', completed_at = 1 WHERE workflow_uuid = %s",
-        ("run-2",),
+    running = engine.start_workflow(holder, 1, workflow_id="run")
+    wait_until(
+        lambda: (s := engine.get_workflow_status("run-child")) is not None and s.status == "SUCCESS"
     )
+    # A final child of the unfinished parent, completed long ago: never collected.
+    db.raw("UPDATE workflow_status SET completed_at = 1 WHERE workflow_uuid = %s", ("run-child",))
     assert engine.garbage_collect(older_than=3600) == 0  # nothing that old
     assert engine.garbage_collect(older_than=0, keep_last=4) == 2  # k0, k1 go
     left = {r[0] for r in db.raw("SELECT workflow_uuid FROM workflow_status")}
-    assert {"k0", "k1"}.isdisjoint(left) and {"k2", "k3", "k4", "k5", "run", "run-2"} <= left
+    assert {"k0", "k1"}.isdisjoint(left) and {"k2", "k3", "k4", "k5", "run", "run-child"} <= left
     assert engine.garbage_collect(older_than=55) == 3  # k2, k3, k4 completed 80..60 s ago
-    assert engine.lifecycle.garbage_collect(older_than=0, batch_size=1) == 1  # k5; run-2 stays
+    assert engine.lifecycle.garbage_collect(older_than=0, batch_size=1) == 1  # k5; the child stays
     left = {r[0] for r in db.raw("SELECT workflow_uuid FROM workflow_status")}
-    assert left == {"run", "run-2"}
-    db.raw("UPDATE workflow_status SET status = 'PENDING' WHERE workflow_uuid = 'run-2'")
-    gate.set()
+    assert left == {"run", "run-child"}
+    hold.set()
     assert running.get_result(timeout=30) == 2
 
 

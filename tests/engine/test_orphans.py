@@ -245,7 +245,7 @@ def test_an_id_being_claimed_is_begun_by_its_claimer_only() -> None:
     with runs.claiming(["wf", "other"]) as reserved:
         assert reserved == ["wf", "other"]
         with runs.claiming(["wf"]) as again:
-            assert again == []  # a second claim here waits its turn: nothing reserved
+            assert again == []  # a second claim of it here gets nothing
         thread = threading.Thread(
             target=lambda: others.append(runs.begin("wf", None, replace=True))
         )
